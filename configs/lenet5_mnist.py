@@ -1,0 +1,53 @@
+"""LeNet-5 (Caffe variant) on MNIST: the papers' first experiment.
+
+    evosyn-classify --config=configs/lenet5_mnist.py --workdir=runs/lenet5_mnist
+Override any knob, e.g. --config.evolution.generations=5 --config.data.data_dir=/data/mnist
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.deterministic = True  # same seed -> same lineage on the same machine
+
+    config.model = ml_collections.ConfigDict({"name": "lenet5"})
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "mnist"
+    config.data.source = "auto"  # auto: local IDX files if data_dir or $EVOSYN_DATA_DIR, else TFDS
+    config.data.data_dir = ""  # folder with the four MNIST IDX files
+    config.data.tfds_data_dir = ""
+    config.data.download = True  # let TFDS download when source resolves to tfds
+    config.data.train_limit = 0  # use only the first N training examples (0 = all)
+    config.data.test_limit = 0
+
+    # Ancestor training.
+    config.train = ml_collections.ConfigDict()
+    config.train.epochs = 10
+    config.train.batch_size = 64
+    config.train.optimizer = "adam"
+    config.train.learning_rate = 1e-3
+    config.train.ancestor_path = ""  # a trained model to start from instead of training one
+
+    # Offspring synthesis and fine-tuning.
+    config.evolution = ml_collections.ConfigDict()
+    config.evolution.generations = 12
+    config.evolution.epochs_per_generation = 2
+    config.evolution.optimizer = "adam"
+    config.evolution.learning_rate = 1e-3
+    config.evolution.environment = "constant"  # constant | synapse_budget
+    config.evolution.cluster_factor = 0.8
+    config.evolution.synapse_factor = 1.0
+    config.evolution.budget_fraction = 0.5  # synapse_budget: keep this fraction per generation
+    config.evolution.budget_level = "both"  # cluster | synapse | both
+    config.evolution.accuracy_tolerance = 0.01  # accept offspring within 1 point of the ancestor
+    config.evolution.max_attempts = 3
+    config.evolution.reinitialize = False  # True: architecture-only heredity
+    config.evolution.selection = "most_efficient"  # most_efficient | most_accurate
+
+    config.log = ml_collections.ConfigDict()
+    config.log.fit_verbose = 2
+    config.log.tensorboard_fit_logs = True
+    return config

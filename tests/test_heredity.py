@@ -1,0 +1,154 @@
+"""Heredity probabilities against hand-computed values, and the statistics of sampling."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tf_evosyn import heredity
+from tf_evosyn.environment import ConstantFactor, SynapseBudget, get, serialize
+
+E = math.e
+
+# A 2x2 "kernel" with 3 clusters (last axis). Column sums of |w|: 1+2+0+1=4, 2+2+2+2=8, 1+0+0+1=2.
+WEIGHTS = np.array([[[1.0, -2.0, 1.0], [2.0, 2.0, 0.0]], [[0.0, -2.0, 0.0], [-1.0, 2.0, -1.0]]])
+ALIVE = np.ones_like(WEIGHTS, dtype=bool)
+
+
+def test_cluster_strengths_sum_absolute_living_weights():
+    np.testing.assert_allclose(heredity.cluster_strengths(WEIGHTS, ALIVE), [4.0, 8.0, 2.0])
+    dead = ALIVE.copy()
+    dead[0, 1, 1] = False  # a dead synapse counts as 0
+    np.testing.assert_allclose(heredity.cluster_strengths(WEIGHTS, dead), [4.0, 6.0, 2.0])
+
+
+def test_cluster_heredity_matches_formula():
+    probs = heredity.cluster_heredity(np.array([4.0, 8.0, 2.0]), np.ones(3, bool))
+    np.testing.assert_allclose(probs, [math.exp(0.5 - 1), 1.0, math.exp(0.25 - 1)])
+
+
+def test_synapse_heredity_matches_formula_and_dead_is_zero():
+    alive = ALIVE.copy()
+    alive[1, 0, 0] = False
+    probs = heredity.synapse_heredity(WEIGHTS, alive)
+    expected = np.exp(np.abs(WEIGHTS) / 2.0 - 1.0)
+    expected[1, 0, 0] = 0.0
+    np.testing.assert_allclose(probs, expected)
+    assert probs.max() == pytest.approx(1.0)
+
+
+def test_weakest_living_cluster_gets_about_one_over_e():
+    probs = heredity.cluster_heredity(np.array([1e-9, 5.0, 10.0]), np.ones(3, bool))
+    assert probs[0] == pytest.approx(1 / E, rel=1e-6)
+    assert probs[2] == 1.0
+
+
+def test_dead_cluster_has_zero_probability_and_max_is_over_living():
+    probs = heredity.cluster_heredity(np.array([4.0, 8.0, 2.0]), np.array([True, False, True]))
+    np.testing.assert_allclose(probs, [1.0, 0.0, math.exp(0.5 - 1)])
+
+
+def test_layer_heredity_ignores_synapses_of_dead_clusters():
+    layer = heredity.layer_heredity("l", WEIGHTS, ALIVE, np.array([True, False, True]))
+    assert not layer.synapse_alive[..., 1].any()
+    np.testing.assert_allclose(layer.cluster_probs, [1.0, 0.0, math.exp(0.5 - 1)])
+
+
+def _layer(weights, evolve_clusters=True, alive=None, clusters_alive=None):
+    alive = np.ones_like(weights, bool) if alive is None else alive
+    clusters_alive = np.ones(weights.shape[-1], bool) if clusters_alive is None else clusters_alive
+    return heredity.layer_heredity("l", weights, alive, clusters_alive, evolve_clusters)
+
+
+def test_stronger_clusters_survive_more_often():
+    rng = np.random.default_rng(0)
+    weights = np.stack([np.full((25,), s) for s in (0.1, 0.4, 0.7, 1.0)], axis=-1)
+    layer = _layer(weights)
+    survivals = np.zeros(4)
+    draws = 4000
+    for _ in range(draws):
+        survivals += heredity.sample_layer(layer, 1.0, 1.0, rng)[1]
+    rates = survivals / draws
+    assert np.all(np.diff(rates) > 0), rates
+    # Expected rates exp(s/Z - 1); 4000 draws give a standard error below 0.008.
+    np.testing.assert_allclose(rates[:3], np.exp(np.array([0.1, 0.4, 0.7]) - 1), atol=0.03)
+
+
+def test_synapse_survival_rate_matches_probability_times_factor():
+    rng = np.random.default_rng(1)
+    weights = np.tile(np.linspace(0.05, 1.0, 20)[:, None], (1, 50))
+    layer = _layer(weights, evolve_clusters=False)
+    total = np.zeros_like(weights)
+    draws = 400
+    for _ in range(draws):
+        total += heredity.sample_layer(layer, 1.0, 0.8, rng)[0]
+    observed = total.mean(axis=1) / draws
+    expected = 0.8 * np.exp(np.linspace(0.05, 1.0, 20) - 1)
+    np.testing.assert_allclose(observed[:-1], expected[:-1], atol=0.03)
+
+
+def test_masks_are_monotone():
+    rng = np.random.default_rng(2)
+    weights = rng.normal(size=(3, 3, 4, 8))
+    alive = rng.random(weights.shape) < 0.5
+    clusters_alive = rng.random(8) < 0.6
+    clusters_alive[0] = True
+    layer = _layer(weights, alive=alive, clusters_alive=clusters_alive)
+    for _ in range(200):
+        synapses, clusters = heredity.sample_layer(layer, 1.0, 1.0, rng)
+        assert not (clusters & ~clusters_alive).any()
+        assert not (synapses & ~(alive & clusters_alive)).any()
+        assert not (synapses & ~clusters).any()
+
+
+def test_last_cluster_of_a_layer_never_dies():
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(5, 4))
+    layer = _layer(weights)
+    strongest = np.argmax(np.abs(weights).sum(axis=0))
+    for _ in range(300):
+        synapses, clusters = heredity.sample_layer(layer, 1e-6, 1e-6, rng)
+        assert clusters.sum() >= 1
+        assert clusters[strongest]
+        # every surviving cluster keeps at least one synapse
+        assert synapses[:, clusters].any(axis=0).all()
+
+
+def test_protected_clusters_all_survive():
+    rng = np.random.default_rng(4)
+    weights = rng.normal(size=(30, 10))
+    layer = _layer(weights, evolve_clusters=False)
+    for _ in range(100):
+        synapses, clusters = heredity.sample_layer(layer, 0.1, 0.1, rng)
+        assert clusters.all()
+        assert synapses.any(axis=0).all()
+
+
+def test_expected_survivors_matches_monte_carlo():
+    rng = np.random.default_rng(5)
+    weights = rng.normal(size=(40, 12))
+    layer = _layer(weights)
+    expected_synapses, expected_clusters = heredity.expected_survivors(layer, 0.8, 0.9)
+    draws = [heredity.sample_layer(layer, 0.8, 0.9, rng) for _ in range(1500)]
+    assert np.mean([s.sum() for s, _ in draws]) == pytest.approx(expected_synapses, rel=0.05)
+    assert np.mean([c.sum() for _, c in draws]) == pytest.approx(expected_clusters, rel=0.05)
+
+
+def test_constant_factor_validation_and_config_round_trip():
+    with pytest.raises(ValueError, match="cluster_factor"):
+        ConstantFactor(cluster_factor=1.5)
+    env = ConstantFactor(0.7, 0.9)
+    rebuilt = get(serialize(env))
+    assert isinstance(rebuilt, ConstantFactor) and rebuilt.get_config() == env.get_config()
+
+
+def test_synapse_budget_hits_the_expected_fraction():
+    rng = np.random.default_rng(6)
+    layers = [_layer(rng.normal(size=(50, 20))), _layer(rng.normal(size=(3, 3, 8, 16)))]
+    env = SynapseBudget(fraction=0.3, level="both")
+    for layer, factors in zip(layers, env.factors(layers), strict=True):
+        expected, _ = heredity.expected_survivors(layer, *factors)
+        assert expected == pytest.approx(0.3 * layer.synapse_alive.sum(), rel=1e-3)
+    assert get(serialize(env)).get_config() == env.get_config()
+    with pytest.raises(ValueError, match="level"):
+        SynapseBudget(0.5, level="everything")

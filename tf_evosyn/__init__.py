@@ -1,0 +1,35 @@
+"""tf_evosyn: evolutionary synthesis of deep neural networks via synaptic-cluster-driven
+genetic encoding (Shafiee & Wong 2016; Shafiee, Barshan & Wong 2017), for TensorFlow/Keras 2.
+
+Importing the package sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow loads (TF-MOT and keras-cv
+need Keras 2); import ``tf_evosyn`` before ``tensorflow`` in your own code.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
+from tf_evosyn.environment import ConstantFactor, SynapseBudget  # noqa: E402
+from tf_evosyn.layers import EvoConv2D, EvoDense, evolvable_layers  # noqa: E402
+from tf_evosyn.measures import count_living  # noqa: E402
+from tf_evosyn.model_io import load_model, save_model  # noqa: E402
+from tf_evosyn.synthesis import compute_heredity, synthesize  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConstantFactor",
+    "EvoConv2D",
+    "EvoDense",
+    "SynapseBudget",
+    "clone_with_weights",
+    "compute_heredity",
+    "count_living",
+    "evolvability_report",
+    "evolvable",
+    "evolvable_layers",
+    "load_model",
+    "save_model",
+    "synthesize",
+]

@@ -1,0 +1,1 @@
+"""absl binaries of tf_evosyn."""

@@ -1,0 +1,119 @@
+"""Environmental factor models F(E): how scarce resources limit heredity.
+
+A model maps the heredity of every layer to a pair of factors per layer,
+``(cluster_factor, synapse_factor)``, which multiply the heredity probabilities before sampling.
+Models are small serialisable objects (``get_config``/``from_config``) like TF-MOT schedules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tf_evosyn.heredity import LayerHeredity, expected_survivors
+
+_REGISTRY: dict[str, type[EnvironmentalFactor]] = {}
+
+
+def _register(cls):
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class EnvironmentalFactor:
+    """Base class. Subclasses implement :meth:`factors` and :meth:`get_config`."""
+
+    def factors(self, layers: Sequence[LayerHeredity]) -> list[tuple[float, float]]:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict) -> EnvironmentalFactor:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@_register
+class ConstantFactor(EnvironmentalFactor):
+    """The papers' setting: one constant factor at cluster and/or synapse level (e.g. 0.8)."""
+
+    def __init__(self, cluster_factor: float = 0.8, synapse_factor: float = 1.0):
+        for name, value in (("cluster_factor", cluster_factor), ("synapse_factor", synapse_factor)):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value}.")
+        self.cluster_factor = float(cluster_factor)
+        self.synapse_factor = float(synapse_factor)
+
+    def factors(self, layers):
+        return [(self.cluster_factor, self.synapse_factor)] * len(layers)
+
+    def get_config(self):
+        return {"cluster_factor": self.cluster_factor, "synapse_factor": self.synapse_factor}
+
+
+@_register
+class SynapseBudget(EnvironmentalFactor):
+    """Resource target: the expected offspring keeps ``fraction`` of each layer's living synapses.
+
+    Solves, per layer and by bisection, for the factor ``f`` that makes the expected number of
+    surviving synapses equal the budget. ``level`` says where ``f`` applies: 'cluster',
+    'synapse' or 'both' (the same ``f`` at both levels). Clusters then die as a consequence of
+    heredity rather than by a fixed quota.
+    """
+
+    LEVELS = ("cluster", "synapse", "both")
+
+    def __init__(self, fraction: float = 0.5, level: str = "both", max_factor: float = 1.0):
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+        if level not in self.LEVELS:
+            raise ValueError(f"level must be one of {self.LEVELS}, got {level!r}.")
+        self.fraction = float(fraction)
+        self.level = level
+        self.max_factor = float(max_factor)
+
+    def _pair(self, f: float) -> tuple[float, float]:
+        return (f if self.level != "synapse" else 1.0, f if self.level != "cluster" else 1.0)
+
+    def factors(self, layers):
+        result = []
+        for layer in layers:
+            parent_synapses = float(layer.synapse_alive.sum())
+            target = self.fraction * parent_synapses
+            lo, hi = 0.0, self.max_factor
+            if expected_survivors(layer, *self._pair(hi))[0] <= target:
+                result.append(self._pair(hi))
+                continue
+            for _ in range(50):
+                mid = 0.5 * (lo + hi)
+                if expected_survivors(layer, *self._pair(mid))[0] < target:
+                    lo = mid
+                else:
+                    hi = mid
+            result.append(self._pair(max(hi, 1e-6)))
+        return result
+
+    def get_config(self):
+        return {"fraction": self.fraction, "level": self.level, "max_factor": self.max_factor}
+
+
+def get(identifier: EnvironmentalFactor | dict | None) -> EnvironmentalFactor:
+    """Environment from an instance, ``{"class_name": ..., "config": {...}}``, or None (0.8)."""
+    if identifier is None:
+        return ConstantFactor()
+    if isinstance(identifier, EnvironmentalFactor):
+        return identifier
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        name = identifier["class_name"]
+        if name not in _REGISTRY:
+            raise ValueError(f"Unknown environment {name!r}; known: {sorted(_REGISTRY)}.")
+        return _REGISTRY[name].from_config(dict(identifier.get("config", {})))
+    raise TypeError(f"Cannot build an environmental factor from {identifier!r}.")
+
+
+def serialize(environment: EnvironmentalFactor) -> dict:
+    return {"class_name": type(environment).__name__, "config": environment.get_config()}
