@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.batch_size = 64
     config.train.optimizer = "adam"
     config.train.learning_rate = 1e-3
+    config.train.schedule = "cosine"  # constant | cosine (decay to 0 over the training)
     config.train.ancestor_path = ""  # a trained model to start from instead of training one
 
     # Offspring synthesis and fine-tuning.
@@ -37,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.epochs_per_generation = 2
     config.evolution.optimizer = "adam"
     config.evolution.learning_rate = 1e-3
+    config.evolution.schedule = "cosine"  # decays over each generation's fine-tuning
     config.evolution.environment = "constant"  # constant | synapse_budget
     config.evolution.cluster_factor = 0.8
     config.evolution.synapse_factor = 1.0

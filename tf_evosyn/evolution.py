@@ -74,20 +74,11 @@ def derive_seed(*parts: int) -> int:
 
 def evaluate_accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
     """Top-1 accuracy on a dataset of (images, integer labels) batches."""
-
-    @tf.function
-    def correct(images, labels):
-        logits = model(images, training=False)
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
-        return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int64)), tf.int64))
-
-    hits, total = 0, 0
-    for images, labels in dataset:
-        hits += int(correct(images, labels))
-        total += int(tf.shape(labels)[0])
-    if total == 0:
+    labels = np.concatenate([np.asarray(y) for _, y in dataset])
+    if labels.size == 0:
         raise ValueError("The evaluation dataset is empty.")
-    return hits / total
+    logits = model.predict(dataset.map(lambda x, y: x), verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == labels.reshape(-1)))
 
 
 def _finite_weights(model: keras.Model) -> bool:
@@ -260,7 +251,8 @@ class Evolution:
             )
             losses = self._train(offspring, self.settings.epochs_per_generation, seed, generation)
             finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
-            accuracy = evaluate_accuracy(offspring, self.test_data) if finite else float("nan")
+            # A diverged network is never evaluated, accepted, or used as a parent.
+            accuracy = evaluate_accuracy(offspring, self.test_data) if finite else 0.0
             counts = count_living(offspring)
             reason = None
             if not finite:

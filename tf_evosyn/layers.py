@@ -5,8 +5,8 @@ Each layer keeps its trainable ``kernel``/``bias`` and four non-trainable buffer
 
 * ``synapse_mask``      (kernel shape)  1 = synapse alive
 * ``cluster_mask``      (clusters,)     1 = cluster (filter / unit) alive
-* ``synapse_heredity``  (kernel shape)  P(synapse survives | its cluster survives), for the next synthesis
-* ``cluster_heredity``  (clusters,)     P(cluster survives), for the next synthesis
+* ``synapse_heredity``  (kernel shape)  P(synapse survives | its cluster survives)
+* ``cluster_heredity``  (clusters,)     P(cluster survives); both for the next synthesis
 
 A cluster is one output channel: the last kernel axis for both Conv2D and Dense. The forward pass
 uses ``kernel * synapse_mask * cluster_mask`` and ``bias * cluster_mask``, so a dead cluster emits

@@ -1,0 +1,71 @@
+"""Shared pytest fixtures for tf_evosyn.
+
+The environment variables are set before anything imports TensorFlow: Keras 2 (tf_keras) must
+be selected before TF loads, and TF's C++ info logs only clutter test output.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _missing_data(reason: str):
+    """Skip locally; in CI the real datasets are part of the contract, so fail loudly."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must provide the real datasets via EVOSYN_DATA_DIR)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """Folder of the real shared datasets: $EVOSYN_DATA_DIR, /work/shared/datasets, ../shared."""
+    env = os.environ.get("EVOSYN_DATA_DIR")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            _missing_data(f"EVOSYN_DATA_DIR={env} is not an existing folder")
+        return path
+    for path in (Path("/work/shared/datasets"), REPO_ROOT.parent / "shared" / "datasets"):
+        if path.is_dir():
+            return path
+    _missing_data(
+        "no real datasets found: set EVOSYN_DATA_DIR or provide /work/shared/datasets "
+        "or ../shared/datasets next to the repo"
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(datasets_dir: Path) -> Path:
+    """Folder with the four official MNIST IDX files."""
+    path = datasets_dir / "mnist"
+    if not path.is_dir():
+        _missing_data(f"MNIST folder {path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist_dir: Path):
+    """A small real MNIST subset (first 1,000 train / 500 test images) for fast training tests."""
+    import ml_collections
+
+    from tf_evosyn.data import load_classification_data
+
+    config = ml_collections.ConfigDict(
+        {
+            "name": "mnist",
+            "source": "idx",
+            "data_dir": str(mnist_dir),
+            "tfds_data_dir": "",
+            "download": False,
+            "train_limit": 1000,
+            "test_limit": 500,
+        }
+    )
+    return load_classification_data(config)
