@@ -43,7 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.cluster_factor = 0.8
     config.evolution.synapse_factor = 1.0
     config.evolution.budget_fraction = 0.5  # synapse_budget: keep this fraction per generation
-    config.evolution.budget_level = "both"  # cluster | synapse | both
+    config.evolution.budget_level = "both"  # cluster | synapse | both: where the budget applies
+    config.evolution.budget_max_factor = 1.0  # > 1: a generous environment (probabilities clip)
     config.evolution.accuracy_tolerance = 0.01  # accept offspring within 1 point of the ancestor
     config.evolution.max_attempts = 3
     config.evolution.reinitialize = False  # True: architecture-only heredity

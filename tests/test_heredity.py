@@ -152,3 +152,17 @@ def test_synapse_budget_hits_the_expected_fraction():
     assert get(serialize(env)).get_config() == env.get_config()
     with pytest.raises(ValueError, match="level"):
         SynapseBudget(0.5, level="everything")
+
+
+def test_synapse_budget_with_a_constant_cluster_factor_and_generous_environment():
+    rng = np.random.default_rng(7)
+    layer = _layer(rng.normal(size=(200, 30)))
+    # Heredity alone keeps roughly half; a 0.8 budget needs a factor above 1 at synapse level.
+    env = SynapseBudget(fraction=0.8, level="synapse", max_factor=5.0, cluster_factor=0.9)
+    [(cluster_factor, synapse_factor)] = env.factors([layer])
+    assert cluster_factor == 0.9 and synapse_factor > 1.0
+    expected, _ = heredity.expected_survivors(layer, cluster_factor, synapse_factor)
+    assert expected == pytest.approx(0.8 * layer.synapse_alive.sum(), rel=1e-3)
+    # A budget beyond reach (all clusters at 0.9 cannot keep 99%) saturates at max_factor.
+    [(_, capped)] = SynapseBudget(0.99, "synapse", 5.0, cluster_factor=0.5).factors([layer])
+    assert capped == 5.0

@@ -61,29 +61,47 @@ class SynapseBudget(EnvironmentalFactor):
 
     Solves, per layer and by bisection, for the factor ``f`` that makes the expected number of
     surviving synapses equal the budget. ``level`` says where ``f`` applies: 'cluster',
-    'synapse' or 'both' (the same ``f`` at both levels). Clusters then die as a consequence of
-    heredity rather than by a fixed quota.
+    'synapse' or 'both' (the same ``f`` at both levels); the other level gets the constant
+    ``cluster_factor`` / ``synapse_factor``. ``max_factor`` > 1 lets the environment be
+    generous (probabilities are clipped at 1), so a budget above what heredity alone keeps can
+    be met; that slows synaptic loss per generation, which is what keeps accuracy.
     """
 
     LEVELS = ("cluster", "synapse", "both")
 
-    def __init__(self, fraction: float = 0.5, level: str = "both", max_factor: float = 1.0):
+    def __init__(
+        self,
+        fraction: float = 0.5,
+        level: str = "both",
+        max_factor: float = 1.0,
+        cluster_factor: float = 1.0,
+        synapse_factor: float = 1.0,
+    ):
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
         if level not in self.LEVELS:
             raise ValueError(f"level must be one of {self.LEVELS}, got {level!r}.")
+        if max_factor <= 0:
+            raise ValueError(f"max_factor must be > 0, got {max_factor}.")
+        for name, value in (("cluster_factor", cluster_factor), ("synapse_factor", synapse_factor)):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value}.")
         self.fraction = float(fraction)
         self.level = level
         self.max_factor = float(max_factor)
+        self.cluster_factor = float(cluster_factor)
+        self.synapse_factor = float(synapse_factor)
 
     def _pair(self, f: float) -> tuple[float, float]:
-        return (f if self.level != "synapse" else 1.0, f if self.level != "cluster" else 1.0)
+        return (
+            f if self.level != "synapse" else self.cluster_factor,
+            f if self.level != "cluster" else self.synapse_factor,
+        )
 
     def factors(self, layers):
         result = []
         for layer in layers:
-            parent_synapses = float(layer.synapse_alive.sum())
-            target = self.fraction * parent_synapses
+            target = self.fraction * float(layer.synapse_alive.sum())
             lo, hi = 0.0, self.max_factor
             if expected_survivors(layer, *self._pair(hi))[0] <= target:
                 result.append(self._pair(hi))
@@ -98,7 +116,13 @@ class SynapseBudget(EnvironmentalFactor):
         return result
 
     def get_config(self):
-        return {"fraction": self.fraction, "level": self.level, "max_factor": self.max_factor}
+        return {
+            "fraction": self.fraction,
+            "level": self.level,
+            "max_factor": self.max_factor,
+            "cluster_factor": self.cluster_factor,
+            "synapse_factor": self.synapse_factor,
+        }
 
 
 def get(identifier: EnvironmentalFactor | dict | None) -> EnvironmentalFactor:

@@ -60,7 +60,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def build_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:
     if evo.environment == "constant":
         return environment_lib.ConstantFactor(evo.cluster_factor, evo.synapse_factor)
-    return environment_lib.SynapseBudget(evo.budget_fraction, evo.budget_level)
+    return environment_lib.SynapseBudget(
+        evo.budget_fraction,
+        evo.budget_level,
+        max_factor=evo.budget_max_factor,
+        cluster_factor=evo.cluster_factor,
+        synapse_factor=evo.synapse_factor,
+    )
 
 
 def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
