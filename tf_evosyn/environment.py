@@ -25,6 +25,16 @@ class EnvironmentalFactor:
     def factors(self, layers: Sequence[LayerHeredity]) -> list[tuple[float, float]]:
         raise NotImplementedError
 
+    def layer_factors(self, layer: LayerHeredity, parent_synapses: int) -> tuple[float, float]:
+        """Factors for one layer whose heredity is already restricted by what died upstream.
+
+        Synthesis calls this layer by layer, after the layers feeding ``layer`` were drawn, so
+        a resource target can count synapses lost to dead input channels. ``parent_synapses``
+        is the layer's living synapse count in the parent.
+        """
+        del parent_synapses
+        return self.factors([layer])[0]
+
     def get_config(self) -> dict:
         raise NotImplementedError
 
@@ -99,21 +109,20 @@ class SynapseBudget(EnvironmentalFactor):
         )
 
     def factors(self, layers):
-        result = []
-        for layer in layers:
-            target = self.fraction * float(layer.synapse_alive.sum())
-            lo, hi = 0.0, self.max_factor
-            if expected_survivors(layer, *self._pair(hi))[0] <= target:
-                result.append(self._pair(hi))
-                continue
-            for _ in range(50):
-                mid = 0.5 * (lo + hi)
-                if expected_survivors(layer, *self._pair(mid))[0] < target:
-                    lo = mid
-                else:
-                    hi = mid
-            result.append(self._pair(max(hi, 1e-6)))
-        return result
+        return [self.layer_factors(layer, int(layer.synapse_alive.sum())) for layer in layers]
+
+    def layer_factors(self, layer, parent_synapses):
+        target = self.fraction * float(parent_synapses)
+        lo, hi = 0.0, self.max_factor
+        if expected_survivors(layer, *self._pair(hi))[0] <= target:
+            return self._pair(hi)
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            if expected_survivors(layer, *self._pair(mid))[0] < target:
+                lo = mid
+            else:
+                hi = mid
+        return self._pair(max(hi, 1e-6))
 
     def get_config(self):
         return {

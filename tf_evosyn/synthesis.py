@@ -82,13 +82,14 @@ def draw_masks(
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[float, float]]]:
     """Sample new (synapse_mask, cluster_mask) for every evolvable layer of ``model``."""
     heredities = compute_heredity(model)
-    factors = environment.factors(heredities)
     usages, readers = _readers_by_consumer(model)
     layers = {layer.name: layer for layer in evolvable_layers(model)}
 
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    factors: dict[str, tuple[float, float]] = {}
     clusters_now: dict[str, np.ndarray] = {}
-    for heredity, (cluster_factor, synapse_factor) in zip(heredities, factors, strict=True):
+    for heredity in heredities:
+        parent_synapses = int(heredity.synapse_alive.sum())
         input_alive = _input_alive(layers[heredity.name], readers, clusters_now)
         synapse_alive = heredity.synapse_alive & input_alive[..., :, None]
         heredity = LayerHeredity(
@@ -99,7 +100,8 @@ def draw_masks(
             synapse_alive,
             heredity.evolve_clusters,
         )
-        synapses, clusters = sample_layer(heredity, cluster_factor, synapse_factor, rng)
+        factors[heredity.name] = environment.layer_factors(heredity, parent_synapses)
+        synapses, clusters = sample_layer(heredity, *factors[heredity.name], rng)
         masks[heredity.name] = (synapses, clusters)
         clusters_now[heredity.name] = clusters
 
@@ -118,7 +120,7 @@ def draw_masks(
         if (clusters & read).any():
             clusters = clusters & read
             masks[name] = (synapses & clusters, clusters)
-    return masks, {h.name: f for h, f in zip(heredities, factors, strict=True)}
+    return masks, factors
 
 
 def synthesize(
