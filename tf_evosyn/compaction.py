@@ -1,0 +1,450 @@
+"""Physical compaction: turn an evolved (masked) model into a smaller plain Keras model.
+
+Evolution only masks weights, so an offspring is as large and as slow as its ancestor. ``compact``
+removes every dead cluster whose whole coupled channel group (see :mod:`tf_evosyn.dependency`)
+is dead and not pinned by a barrier, slices the layers that read it (Conv2D input channels, Dense
+rows, BatchNormalization parameters, DepthwiseConv2D channels, Add/Concatenate inputs follow
+automatically) and writes masked kernels, so dead synapses become plain zeros.
+
+A dead channel is not always zero downstream: after a BatchNormalization, a bias or an activation
+with f(0) != 0 it is a constant ``k``. Removing it is then exact only if its contribution can be
+folded into the reading layer's bias: always for a Dense (also after Flatten or global pooling)
+and for a convolution without padding; a zero-padded ('same', kernel > 1) convolution or a
+ZeroPadding2D sees ``k`` inside and 0 on the border, so such a channel is kept unless ``k == 0``.
+The result computes the same function as the masked model up to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.dependency import (
+    BARRIER,
+    BATCHNORM,
+    CONCAT,
+    DEPTHWISE,
+    ELEMENTWISE,
+    FLATTEN,
+    IDENTITY_AT_INFERENCE,
+    INPUT,
+    MERGE,
+    PRODUCER,
+    SPATIAL,
+    DependencyGraph,
+    NodeInfo,
+    analyze,
+)
+from tf_evosyn.flops import layer_params
+from tf_evosyn.layers import EvoConv2D, EvolvableMixin
+
+
+@dataclass
+class CompactionPlan:
+    """Which channel groups :func:`compact` removes, and why dead ones are kept.
+
+    ``dead[g]``: every producer of group g is an evolvable cluster with mask 0.
+    ``removed[g]``: g is removed. ``kept_dead``: dead group index -> reason it stays.
+    ``constants[tensor_id]``: value of each channel of a tensor that is constant (dead groups),
+    NaN elsewhere.
+    """
+
+    graph: DependencyGraph
+    dead: np.ndarray
+    removed: np.ndarray
+    kept_dead: dict[int, str] = field(default_factory=dict)
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def keep(self, tensor_id: str) -> np.ndarray:
+        """Boolean mask of the channels of a tensor that survive compaction."""
+        return ~self.removed[self.graph.tensor_groups[tensor_id]]
+
+
+def _as_float(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+def _activate(fn, values: np.ndarray) -> np.ndarray:
+    if fn is None:
+        return values
+    return _as_float(fn(tf.constant(values, dtype=tf.float32)))
+
+
+def _conv_pads(layer: keras.layers.Layer, input_shape: tuple) -> bool:
+    """True if the convolution zero-pads its input (so a constant channel is not constant)."""
+    if getattr(layer, "padding", "valid") == "valid":
+        return False
+    spatial = input_shape[1:-1]
+    for size, k, s, d in zip(
+        spatial, layer.kernel_size, layer.strides, layer.dilation_rate, strict=True
+    ):
+        extent = (k - 1) * d + 1
+        if size is None:
+            if extent > 1:
+                return True
+            continue
+        out = math.ceil(size / s)
+        if max((out - 1) * s + extent - size, 0) > 0:
+            return True
+    return False
+
+
+def _kernel(layer) -> np.ndarray:
+    if isinstance(layer, EvolvableMixin):
+        return layer.masked_kernel().numpy()
+    return layer.kernel.numpy()
+
+
+def _bias(layer, clusters: int) -> np.ndarray:
+    if not layer.use_bias:
+        return np.zeros(clusters, dtype=np.float32)
+    if isinstance(layer, EvolvableMixin):
+        return layer.masked_bias().numpy()
+    return layer.bias.numpy()
+
+
+def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarray) -> np.ndarray:
+    """Constant value of each output channel given the inputs' constants (NaN: not constant)."""
+    layer, kind = node.layer, node.kind
+    if kind == PRODUCER:
+        # A dead cluster emits activation(0): its masked kernel and bias are zero.
+        out = np.full(dead_out.shape, np.nan)
+        if dead_out.any():
+            out[dead_out] = _activate(layer.activation, np.zeros(int(dead_out.sum())))
+        return out
+    k = inputs[0] if inputs else None
+    if kind == DEPTHWISE:
+        kernel = layer.depthwise_kernel.numpy()  # (kh, kw, C, m)
+        m = kernel.shape[-1]
+        bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[2] * m)
+        ks = np.repeat(k, m)
+        if _conv_pads(layer, node.input_shapes[0]):
+            # Zero padding: constant only where the input is exactly 0 (output = bias).
+            out = np.where(ks == 0, bias, np.nan)
+        else:
+            out = ks * kernel.sum(axis=(0, 1)).reshape(-1) + bias
+        return _activate(layer.activation, out)
+    if kind == BATCHNORM:
+        mean = layer.moving_mean.numpy()
+        var = layer.moving_variance.numpy()
+        gamma = layer.gamma.numpy() if layer.scale else 1.0
+        beta = layer.beta.numpy() if layer.center else 0.0
+        return (k - mean) / np.sqrt(var + layer.epsilon) * gamma + beta
+    if kind == ELEMENTWISE:
+        if isinstance(layer, IDENTITY_AT_INFERENCE):
+            return k
+        if isinstance(layer, keras.layers.Activation):
+            return _activate(layer.activation, k)
+        return _as_float(layer.call(tf.constant(k[None, :], dtype=tf.float32)))[0]
+    if kind == SPATIAL:
+        if isinstance(layer, keras.layers.ZeroPadding2D):
+            return np.where(k == 0, k, np.nan)
+        return k  # pooling (TF ignores padding), cropping, upsampling keep a constant
+    if kind == FLATTEN:
+        return np.tile(k, dead_out.size // max(k.size, 1))
+    if kind == MERGE:
+        stacked = np.stack(inputs)
+        if isinstance(layer, keras.layers.Add):
+            return stacked.sum(axis=0)
+        if isinstance(layer, keras.layers.Subtract):
+            return stacked[0] - stacked[1]
+        if isinstance(layer, keras.layers.Multiply):
+            return stacked.prod(axis=0)
+        if isinstance(layer, keras.layers.Average):
+            return stacked.mean(axis=0)
+        if isinstance(layer, keras.layers.Maximum):
+            return stacked.max(axis=0)
+        return stacked.min(axis=0)
+    if kind == CONCAT:
+        rank = len(node.input_shapes[0])
+        if layer.axis % rank == rank - 1:
+            return np.concatenate(inputs)
+        # Concatenated along space: constant only if every input has the same constant.
+        stacked = np.stack(inputs)
+        return np.where((stacked == stacked[0]).all(axis=0), stacked[0], np.nan)
+    return np.full(dead_out.shape, np.nan)
+
+
+def _is_dead_group(graph: DependencyGraph, group, clusters: dict[str, np.ndarray]) -> bool:
+    if not group.producers:
+        return False
+    for name, channel in group.producers:
+        layer = graph.model.get_layer(name)
+        if not isinstance(layer, EvolvableMixin):
+            return False
+        if name not in clusters:
+            clusters[name] = layer.living_cluster_mask()
+        if clusters[name][channel]:
+            return False
+    return True
+
+
+def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) -> CompactionPlan:
+    """Decide which dead channel groups can be removed exactly (see the module docstring)."""
+    graph = graph or analyze(model)
+    clusters: dict[str, np.ndarray] = {}
+    dead = np.array([_is_dead_group(graph, g, clusters) for g in graph.groups], dtype=bool)
+    kept: dict[int, str] = {}
+    for group in graph.groups:
+        if dead[group.index] and not group.removable:
+            kept[group.index] = "; ".join(group.reasons)
+
+    # Propagate the constants of dead channels; note where folding them would be inexact.
+    constants: dict[str, np.ndarray] = {}
+    folds: dict[str, np.ndarray] = {}  # producer -> constant read at each input position
+    for node in graph.nodes:
+        groups_out = [graph.tensor_groups[t] for t in node.output_ids]
+        if node.kind in (INPUT, BARRIER):
+            for tid, g in zip(node.output_ids, groups_out, strict=True):
+                constants[tid] = np.full(g.shape, np.nan)
+            continue
+        inputs = [constants[t] for t in node.input_ids]
+        if node.kind == PRODUCER:
+            in_groups = graph.tensor_groups[node.input_ids[0]]
+            k = inputs[0]
+            dead_in = dead[in_groups]
+            name = node.layer.name
+            pads = isinstance(node.layer, keras.layers.Conv2D) and _conv_pads(
+                node.layer, node.input_shapes[0]
+            )
+            for position in np.flatnonzero(dead_in & (k != 0)):
+                gid = int(in_groups[position])
+                if pads and np.isfinite(k[position]):
+                    kept.setdefault(
+                        gid,
+                        f"constant {k[position]:.4g} read by zero-padded {name}: not foldable",
+                    )
+            if name in folds:
+                previous = folds[name]
+                differ = dead_in & ~((previous == k) | (np.isnan(previous) & np.isnan(k)))
+                for gid in np.unique(in_groups[differ]):
+                    kept.setdefault(int(gid), f"{name} is shared and reads different constants")
+            else:
+                folds[name] = k
+        out = _node_constants(node, inputs, dead[groups_out[0]])
+        constants[node.output_ids[0]] = np.where(dead[groups_out[0]], out, np.nan)
+
+    for tid, values in constants.items():
+        groups = graph.tensor_groups[tid]
+        for gid in np.unique(groups[dead[groups] & ~np.isfinite(values)]):
+            kept.setdefault(int(gid), "not a constant everywhere (zero padding or a barrier)")
+
+    removed = dead.copy()
+    removed[list(kept)] = False
+    # Never empty a tensor: keep the first group of a tensor that would lose every channel.
+    changed = True
+    while changed:
+        changed = False
+        for groups in graph.tensor_groups.values():
+            if groups.size and removed[groups].all():
+                removed[groups[0]] = False
+                kept[int(groups[0])] = "last channel of a tensor"
+                changed = True
+    return CompactionPlan(graph, dead, removed, {g: kept[g] for g in kept if dead[g]}, constants)
+
+
+def _plain_config(layer: keras.layers.Layer) -> tuple[type, dict]:
+    config = layer.get_config()
+    if isinstance(layer, EvolvableMixin):
+        config.pop("evolve_clusters", None)
+        return (keras.layers.Conv2D if isinstance(layer, EvoConv2D) else keras.layers.Dense), config
+    return type(layer), config
+
+
+def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.Model:
+    """A plain Keras model without masks in which removable dead channels are physically gone.
+
+    Numerically equivalent to the masked ``model`` (inference mode). A Sequential model gives a
+    Sequential model, anything else a Functional one; layer names are kept.
+    """
+    plan = plan_compaction(model, graph)
+    graph = plan.graph
+    first_node: dict[str, NodeInfo] = {}
+    for node in graph.nodes:
+        first_node.setdefault(node.layer.name, node)
+
+    # New layers with their new widths; weights are written once the model is built.
+    new_layers: dict[str, keras.layers.Layer] = {}
+    weights: dict[str, list[np.ndarray] | dict[str, np.ndarray]] = {}
+    for name, node in first_node.items():
+        layer = node.layer
+        if node.kind == INPUT:
+            continue
+        cls, config = _plain_config(layer)
+        if node.kind == PRODUCER:
+            in_id, out_id = node.input_ids[0], node.output_ids[0]
+            in_keep, out_keep = plan.keep(in_id), plan.keep(out_id)
+            kernel = _kernel(layer)
+            bias = _bias(layer, kernel.shape[-1]).astype(np.float64)
+            gone = ~in_keep
+            if gone.any():
+                k = np.nan_to_num(plan.constants[in_id][gone])
+                part = kernel[..., gone, :].astype(np.float64)
+                part = part.reshape(-1, *part.shape[-2:])  # (spatial taps, inputs, outputs)
+                bias = bias + np.einsum("sio,i->o", part, k)
+            kernel = kernel[..., in_keep, :][..., out_keep]
+            bias = bias[out_keep].astype(np.float32)
+            config["filters" if "filters" in config else "units"] = int(out_keep.sum())
+            if not config.get("use_bias", True) and np.any(bias != 0):
+                config["use_bias"] = True
+            weights[name] = [kernel, bias] if config.get("use_bias", True) else [kernel]
+        elif node.kind == DEPTHWISE:
+            keep = plan.keep(node.input_ids[0])
+            kernel = layer.depthwise_kernel.numpy()[:, :, keep, :]
+            weights[name] = [kernel]
+            if layer.use_bias:
+                m = layer.depthwise_kernel.shape[-1]
+                weights[name].append(layer.bias.numpy().reshape(-1, m)[keep].reshape(-1))
+        elif node.kind == BATCHNORM:
+            keep = plan.keep(node.input_ids[0])
+            weights[name] = {
+                attr: getattr(layer, attr).numpy()[keep]
+                for attr in ("gamma", "beta", "moving_mean", "moving_variance")
+                if getattr(layer, attr, None) is not None
+            }
+        else:
+            weights[name] = layer.get_weights()
+        new_layers[name] = cls.from_config(config)
+
+    if isinstance(model, keras.Sequential):
+        spec = model.inputs[0]
+        compacted = keras.Sequential(
+            [keras.Input(tuple(spec.shape[1:]), dtype=spec.dtype)]
+            + [new_layers[node.layer.name] for node in graph.nodes if node.kind != INPUT],
+            name=f"{model.name}_compact",
+        )
+    else:
+        compacted = _replay(model, graph, new_layers)
+
+    for name, values in weights.items():
+        target = compacted.get_layer(name)
+        if isinstance(values, dict):
+            for attr, value in values.items():
+                getattr(target, attr).assign(value)
+        else:
+            target.set_weights(values)
+    return compacted
+
+
+def _replay(
+    model: keras.Model, graph: DependencyGraph, new_layers: dict[str, keras.layers.Layer]
+) -> keras.Model:
+    """Rebuild the functional graph with the new layers, call by call."""
+    tensors: dict[str, object] = {}
+    for node in graph.nodes:
+        if node.kind != INPUT:
+            continue
+        spec = node.layer.output
+        tensors[node.output_ids[0]] = keras.Input(
+            tuple(spec.shape[1:]), dtype=spec.dtype, name=node.layer.name
+        )
+
+    def swap(value):
+        return tensors.get(str(id(value)), value) if hasattr(value, "shape") else value
+
+    for node in graph.nodes:
+        if node.kind == INPUT:
+            continue
+        args = tf.nest.map_structure(swap, node.call_args)
+        kwargs = tf.nest.map_structure(swap, dict(node.call_kwargs))
+        outputs = new_layers[node.layer.name](*args, **kwargs)
+        for tid, out in zip(node.output_ids, tf.nest.flatten(outputs), strict=True):
+            tensors[tid] = out
+    inputs = [tensors[t] for t in graph.input_ids]
+    outputs = [tensors[t] for t in graph.output_ids]
+    return keras.Model(
+        tf.nest.pack_sequence_as(model._nested_inputs, inputs),
+        tf.nest.pack_sequence_as(model._nested_outputs, outputs),
+        name=f"{model.name}_compact",
+    )
+
+
+def _channels(layer: keras.layers.Layer) -> int | None:
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        shape = layer.depthwise_kernel.shape
+        return int(shape[-2] * shape[-1])
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        return int(layer.kernel.shape[-1])
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return int(layer.moving_mean.shape[-1])
+    return None
+
+
+def compaction_report(original: keras.Model, compacted: keras.Model) -> list[dict]:
+    """Per layer with weights: channels and parameters before and after compaction."""
+    rows = []
+    for layer in original.layers:
+        if not layer.weights:
+            continue
+        after = compacted.get_layer(layer.name)
+        rows.append(
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "channels_before": _channels(layer),
+                "channels_after": _channels(after),
+                "living_channels": (
+                    int(layer.living_cluster_mask().sum())
+                    if isinstance(layer, EvolvableMixin)
+                    else None
+                ),
+                "params_before": layer_params(layer),
+                "params_after": layer_params(after),
+            }
+        )
+    return rows
+
+
+def format_report(rows: list[dict]) -> str:
+    """The report of :func:`compaction_report` as an aligned text table with totals."""
+
+    def show(value):
+        return "-" if value is None else f"{value:,}"
+
+    header = ("layer", "type", "channels", "living", "params before", "params after", "kept")
+    table = [header]
+    for row in rows:
+        before, after = row["params_before"], row["params_after"]
+        channels = (
+            "-"
+            if row["channels_before"] is None
+            else f"{row['channels_before']} -> {row['channels_after']}"
+        )
+        table.append(
+            (
+                row["name"],
+                row["type"],
+                channels,
+                show(row["living_channels"]),
+                show(before),
+                show(after),
+                f"{after / before:.1%}" if before else "-",
+            )
+        )
+    total_before = sum(r["params_before"] for r in rows)
+    total_after = sum(r["params_after"] for r in rows)
+    table.append(
+        (
+            "total",
+            "",
+            "",
+            "",
+            show(total_before),
+            show(total_after),
+            f"{total_after / total_before:.1%}" if total_before else "-",
+        )
+    )
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate(table):
+        cells = [
+            str(c).ljust(w) if j < 3 else str(c).rjust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0 or i == len(table) - 2:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
