@@ -47,6 +47,9 @@ def test_two_generations_from_python(tmp_path, mnist_small):
     records = _evolution(tmp_path, mnist_small).run(lenet5(), ancestor_epochs=1)
     assert [r["generation"] for r in records] == [0, 1, 2]
     assert records[0]["synapses"] == 430_500 and records[0]["clusters"] == 580
+    assert records[0]["flops"] == 2_293_000 and records[0]["compact_params"] == 431_080
+    assert records[2]["flops"] < records[0]["flops"]
+    assert records[2]["compact_params"] < records[0]["compact_params"]
     assert records[0]["accuracy"] > 0.5  # one epoch on 1,000 real digits learns something
     for previous, current in zip(records[:-1], records[1:], strict=True):
         assert current["synapses"] < previous["synapses"]

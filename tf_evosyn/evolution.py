@@ -26,7 +26,9 @@ from tf_evosyn import environment as environment_lib
 from tf_evosyn import io_utils
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.compaction import compact
 from tf_evosyn.convert import evolvable
+from tf_evosyn.flops import count_flops
 from tf_evosyn.layers import evolvable_layers
 from tf_evosyn.measures import count_living
 from tf_evosyn.model_io import load_model, save_model
@@ -196,6 +198,7 @@ class Evolution:
         synaptic, cluster = lineage_lib.efficiencies(
             ancestor["synapses"], ancestor["clusters"], counts.synapses, counts.clusters
         )
+        compacted = compact(model)
         return {
             "generation": generation,
             "accuracy": accuracy,
@@ -207,6 +210,10 @@ class Evolution:
             "seconds": seconds,
             "seed": self.settings.seed,
             "layers": counts.layers_as_dicts(),
+            # What dense hardware runs once dead clusters are physically removed:
+            "flops": count_flops(compacted).total_macs,  # multiply-accumulates per example
+            "living_macs": count_flops(model).total_living_macs,  # if zeros were skipped too
+            "compact_params": compacted.count_params(),
             **extra,
         }
 
