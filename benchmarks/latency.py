@@ -1,0 +1,254 @@
+"""Benchmark: does evolution make inference faster? Batch-1 latency of four deployments.
+
+    python benchmarks/latency.py --workdir=RUN [--output=benchmarks/results/latency.json]
+        [--generation=N] [--runs=200] [--rounds=3] [--tf_threads=1]
+
+For a finished run, exports and times side by side (TFLite with XNNPACK at 1 and 2 threads, and
+the TF SavedModel signature):
+
+* ancestor           generation 0
+* masked offspring   the offspring as evolution leaves it: masks folded into a plain copy of the
+                     ancestor's shapes (no compaction) -- dead weights are zeros, still computed
+* compact offspring  ``compact(offspring)``: dead clusters physically removed
+* TF-MOT pruned      the ancestor pruned by ``prune_low_magnitude`` (ConstantSparsity) to the
+                     offspring's synapse count, then ``strip_pruning`` -- unstructured zeros
+
+Measurements are interleaved over ``--rounds`` so load from other processes hits every variant
+alike; each figure is the median over rounds of the per-round median (p90 likewise).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tf_evosyn import io_utils
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.compaction import compact
+from tf_evosyn.export import (
+    ExportError,
+    convert_to_tflite,
+    plain_copy,
+    resolve_target,
+    run_tflite,
+    save_serving_model,
+    savedmodel_latency,
+    tflite_latency,
+)
+from tf_evosyn.flops import count_flops
+from tf_evosyn.measures import count_living
+from tf_evosyn.model_io import load_model
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A finished run directory.")
+_OUTPUT = flags.DEFINE_string(
+    "output", "benchmarks/results/latency.json", "Where to write the JSON results."
+)
+_GENERATION = flags.DEFINE_integer("generation", None, "Offspring to measure; default: the best.")
+_RUNS = flags.DEFINE_integer("runs", 200, "Timed calls per variant, setting and round.")
+_WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed calls before each measurement.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds over all variants.")
+_TF_THREADS = flags.DEFINE_integer(
+    "tf_threads", 1, "TF intra-op threads for the SavedModel timings (0 = TF's default)."
+)
+flags.mark_flags_as_required(["workdir"])
+
+VARIANTS = ("ancestor", "masked_offspring", "compact_offspring", "tfmot_pruned")
+SETTINGS = ("tflite_1t", "tflite_2t", "savedmodel")
+
+
+def _nonzero_kernel_weights(model: keras.Model) -> int:
+    """Kernel weights that are not exactly zero (the synapses a sparse engine would compute)."""
+    return sum(
+        int(np.count_nonzero(layer.kernel.numpy()))
+        for layer in model.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+    )
+
+
+def tfmot_pruned(plain: keras.Model, sparsity: float) -> keras.Model:
+    """``plain`` with every Conv2D/Dense kernel pruned to ``sparsity`` by TF-MOT, then stripped.
+
+    ``plain`` is consumed: its layers are wrapped in place (TF-MOT's documented clone pattern).
+    """
+    import tensorflow_model_optimization as tfmot  # after tf_evosyn has selected Keras 2
+
+    schedule = tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+
+    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    model = keras.models.clone_model(plain, clone_function=wrap)
+    # One training step with a zero learning rate: UpdatePruningStep runs the schedule and the
+    # wrappers apply the magnitude masks; the surviving weights stay the ancestor's.
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+    x = np.zeros((1, *model.inputs[0].shape[1:]), np.float32)
+    y = np.zeros((1, *model.outputs[0].shape[1:]), np.float32)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    return tfmot.sparsity.keras.strip_pruning(model)
+
+
+def build_variants(ancestor: keras.Model, offspring: keras.Model) -> tuple[dict, float]:
+    """The four plain Keras models to deploy, and the TF-MOT sparsity used."""
+    ancestor_synapses = count_living(ancestor).synapses
+    offspring_synapses = count_living(offspring).synapses
+    sparsity = 1.0 - offspring_synapses / ancestor_synapses
+    variants = {
+        "ancestor": compact(ancestor),  # nothing is dead: a plain copy of the same shapes
+        "masked_offspring": plain_copy(offspring),
+        "compact_offspring": compact(offspring),
+        "tfmot_pruned": tfmot_pruned(plain_copy(ancestor), sparsity),
+    }
+    return variants, sparsity
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def measure(
+    paths: dict[str, dict[str, Path]], shape: tuple[int, ...], runs: int, warmup: int, rounds: int
+) -> dict:
+    """variant -> setting -> {median_ms, p90_ms}, interleaved over rounds."""
+    samples = {v: {s: [] for s in SETTINGS} for v in paths}
+    for _ in range(rounds):
+        for setting in SETTINGS:
+            for variant, files in paths.items():
+                if setting == "savedmodel":
+                    result = savedmodel_latency(files["saved_model"], shape, runs, warmup)
+                else:
+                    threads = 1 if setting == "tflite_1t" else 2
+                    result = tflite_latency(files["tflite"], shape, threads, runs, warmup)
+                samples[variant][setting].append(result)
+    return {
+        variant: {
+            setting: {
+                "median_ms": _median([r["median_ms"] for r in results]),
+                "p90_ms": _median([r["p90_ms"] for r in results]),
+                "round_medians_ms": [r["median_ms"] for r in results],
+            }
+            for setting, results in by_setting.items()
+        }
+        for variant, by_setting in samples.items()
+    }
+
+
+def format_table(results: dict) -> str:
+    """Aligned table: size columns, then median ms and speedup vs the ancestor per setting."""
+    header = ["variant", "params", "nonzero w", "MACs", "tflite KB"]
+    header += [f"{s} ms" for s in SETTINGS]
+    rows = [header]
+    base = results["variants"]["ancestor"]["latency"]
+    for name, v in results["variants"].items():
+        row = [
+            name,
+            f"{v['parameters']:,}",
+            f"{v['nonzero_kernel_weights']:,}",
+            f"{v['macs']:,}",
+            f"{v['tflite_bytes'] / 1024:,.0f}",
+        ]
+        for s in SETTINGS:
+            ms = v["latency"][s]["median_ms"]
+            row.append(f"{ms:.4f} ({base[s]['median_ms'] / ms:.2f}x)")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if j == 0 else c.rjust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if _TF_THREADS.value:  # must happen before TensorFlow initialises its runtime
+        tf.config.threading.set_intra_op_parallelism_threads(_TF_THREADS.value)
+        tf.config.threading.set_inter_op_parallelism_threads(_TF_THREADS.value)
+    try:
+        target = resolve_target(_WORKDIR.value, _GENERATION.value)
+    except ExportError as error:
+        sys.exit(f"latency.py: error: {error}")
+    ancestor = load_model(target["ancestor_path"])
+    offspring = load_model(target["offspring_path"])
+    variants, sparsity = build_variants(ancestor, offspring)
+    shape = (1, *variants["ancestor"].inputs[0].shape[1:])
+
+    # Sanity check on random inputs: every offspring deployment computes the offspring's function
+    # (TF-MOT is a different network, so it is compared with the ancestor for information only).
+    rng = np.random.default_rng(0)
+    probe = rng.random((16, *shape[1:]), dtype=np.float32)
+    reference = {"ancestor": ancestor, "tfmot_pruned": ancestor}
+    results = {
+        "workdir": str(Path(_WORKDIR.value).resolve()),
+        "generation": target["offspring"]["generation"],
+        "tfmot_sparsity": sparsity,
+        "settings": {
+            "batch": 1,
+            "runs": _RUNS.value,
+            "warmup": _WARMUP.value,
+            "rounds": _ROUNDS.value,
+            "tf_threads": _TF_THREADS.value,
+            "tflite_delegate": "XNNPACK (default)",
+        },
+        "platform": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+        "variants": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="evosyn_latency_") as tmp:
+        paths = {}
+        for name, model in variants.items():
+            folder = Path(tmp) / name
+            saved = save_serving_model(model, folder / "saved_model")
+            tflite = convert_to_tflite(saved, folder / "model.tflite")
+            paths[name] = {"saved_model": saved, "tflite": tflite}
+            expected = reference.get(name, offspring)(probe, training=False).numpy()
+            results["variants"][name] = {
+                "parameters": count_flops(model).total_params,
+                "nonzero_kernel_weights": _nonzero_kernel_weights(model),
+                "macs": count_flops(model).total_dense_macs,
+                "tflite_bytes": tflite.stat().st_size,
+                "tflite_max_abs_difference": float(
+                    np.abs(run_tflite(tflite, probe) - expected).max()
+                ),
+            }
+        latency = measure(paths, shape, _RUNS.value, _WARMUP.value, _ROUNDS.value)
+    base = latency["ancestor"]
+    for name, lat in latency.items():
+        results["variants"][name]["latency"] = lat
+        results["variants"][name]["speedup_vs_ancestor"] = {
+            s: base[s]["median_ms"] / lat[s]["median_ms"] for s in SETTINGS
+        }
+
+    print(
+        f"{results['workdir']}: ancestor vs generation {results['generation']}, batch 1, "
+        f"median of {_ROUNDS.value} rounds x {_RUNS.value} runs (speedup vs ancestor); "
+        f"TF-MOT sparsity {sparsity:.4f}; SavedModel with {_TF_THREADS.value or 'default'} TF "
+        f"thread(s); load average {results['platform']['load_average'][0]:.2f}"
+    )
+    print(format_table(results))
+    io_utils.atomic_write_json(Path(_OUTPUT.value), results)
+    print(f"Wrote {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
