@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tf_evosyn._keras import keras
+from tf_evosyn.graph import activation_name
 from tf_evosyn.layers import EvoConv2D, EvoDense
 
 # Layer kinds, as the analysis (and compaction) treat them.
@@ -102,13 +103,6 @@ _MERGE_TYPES = (
     keras.layers.Maximum,
     keras.layers.Minimum,
 )
-
-
-def activation_name(layer: keras.layers.Layer) -> str:
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return "linear"
-    return getattr(activation, "__name__", str(activation))
 
 
 def _channels_last(layer: keras.layers.Layer) -> bool:
