@@ -69,3 +69,12 @@ def mnist_small(mnist_dir: Path):
         }
     )
     return load_classification_data(config)
+
+
+@pytest.fixture(scope="session")
+def cifar10_subset_file(datasets_dir: Path) -> Path:
+    """The real 4000-image CIFAR-10 subset (first 4000 images of data_batch_1, see SOURCE.md)."""
+    path = datasets_dir / "cifar10_subset" / "cifar10_data_batch_1_first4000.npz"
+    if not path.is_file():
+        _missing_data(f"CIFAR-10 subset file {path} not found")
+    return path

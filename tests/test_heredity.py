@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tf_evosyn import heredity
-from tf_evosyn.environment import ConstantFactor, SynapseBudget, get, serialize
+from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget, get, serialize
 
 E = math.e
 
@@ -166,3 +166,38 @@ def test_synapse_budget_with_a_constant_cluster_factor_and_generous_environment(
     # A budget beyond reach (all clusters at 0.9 cannot keep 99%) saturates at max_factor.
     [(_, capped)] = SynapseBudget(0.99, "synapse", 5.0, cluster_factor=0.5).factors([layer])
     assert capped == 5.0
+
+
+def test_layer_budget_hits_cluster_then_synapse_targets_per_layer():
+    rng = np.random.default_rng(8)
+    conv = heredity.layer_heredity(
+        "conv", rng.normal(size=(5, 5, 1, 20)), np.ones((5, 5, 1, 20), bool), np.ones(20, bool)
+    )
+    dense = heredity.layer_heredity(
+        "fc", rng.normal(size=(400, 100)), np.ones((400, 100), bool), np.ones(100, bool)
+    )
+    env = LayerBudget(0.7, 0.5, overrides={"conv": {"cluster_fraction": 0.9}})
+    (conv_cf, conv_sf), (fc_cf, fc_sf) = env.factors([conv, dense])
+    synapses, clusters = heredity.expected_survivors(dense, fc_cf, fc_sf)
+    assert clusters == pytest.approx(70.0, rel=1e-3)
+    assert synapses == pytest.approx(0.5 * 400 * 100, rel=1e-3)
+    synapses, clusters = heredity.expected_survivors(conv, conv_cf, conv_sf)
+    assert clusters == pytest.approx(18.0, rel=1e-3)  # the override, not the default 0.7
+    assert synapses == pytest.approx(0.5 * 500, rel=1e-3)
+    assert conv_cf > fc_cf  # less pressure where fewer clusters may die
+    assert get(serialize(env)).get_config() == env.get_config()
+
+
+def test_layer_budget_keeps_everything_at_fraction_one_and_rejects_bad_overrides():
+    rng = np.random.default_rng(9)
+    layer = heredity.layer_heredity(
+        "fc", rng.normal(size=(30, 12)), np.ones((30, 12), bool), np.ones(12, bool)
+    )
+    [(cluster_factor, synapse_factor)] = LayerBudget(1.0, 1.0).factors([layer])
+    probs = heredity.apply_factor(layer.cluster_probs, cluster_factor)
+    assert np.all(probs == 1.0)
+    assert np.all(heredity.apply_factor(layer.synapse_probs, synapse_factor) == 1.0)
+    with pytest.raises(ValueError, match="unknown keys"):
+        LayerBudget(overrides={"fc": {"fraction": 0.5}})
+    with pytest.raises(ValueError, match="cluster_fraction"):
+        LayerBudget(cluster_fraction=0.0)

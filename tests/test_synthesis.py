@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tf_evosyn
-from tf_evosyn.graph import trace_channel_usage
+from tf_evosyn.coupling import plan_coupling
 from tf_evosyn.models import lenet5
 
 
@@ -78,13 +78,20 @@ def test_lineage_of_masks_is_monotone_and_consistent(parent):
     np.testing.assert_array_equal(read_by_conv2, conv1_alive)
 
 
-def test_channel_tracing_through_pool_and_flatten(parent):
-    usage = trace_channel_usage(parent)
-    assert [c.layer.name for c in usage["conv1"].consumers] == ["conv2"]
-    fc1 = usage["conv2"].consumers[0]
-    assert fc1.layer.name == "fc1" and len(fc1.index_map) == 800
-    np.testing.assert_array_equal(fc1.index_map[:52], np.r_[np.arange(50), 0, 1])
-    assert usage["conv1"].fully_traced and not usage["fc2"].fully_traced
+def test_lenet_groups_are_single_clusters_read_through_pool_and_flatten(parent):
+    plan = plan_coupling(parent)
+    assert plan.coupled_groups() == []
+    conv1_group = plan.groups[plan.layer_groups["conv1"][3]]
+    assert conv1_group.members == [("conv1", 3)]
+    [(reader, rows)] = conv1_group.readers
+    assert reader == "conv2"
+    np.testing.assert_array_equal(rows, [3])
+    # fc1 reads flatten(4x4x50): conv2 channel c at rows c, c + 50, ..., c + 750.
+    [(reader, rows)] = plan.groups[plan.layer_groups["conv2"][7]].readers
+    assert reader == "fc1"
+    np.testing.assert_array_equal(rows, 7 + 50 * np.arange(16))
+    assert all(g.may_die and g.readers_known for g in plan.groups if g.members[0][0] == "fc1")
+    assert not any(g.may_die for g in plan.groups if g.members[0][0] == "fc2")
 
 
 def test_reinitialize_gives_fresh_weights_with_the_same_masks(parent):

@@ -10,11 +10,19 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
-from tf_evosyn.environment import ConstantFactor, SynapseBudget  # noqa: E402
+from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
 from tf_evosyn.layers import EvoConv2D, EvoDense, evolvable_layers  # noqa: E402
 from tf_evosyn.measures import count_living  # noqa: E402
 from tf_evosyn.model_io import load_model, save_model  # noqa: E402
 from tf_evosyn.synthesis import compute_heredity, synthesize  # noqa: E402
+
+# Imported eagerly so that TF-MOT models saved with KeepMasks/EvolutionarySchedule load.
+from tf_evosyn.tfmot_interop import KeepMasks, from_tfmot, to_tfmot  # noqa: E402
+from tf_evosyn.tfmot_schedule import (  # noqa: E402
+    EvolutionaryPruningCallback,
+    EvolutionarySchedule,
+    prune_with_evolution,
+)
 
 __version__ = "0.1.0"
 
@@ -22,6 +30,10 @@ __all__ = [
     "ConstantFactor",
     "EvoConv2D",
     "EvoDense",
+    "EvolutionaryPruningCallback",
+    "EvolutionarySchedule",
+    "KeepMasks",
+    "LayerBudget",
     "SynapseBudget",
     "clone_with_weights",
     "compute_heredity",
@@ -29,7 +41,10 @@ __all__ = [
     "evolvability_report",
     "evolvable",
     "evolvable_layers",
+    "from_tfmot",
     "load_model",
+    "prune_with_evolution",
     "save_model",
     "synthesize",
+    "to_tfmot",
 ]

@@ -33,6 +33,7 @@ from tf_evosyn.dependency import (
     INPUT,
     MERGE,
     PRODUCER,
+    SCATTER,
     SPATIAL,
     DependencyGraph,
     NodeInfo,
@@ -40,6 +41,7 @@ from tf_evosyn.dependency import (
 )
 from tf_evosyn.flops import layer_params
 from tf_evosyn.layers import EvoConv2D, EvolvableMixin
+from tf_evosyn.models.lrn import WithinChannelLRN
 
 
 @dataclass
@@ -98,6 +100,13 @@ def _kernel(layer) -> np.ndarray:
     return layer.kernel.numpy()
 
 
+def _reads_input(layer) -> np.ndarray:
+    """Per kernel input channel: does any living synapse read it? (A channel read only by dead
+    synapses contributes nothing, whatever it holds, so padding cannot make it inexact.)"""
+    kernel = _kernel(layer)
+    return np.any(kernel.reshape(-1, *kernel.shape[-2:]) != 0, axis=(0, 2))
+
+
 def _bias(layer, clusters: int) -> np.ndarray:
     if not layer.use_bias:
         return np.zeros(clusters, dtype=np.float32)
@@ -140,7 +149,8 @@ def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarr
             return _activate(layer.activation, k)
         return _as_float(layer.call(tf.constant(k[None, :], dtype=tf.float32)))[0]
     if kind == SPATIAL:
-        if isinstance(layer, keras.layers.ZeroPadding2D):
+        if isinstance(layer, (keras.layers.ZeroPadding2D, WithinChannelLRN)):
+            # Borders see zeros: a constant stays one only if it is 0.
             return np.where(k == 0, k, np.nan)
         return k  # pooling (TF ignores padding), cropping, upsampling keep a constant
     if kind == FLATTEN:
@@ -158,6 +168,10 @@ def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarr
         if isinstance(layer, keras.layers.Maximum):
             return stacked.max(axis=0)
         return stacked.min(axis=0)
+    if kind == SCATTER:
+        out = np.zeros(dead_out.shape)
+        out[layer.resolved_positions(k.size)] = k
+        return out
     if kind == CONCAT:
         rank = len(node.input_shapes[0])
         if layer.axis % rank == rank - 1:
@@ -210,9 +224,15 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
             pads = isinstance(node.layer, keras.layers.Conv2D) and _conv_pads(
                 node.layer, node.input_shapes[0]
             )
-            for position in np.flatnonzero(dead_in & (k != 0)):
+            # A dead channel read only by dead synapses contributes nothing, whatever it holds.
+            reads = _reads_input(node.layer)
+            for position in np.flatnonzero(dead_in & (k != 0) & reads):
                 gid = int(in_groups[position])
-                if pads and np.isfinite(k[position]):
+                if not np.isfinite(k[position]):
+                    kept.setdefault(
+                        gid, f"not a constant (zero padding or a barrier) where {name} reads it"
+                    )
+                elif pads:
                     kept.setdefault(
                         gid,
                         f"constant {k[position]:.4g} read by zero-padded {name}: not foldable",
@@ -226,11 +246,6 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
                 folds[name] = k
         out = _node_constants(node, inputs, dead[groups_out[0]])
         constants[node.output_ids[0]] = np.where(dead[groups_out[0]], out, np.nan)
-
-    for tid, values in constants.items():
-        groups = graph.tensor_groups[tid]
-        for gid in np.unique(groups[dead[groups] & ~np.isfinite(values)]):
-            kept.setdefault(int(gid), "not a constant everywhere (zero padding or a barrier)")
 
     removed = dead.copy()
     removed[list(kept)] = False
@@ -305,6 +320,13 @@ def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.M
                 for attr in ("gamma", "beta", "moving_mean", "moving_variance")
                 if getattr(layer, attr, None) is not None
             }
+        elif node.kind == SCATTER:
+            in_keep, out_keep = plan.keep(node.input_ids[0]), plan.keep(node.output_ids[0])
+            new_index = np.cumsum(out_keep) - 1  # old output channel -> new output channel
+            positions = np.asarray(layer.resolved_positions(in_keep.size))
+            config["positions"] = [int(p) for p in new_index[positions[in_keep]]]
+            config["out_channels"] = int(out_keep.sum())
+            weights[name] = []
         else:
             weights[name] = layer.get_weights()
         new_layers[name] = cls.from_config(config)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from absl import logging
 
 from tf_evosyn._keras import keras
-from tf_evosyn.graph import preserves_zero
+from tf_evosyn.dependency import ELEMENTWISE, SPATIAL, layer_kind
 from tf_evosyn.layers import EVOLVABLE_TWINS, EvolvableMixin
 
 # Layers with weights that are not synaptic kernels; they are kept as they are without a warning.
@@ -88,7 +88,7 @@ def output_layers(model: keras.Model) -> set[str]:
         while not _is_convertible(layer) and len(layer.inbound_nodes) == 1:
             inbound = layer.inbound_nodes[0].inbound_layers
             if isinstance(inbound, list) or not (
-                preserves_zero(layer)
+                layer_kind(layer)[0] in (ELEMENTWISE, SPATIAL)
                 or isinstance(layer, (keras.layers.Activation, keras.layers.Softmax))
             ):
                 break

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tf_evosyn._keras import keras
-from tf_evosyn.graph import activation_name
 from tf_evosyn.layers import EvoConv2D, EvoDense
+from tf_evosyn.models.lrn import WithinChannelLRN
+from tf_evosyn.models.shortcut import PadShortcut
 
 # Layer kinds, as the analysis (and compaction) treat them.
 INPUT = "input"
@@ -34,6 +35,7 @@ SPATIAL = "spatial"  # pooling, padding, cropping, upsampling: channel-wise, spa
 FLATTEN = "flatten"  # channels_last flatten: flat index i is channel i % C
 MERGE = "merge"  # Add/Subtract/Multiply/Average/Maximum/Minimum: channel-by-channel coupling
 CONCAT = "concat"  # Concatenate: offsets on the channel axis, coupling on any other axis
+SCATTER = "scatter"  # PadShortcut: input channel i -> output channel positions[i], rest zeros
 BARRIER = "barrier"
 
 # Element-wise activations (by name). Anything else (softmax, custom callables) mixes channels
@@ -105,6 +107,14 @@ _MERGE_TYPES = (
 )
 
 
+def activation_name(layer: keras.layers.Layer) -> str:
+    """Name of a layer's activation function ('linear' when it has none)."""
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "linear"
+    return getattr(activation, "__name__", str(activation))
+
+
 def _channels_last(layer: keras.layers.Layer) -> bool:
     return getattr(layer, "data_format", "channels_last") in ("channels_last", None)
 
@@ -160,6 +170,10 @@ def layer_kind(layer: keras.layers.Layer) -> tuple[str, str]:
         return MERGE, ""
     if type(layer) is keras.layers.Concatenate:
         return CONCAT, ""
+    if type(layer) is PadShortcut:
+        return SCATTER, ""
+    if type(layer) is WithinChannelLRN:
+        return SPATIAL, ""  # normalises each channel over space only
     if isinstance(layer, keras.Model):
         return BARRIER, "nested model"
     return BARRIER, f"layer type {name} is not understood by the channel analysis"
@@ -387,7 +401,7 @@ def analyze(model: keras.Model) -> DependencyGraph:
             kind, reason = BARRIER, "input with an unknown channel count"
         if kind != BARRIER and len(outputs) != 1:
             kind, reason = BARRIER, "layers with several outputs are not supported"
-        if kind in (PRODUCER, DEPTHWISE, BATCHNORM, ELEMENTWISE, SPATIAL, FLATTEN):
+        if kind in (PRODUCER, DEPTHWISE, BATCHNORM, ELEMENTWISE, SPATIAL, FLATTEN, SCATTER):
             if len(inputs) != 1:
                 kind, reason = BARRIER, f"{len(inputs)} inputs where one is expected"
         if kind in (MERGE, CONCAT) and len(inputs) < 2:
@@ -446,6 +460,16 @@ def analyze(model: keras.Model) -> DependencyGraph:
         elif kind == FLATTEN:
             spatial = int(np.prod(in_tensors[0].shape[1:-1], dtype=np.int64))
             atoms_of[out_id] = np.tile(inputs[0], spatial)
+        elif kind == SCATTER:
+            # Channels that are always zero get atoms of their own: no producer decides them,
+            # but an Add can couple them to a convolution's channels.
+            positions = layer.resolved_positions(len(inputs[0]))
+            atoms = np.empty(channels(outputs[0]), dtype=np.int64)
+            zeros = np.ones(atoms.size, dtype=bool)
+            zeros[positions] = False
+            atoms[zeros] = uf.new(int(zeros.sum()))
+            atoms[positions] = inputs[0]
+            atoms_of[out_id] = atoms
         elif kind == MERGE:
             for other in inputs[1:]:
                 for a, b in zip(inputs[0], other, strict=True):

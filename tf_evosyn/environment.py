@@ -113,16 +113,10 @@ class SynapseBudget(EnvironmentalFactor):
 
     def layer_factors(self, layer, parent_synapses):
         target = self.fraction * float(parent_synapses)
-        lo, hi = 0.0, self.max_factor
-        if expected_survivors(layer, *self._pair(hi))[0] <= target:
-            return self._pair(hi)
-        for _ in range(50):
-            mid = 0.5 * (lo + hi)
-            if expected_survivors(layer, *self._pair(mid))[0] < target:
-                lo = mid
-            else:
-                hi = mid
-        return self._pair(max(hi, 1e-6))
+        factor = _solve_factor(
+            lambda f: expected_survivors(layer, *self._pair(f))[0], target, self.max_factor
+        )
+        return self._pair(factor)
 
     def get_config(self):
         return {
@@ -132,6 +126,107 @@ class SynapseBudget(EnvironmentalFactor):
             "cluster_factor": self.cluster_factor,
             "synapse_factor": self.synapse_factor,
         }
+
+
+def _solve_factor(expected, target: float, max_factor: float) -> float:
+    """Smallest factor in (0, max_factor] whose ``expected(factor)`` reaches ``target``.
+
+    ``expected`` must be non-decreasing in the factor. If even ``max_factor`` falls short,
+    ``max_factor`` is returned (the environment cannot be more generous than that).
+    """
+    if expected(max_factor) <= target:
+        return max_factor
+    lo, hi = 0.0, max_factor
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if expected(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return max(hi, 1e-6)
+
+
+@_register
+class LayerBudget(EnvironmentalFactor):
+    """Resource targets per layer: keep a fraction of the parent's clusters AND of its synapses.
+
+    For each layer the cluster factor is solved so the expected offspring keeps
+    ``cluster_fraction`` of the layer's living clusters; then, with that cluster factor, the
+    synapse factor is solved so it keeps ``synapse_fraction`` of the layer's living synapses
+    (counting synapses already lost to dead input channels and to dying clusters; if those
+    alone exceed the budget, the synapse factor is ``max_factor``, i.e. no extra loss).
+
+    ``overrides`` maps layer names to their own ``{"cluster_fraction": .., "synapse_fraction":
+    ..}``: layers differ in what they can spare. In LeNet-5, fc1 holds 93% of the synapses and
+    tolerates losing clusters fast, while conv1 has 20 filters of 25 synapses each, and every
+    filter it loses starves everything downstream; one global factor treats them alike.
+    """
+
+    def __init__(
+        self,
+        cluster_fraction: float = 0.8,
+        synapse_fraction: float = 0.6,
+        max_factor: float = 10.0,
+        overrides: dict[str, dict[str, float]] | None = None,
+    ):
+        self.cluster_fraction = _check_fraction("cluster_fraction", cluster_fraction)
+        self.synapse_fraction = _check_fraction("synapse_fraction", synapse_fraction)
+        if max_factor < 1.0:
+            raise ValueError(f"max_factor must be >= 1, got {max_factor}.")
+        self.max_factor = float(max_factor)
+        self.overrides: dict[str, dict[str, float]] = {}
+        for layer_name, values in dict(overrides or {}).items():
+            unknown = set(values) - {"cluster_fraction", "synapse_fraction"}
+            if unknown:
+                raise ValueError(
+                    f"overrides[{layer_name!r}] has unknown keys {sorted(unknown)}; use "
+                    "cluster_fraction and/or synapse_fraction."
+                )
+            self.overrides[str(layer_name)] = {
+                key: _check_fraction(f"overrides[{layer_name!r}].{key}", value)
+                for key, value in values.items()
+            }
+
+    def fractions(self, layer_name: str) -> tuple[float, float]:
+        """(cluster_fraction, synapse_fraction) that apply to ``layer_name``."""
+        override = self.overrides.get(layer_name, {})
+        return (
+            override.get("cluster_fraction", self.cluster_fraction),
+            override.get("synapse_fraction", self.synapse_fraction),
+        )
+
+    def factors(self, layers):
+        return [self.layer_factors(layer, int(layer.synapse_alive.sum())) for layer in layers]
+
+    def layer_factors(self, layer, parent_synapses):
+        cluster_fraction, synapse_fraction = self.fractions(layer.name)
+        cluster_target = cluster_fraction * float(layer.cluster_alive.sum())
+        cluster_factor = _solve_factor(
+            lambda f: expected_survivors(layer, f, self.max_factor)[1],
+            cluster_target,
+            self.max_factor,
+        )
+        synapse_target = synapse_fraction * float(parent_synapses)
+        synapse_factor = _solve_factor(
+            lambda f: expected_survivors(layer, cluster_factor, f)[0],
+            synapse_target,
+            self.max_factor,
+        )
+        return cluster_factor, synapse_factor
+
+    def get_config(self):
+        return {
+            "cluster_fraction": self.cluster_fraction,
+            "synapse_fraction": self.synapse_fraction,
+            "max_factor": self.max_factor,
+            "overrides": {name: dict(values) for name, values in self.overrides.items()},
+        }
+
+
+def _check_fraction(name: str, value: float) -> float:
+    if not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value}.")
+    return float(value)
 
 
 def get(identifier: EnvironmentalFactor | dict | None) -> EnvironmentalFactor:

@@ -86,12 +86,17 @@ def sample_layer(
     cluster_factor: float,
     synapse_factor: float,
     rng: np.random.Generator,
+    decided: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw clusters, then synapses inside surviving clusters; returns (synapse, cluster) masks.
 
+    ``decided`` (optional, per cluster: -1 draw it, 0 dead, 1 alive if alive in the parent)
+    carries decisions already drawn for the cluster's coupled group in an earlier layer.
+
     Safeguards: a layer keeps at least one cluster (its strongest), every surviving cluster keeps
     at least one synapse (its strongest, so a cluster never degenerates to a bias-only constant),
-    and protected clusters (``evolve_clusters=False``) all survive.
+    and protected clusters (``evolve_clusters=False``) all survive. A decided cluster with no
+    living synapse left stays alive (its group lives on in other layers) and emits its bias.
     """
     p_cluster = apply_factor(heredity.cluster_probs, cluster_factor)
     if not heredity.evolve_clusters:
@@ -100,9 +105,13 @@ def sample_layer(
 
     clusters = (rng.random(p_cluster.shape) < p_cluster) & heredity.cluster_alive
     synapses = (rng.random(p_synapse.shape) < p_synapse) & heredity.synapse_alive
+    free = np.ones(clusters.shape, bool) if decided is None else np.asarray(decided) < 0
+    if decided is not None:
+        clusters = np.where(free, clusters, np.asarray(decided) > 0) & heredity.cluster_alive
 
-    if not clusters.any() and heredity.cluster_alive.any():
-        clusters[np.argmax(heredity.cluster_probs)] = True
+    if not clusters.any() and (heredity.cluster_alive & free).any():
+        probs = np.where(free, heredity.cluster_probs, -1.0)
+        clusters[np.argmax(probs)] = True
     synapses &= clusters  # broadcast over the last axis
 
     flat_synapses = synapses.reshape(-1, synapses.shape[-1])
@@ -110,8 +119,8 @@ def sample_layer(
     for cluster in np.flatnonzero(clusters & ~flat_synapses.any(axis=0)):
         if flat_probs[:, cluster].max() > 0:
             flat_synapses[np.argmax(flat_probs[:, cluster]), cluster] = True
-        else:  # no living synapse left to keep: the cluster is dead
-            clusters[cluster] = False
+        elif free[cluster] and heredity.evolve_clusters and clusters.sum() > 1:
+            clusters[cluster] = False  # no living synapse left (all inputs dead): it is dead
     return flat_synapses.reshape(synapses.shape), clusters
 
 

@@ -89,6 +89,11 @@ class EvolvableMixin:
         if self.use_bias:
             self.bias.assign(self.bias.numpy() * cluster_mask)
 
+    def get_prunable_weights(self) -> list[tf.Variable]:
+        """TF-MOT's ``PrunableLayer`` protocol: ``prune_low_magnitude`` can wrap evolvable layers
+        (its registry only knows exact built-in types); TF-MOT's mask applies on top of ours."""
+        return [self.kernel]
+
     def set_heredity(self, synapse_heredity: np.ndarray, cluster_heredity: np.ndarray) -> None:
         self.synapse_heredity.assign(np.asarray(synapse_heredity, dtype=np.float32))
         self.cluster_heredity.assign(np.asarray(cluster_heredity, dtype=np.float32))

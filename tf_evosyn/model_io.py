@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tf_evosyn._keras import keras
 from tf_evosyn.layers import custom_objects
+from tf_evosyn.models import custom_objects as model_custom_objects
 
 KERAS_FILENAME = "model.keras"
 
@@ -33,5 +34,6 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
         )
     if path.is_dir() and not (path / "saved_model.pb").exists():
         raise FileNotFoundError(f"{path} holds neither {KERAS_FILENAME} nor saved_model.pb.")
-    with keras.utils.custom_object_scope(custom_objects()):
+    # The zoo's custom layers (PadShortcut, ...) too, so a ResNet loads in a fresh process.
+    with keras.utils.custom_object_scope({**model_custom_objects(), **custom_objects()}):
         return keras.models.load_model(path, compile=compile)

@@ -1,21 +1,23 @@
 """Parent -> offspring: clone the parent and draw the offspring's masks from its heredity.
 
 Layers are sampled in topological order so that a synapse reading a channel that just died is
-dead before its own layer is drawn (it would only ever read zeros). After sampling, clusters that
-no living synapse reads any more die as well, when every reader is known (see graph.py).
+dead before its own layer is drawn (it would only ever read zeros or a constant). Coupled
+clusters (residual additions, depthwise channels) are drawn once per group (see coupling.py).
+After sampling, groups that no living synapse reads any more die as well, when every reader is
+known.
 Drawing is deterministic for a given (seed, generation, attempt).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.convert import clone_with_weights
-from tf_evosyn.graph import trace_channel_usage
+from tf_evosyn.coupling import CouplingPlan, group_cluster_probs, plan_coupling
 from tf_evosyn.heredity import LayerHeredity, layer_heredity, sample_layer
 from tf_evosyn.layers import EvolvableMixin, evolvable_layers
 
@@ -35,44 +37,69 @@ def synthesis_rng(seed: int, generation: int, attempt: int = 0) -> np.random.Gen
     return np.random.default_rng([int(seed), int(generation), int(attempt), 0x45564F])
 
 
-def _input_alive(layer: EvolvableMixin, readers: dict[str, list], clusters_now: dict) -> np.ndarray:
-    """Boolean (kernel input dim,) mask: False where the input reads a dead channel."""
-    alive = np.ones(layer.kernel.shape[-2], dtype=bool)
-    for producer_name, index_map in readers.get(layer.name, []):
-        alive &= clusters_now[producer_name][index_map]
-    return alive
-
-
-def compute_heredity(model: keras.Model, write_buffers: bool = True) -> list[LayerHeredity]:
+def compute_heredity(
+    model: keras.Model, write_buffers: bool = True, plan: CouplingPlan | None = None
+) -> list[LayerHeredity]:
     """Heredity probabilities of every evolvable layer from the current weights and masks.
 
-    With ``write_buffers`` the probabilities are stored in the layers' heredity buffers, so a
-    saved parent carries the probabilities its next offspring will be drawn from.
+    Coupled clusters share one probability per group (see :mod:`tf_evosyn.coupling`). With
+    ``write_buffers`` the probabilities are stored in the layers' heredity buffers, so a saved
+    parent carries the probabilities its next offspring will be drawn from.
     """
-    heredities = []
-    for layer in evolvable_layers(model):
-        heredity = layer_heredity(
+    plan = plan or plan_coupling(model)
+    heredities = [
+        layer_heredity(
             layer.name,
             layer.kernel.numpy(),
             layer.living_synapse_mask(),
             layer.living_cluster_mask(),
             evolve_clusters=layer.evolve_clusters,
         )
-        if write_buffers:
+        for layer in evolvable_layers(model)
+    ]
+    group_probs = group_cluster_probs(plan, heredities)
+    heredities = [replace(h, cluster_probs=group_probs[h.name]) for h in heredities]
+    if write_buffers:
+        for layer, heredity in zip(evolvable_layers(model), heredities, strict=True):
             layer.set_heredity(heredity.synapse_probs, heredity.cluster_probs)
-        heredities.append(heredity)
     return heredities
 
 
-def _readers_by_consumer(model: keras.Model):
-    usages = trace_channel_usage(model)
-    readers: dict[str, list] = {}
-    for usage in usages.values():
-        for consumer in usage.consumers:
-            readers.setdefault(consumer.layer.name, []).append(
-                (usage.producer.name, consumer.index_map)
+def _input_alive(layer, plan: CouplingPlan, group_alive: dict[int, bool]) -> np.ndarray:
+    """Boolean (kernel input dim,) mask: False where the input reads a dead group."""
+    alive = np.ones(layer.kernel.shape[-2], dtype=bool)
+    for group, rows in plan.reads(layer.name):
+        if group_alive.get(group) is False:
+            alive[rows] = False
+    return alive
+
+
+def _kill_unread_groups(
+    plan: CouplingPlan, masks: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """A group no living synapse reads any more dies (its output is never used), repeatedly:
+    every death can leave the groups its members read unread in turn."""
+    changed = True
+    while changed:
+        changed = False
+        for group in reversed(plan.groups):
+            if not (group.may_die and group.readers_known and group.readers):
+                continue
+            if not any(masks[name][1][channel] for name, channel in group.members):
+                continue
+            read = any(
+                masks[reader][0].reshape(-1, *masks[reader][0].shape[-2:])[:, rows, :].any()
+                for reader, rows in group.readers
             )
-    return usages, readers
+            last = any(masks[name][1].sum() <= 1 for name, _ in group.members)
+            if read or last:
+                continue
+            for name, channel in group.members:
+                synapses, clusters = masks[name]
+                clusters = clusters.copy()
+                clusters[channel] = False
+                masks[name] = (synapses & clusters, clusters)
+            changed = True
 
 
 def draw_masks(
@@ -80,46 +107,38 @@ def draw_masks(
     environment: environment_lib.EnvironmentalFactor,
     rng: np.random.Generator,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[float, float]]]:
-    """Sample new (synapse_mask, cluster_mask) for every evolvable layer of ``model``."""
-    heredities = compute_heredity(model)
-    usages, readers = _readers_by_consumer(model)
+    """Sample new (synapse_mask, cluster_mask) for every evolvable layer of ``model``.
+
+    Layers are drawn in topological order; a coupled group is decided at its first member and
+    every later member follows that decision. Synapses reading a dead group die with it.
+    """
+    plan = plan_coupling(model)
+    heredities = compute_heredity(model, plan=plan)
     layers = {layer.name: layer for layer in evolvable_layers(model)}
 
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     factors: dict[str, tuple[float, float]] = {}
-    clusters_now: dict[str, np.ndarray] = {}
+    group_alive: dict[int, bool] = {}
     for heredity in heredities:
         parent_synapses = int(heredity.synapse_alive.sum())
-        input_alive = _input_alive(layers[heredity.name], readers, clusters_now)
+        input_alive = _input_alive(layers[heredity.name], plan, group_alive)
         synapse_alive = heredity.synapse_alive & input_alive[..., :, None]
-        heredity = LayerHeredity(
-            heredity.name,
-            heredity.cluster_probs,
-            np.where(synapse_alive, heredity.synapse_probs, 0.0),
-            heredity.cluster_alive,
-            synapse_alive,
-            heredity.evolve_clusters,
+        groups = plan.layer_groups[heredity.name]
+        decided = np.array(
+            [int(group_alive.get(int(g), -1 if plan.groups[g].may_die else 1)) for g in groups]
+        )
+        heredity = replace(
+            heredity,
+            synapse_probs=np.where(synapse_alive, heredity.synapse_probs, 0.0),
+            synapse_alive=synapse_alive,
         )
         factors[heredity.name] = environment.layer_factors(heredity, parent_synapses)
-        synapses, clusters = sample_layer(heredity, *factors[heredity.name], rng)
+        synapses, clusters = sample_layer(heredity, *factors[heredity.name], rng, decided)
         masks[heredity.name] = (synapses, clusters)
-        clusters_now[heredity.name] = clusters
-
-    # Backward: a cluster that no living synapse reads can die (its output is never used).
-    for name in reversed(list(masks)):
-        usage = usages[name]
-        layer = layers[name]
-        if not usage.fully_traced or not usage.consumers or not layer.evolve_clusters:
-            continue
-        read = np.zeros(layer.num_clusters, dtype=bool)
-        for consumer in usage.consumers:
-            consumer_synapses = masks[consumer.layer.name][0]
-            rows = consumer_synapses.reshape(-1, *consumer_synapses.shape[-2:]).any(axis=(0, 2))
-            np.logical_or.at(read, consumer.index_map[rows], True)
-        synapses, clusters = masks[name]
-        if (clusters & read).any():
-            clusters = clusters & read
-            masks[name] = (synapses & clusters, clusters)
+        for channel, group in enumerate(groups):
+            if int(group) not in group_alive:
+                group_alive[int(group)] = bool(clusters[channel])
+    _kill_unread_groups(plan, masks)
     return masks, factors
 
 

@@ -75,7 +75,7 @@ def export_run(
     if data_dir:
         data_config.data_dir = data_dir
     data = load_classification_data(data_config)
-    images = data.test_images[:num_images]
+    images = data.preprocess(data.test_images[:num_images])  # what the model was fed
     shape = (1, *data.input_shape)
 
     def measure(record: dict, path: Path, out_dir: Path) -> dict:

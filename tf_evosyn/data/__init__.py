@@ -1,5 +1,11 @@
-"""Datasets for tf_evosyn: strict local IDX reader, TFDS loader, tf.data pipeline, registry."""
+"""Datasets for tf_evosyn: strict local readers (MNIST IDX, CIFAR-10 python batches, .npz), TFDS
+loader, tf.data pipeline (optional normalisation and CIFAR augmentation), registry."""
 
+from tf_evosyn.data.cifar10 import (
+    load_cifar10_python,
+    load_cifar10_subset,
+    read_cifar10_batch,
+)
 from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.mnist_idx import (
     MnistArrays,
@@ -8,6 +14,7 @@ from tf_evosyn.data.mnist_idx import (
     load_mnist_idx,
     read_idx,
 )
+from tf_evosyn.data.npz_source import load_npz_dataset, read_npz_images, split_by_fraction
 from tf_evosyn.data.pipeline import make_classification_dataset
 from tf_evosyn.data.registry import (
     DATASETS,
@@ -16,18 +23,28 @@ from tf_evosyn.data.registry import (
     load_classification_data,
 )
 from tf_evosyn.data.tfds_source import load_tfds_arrays
+from tf_evosyn.data.transforms import ChannelStats, channel_stats, random_crop_flip
 
 __all__ = [
     "DATASETS",
+    "ChannelStats",
     "ClassificationData",
     "DataError",
     "DatasetSpec",
     "MnistArrays",
     "SplitArrays",
+    "channel_stats",
     "find_mnist_files",
+    "load_cifar10_python",
+    "load_cifar10_subset",
     "load_classification_data",
     "load_mnist_idx",
+    "load_npz_dataset",
     "load_tfds_arrays",
     "make_classification_dataset",
+    "random_crop_flip",
+    "read_cifar10_batch",
     "read_idx",
+    "read_npz_images",
+    "split_by_fraction",
 ]

@@ -16,3 +16,11 @@ REFETCH_HINT = (
 
 class DataError(ValueError):
     """A dataset file or data setting is missing, corrupt or inconsistent."""
+
+
+CIFAR10_DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+CIFAR10_REFETCH_HINT = (
+    f"Re-download and extract {CIFAR10_DOWNLOAD_URL} (it unpacks to cifar-10-batches-py/), "
+    "or use --config.data.source=tfds instead."
+)

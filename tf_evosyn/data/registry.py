@@ -11,41 +11,152 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from absl import logging
 
 from tf_evosyn._keras import tf
+from tf_evosyn.data.cifar10 import (
+    CIFAR10_NUM_CLASSES,
+    CIFAR10_SUBSET_NOTE,
+    load_cifar10_python,
+    load_cifar10_subset,
+)
 from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.mnist_idx import SplitArrays, load_mnist_idx
+from tf_evosyn.data.npz_source import check_test_fraction, load_npz_dataset
 from tf_evosyn.data.pipeline import make_classification_dataset
 from tf_evosyn.data.tfds_source import load_tfds_arrays
+from tf_evosyn.data.transforms import ChannelStats, channel_stats
 
 DATA_DIR_ENV = "EVOSYN_DATA_DIR"
-SOURCES = ("auto", "idx", "tfds")
+# 'local' = local files in the dataset's native format; 'idx' is MNIST's name for it (kept for
+# old configs); 'auto' = local if a folder is configured, else TFDS.
+SOURCES = ("auto", "local", "idx", "tfds")
+DEFAULT_TEST_FRACTION = 0.2
+
+
+class LocalData(NamedTuple):
+    """What a local loader returns: the arrays, where they came from, and a caveat if any."""
+
+    arrays: SplitArrays
+    where: str
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """How to load one named dataset from a local folder and from TFDS."""
+    """How to load one named dataset from local files and from TFDS, and its pipeline defaults.
+
+    ``load_local(folder, data_config)`` reads the local files (``folder`` is ``data.data_dir`` or
+    ``$EVOSYN_DATA_DIR/<name>``, None if neither is set). ``num_classes`` 0 means "from
+    ``data.num_classes`` or the labels"; an empty ``tfds_name`` means there is no TFDS version.
+    ``augment``/``normalize`` are the defaults of ``data.augment``/``data.normalize``.
+    """
 
     display_name: str
     num_classes: int
-    load_local: Callable[[Path], SplitArrays]
-    tfds_name: str
+    load_local: Callable[[Path | None, Any], LocalData]
+    tfds_name: str = ""
+    local_format: str = "local files"
+    local_aliases: tuple[str, ...] = ()
+    needs_folder: bool = True
+    augment: bool = False
+    normalize: bool = False
+
+
+def _load_mnist(folder: Path | None, config: Any) -> LocalData:
+    return LocalData(load_mnist_idx(folder), f"IDX files at {folder}")
+
+
+def _load_cifar10(folder: Path | None, config: Any) -> LocalData:
+    return LocalData(load_cifar10_python(folder), f"python batches at {folder}")
+
+
+def _load_cifar10_subset(folder: Path | None, config: Any) -> LocalData:
+    fraction = _test_fraction(config)
+    arrays, path = load_cifar10_subset(folder, fraction)
+    note = (
+        f"{CIFAR10_SUBSET_NOTE}; train = its first {len(arrays.train_labels)} images, test = "
+        f"its last {len(arrays.test_labels)} (data.test_fraction={fraction:g}), which is NOT "
+        "the official CIFAR-10 test split"
+    )
+    return LocalData(arrays, str(path), note)
+
+
+def _resolve(path: str, config: Any) -> Path:
+    """``path`` with ~ and $VARS expanded; relative paths are taken inside ``data.data_dir``."""
+    resolved = Path(os.path.expandvars(path)).expanduser()
+    data_dir = str(_get(config, "data_dir", "") or "")
+    if data_dir and not resolved.is_absolute():
+        resolved = Path(os.path.expandvars(data_dir)).expanduser() / resolved
+    return resolved
+
+
+def _load_npz(folder: Path | None, config: Any) -> LocalData:
+    train_file = str(_get(config, "train_file", "") or "")
+    test_file = str(_get(config, "test_file", "") or "")
+    if not train_file:
+        raise DataError(
+            "data.name=npz needs --config.data.train_file=<file.npz> (x uint8 NHWC images, y "
+            "integer labels); add --config.data.test_file=<file.npz> for a separate test set, or "
+            "the last data.test_fraction of train_file is used for testing."
+        )
+    train_path = _resolve(train_file, config)
+    if test_file:
+        test_path = _resolve(test_file, config)
+        arrays = load_npz_dataset(train_path, test_path)
+        return LocalData(arrays, f"npz files {train_path} (train) and {test_path} (test)")
+    fraction = _test_fraction(config)
+    arrays = load_npz_dataset(train_path, None, fraction)
+    where = f"npz file {train_path}, last {fraction:g} as test split"
+    return LocalData(arrays, where)
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
-        display_name="MNIST", num_classes=10, load_local=load_mnist_idx, tfds_name="mnist"
+        display_name="MNIST",
+        num_classes=10,
+        load_local=_load_mnist,
+        tfds_name="mnist",
+        local_format="IDX files",
+        local_aliases=("idx",),
+    ),
+    "cifar10": DatasetSpec(
+        display_name="CIFAR-10",
+        num_classes=CIFAR10_NUM_CLASSES,
+        load_local=_load_cifar10,
+        tfds_name="cifar10",
+        local_format="python batches (cifar-10-batches-py)",
+        augment=True,
+        normalize=True,
+    ),
+    "cifar10_subset": DatasetSpec(
+        display_name="CIFAR-10 subset",
+        num_classes=CIFAR10_NUM_CLASSES,
+        load_local=_load_cifar10_subset,
+        local_format="the cifar10_subset .npz file",
+        augment=True,
+        normalize=True,
+    ),
+    "npz": DatasetSpec(
+        display_name="NumPy data",
+        num_classes=0,
+        load_local=_load_npz,
+        local_format=".npz files",
+        needs_folder=False,
     ),
 }
 
 
 @dataclasses.dataclass
 class ClassificationData:
-    """Validated numpy arrays of an image-classification dataset plus pipeline builders."""
+    """Validated numpy arrays of an image-classification dataset plus pipeline builders.
+
+    ``normalize`` computes per-channel statistics on the training images (after limits) and
+    applies them to both splits; ``augment`` adds the random pad-crop and flip to training batches.
+    """
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -54,11 +165,23 @@ class ClassificationData:
     num_classes: int
     input_shape: tuple[int, ...]
     description: str
+    augment: bool = False
+    normalize: bool = False
+    channel_stats: ChannelStats | None = None
+
+    def __post_init__(self) -> None:
+        if self.normalize and self.channel_stats is None:
+            self.channel_stats = channel_stats(self.train_images)
+
+    @property
+    def normalization(self) -> ChannelStats | None:
+        """The statistics the pipelines apply (None when ``normalize`` is off)."""
+        return self.channel_stats if self.normalize else None
 
     def train_dataset(
         self, batch_size: int, seed: int, *, drop_remainder: bool = False
     ) -> tf.data.Dataset:
-        """Shuffled training batches; the same ``seed`` always gives the same order."""
+        """Shuffled (and, if enabled, augmented) training batches; same ``seed``, same batches."""
         return make_classification_dataset(
             self.train_images,
             self.train_labels,
@@ -66,13 +189,27 @@ class ClassificationData:
             training=True,
             seed=seed,
             drop_remainder=drop_remainder,
+            augment=self.augment,
+            normalization=self.normalization,
         )
 
     def test_dataset(self, batch_size: int) -> tf.data.Dataset:
-        """Test batches in file order (unshuffled, so evaluations are comparable)."""
+        """Test batches in file order (unshuffled, never augmented, so evaluations compare)."""
         return make_classification_dataset(
-            self.test_images, self.test_labels, batch_size=batch_size, training=False, seed=None
+            self.test_images,
+            self.test_labels,
+            batch_size=batch_size,
+            training=False,
+            seed=None,
+            normalization=self.normalization,
         )
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images -> the float32 NHWC model input the test pipeline feeds (for export)."""
+        x = np.asarray(images, dtype=np.float32) / 255.0
+        x = x[..., None] if x.ndim == 3 else x
+        stats = self.normalization
+        return x if stats is None else (x - stats.mean) / stats.std
 
 
 def _get(config: Any, key: str, default: Any) -> Any:
@@ -116,44 +253,109 @@ def _apply_limit(images: np.ndarray, labels: np.ndarray, limit: int, split: str,
     return images[:limit], labels[:limit]
 
 
+def _test_fraction(config: Any) -> float:
+    return check_test_fraction(_get(config, "test_fraction", DEFAULT_TEST_FRACTION))
+
+
+def _flag(config: Any, key: str, default: bool) -> bool:
+    """``data.<key>`` as a bool; missing or None means the dataset's default."""
+    value = _get(config, key, None)
+    if value is None:
+        return default
+    if not isinstance(value, bool | np.bool_):
+        raise DataError(f"data.{key} must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def _num_classes(spec: DatasetSpec, config: Any, arrays: SplitArrays) -> int:
+    """The spec's class count, or ``data.num_classes`` / 1 + the largest label (npz)."""
+    if spec.num_classes:
+        return spec.num_classes
+    value = _get(config, "num_classes", 0)
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise DataError(
+            f"data.num_classes must be an integer >= 0 (0 = from labels), got {value!r}."
+        )
+    if value:
+        return int(value)
+    return int(max(arrays.train_labels.max(), arrays.test_labels.max())) + 1
+
+
+def _resolve_source(name: str, spec: DatasetSpec, source: str, folder: Path | None, origin: str):
+    """Map the configured source to 'local' or 'tfds', or explain why it cannot be used."""
+    if source not in SOURCES:
+        raise DataError(f"data.source={source!r} is invalid; use one of {', '.join(SOURCES)}.")
+    if source in spec.local_aliases:
+        return "local"
+    if source == "idx":
+        raise DataError(
+            f"data.source=idx means MNIST IDX files; {spec.display_name} ({name}) reads "
+            f"{spec.local_format}: use --config.data.source=local"
+            + (" or tfds." if spec.tfds_name else ".")
+        )
+    if source == "tfds" and not spec.tfds_name:
+        hint = " (for the full CIFAR-10 use data.name=cifar10)" if name == "cifar10_subset" else ""
+        raise DataError(
+            f"{spec.display_name} ({name}) has no TFDS version{hint}; use "
+            "--config.data.source=local (or auto)."
+        )
+    if source == "auto":
+        resolved = "local" if folder is not None or not spec.tfds_name else "tfds"
+        if spec.tfds_name:
+            logging.info(
+                "data.source=auto resolved to %r (%s).",
+                resolved,
+                f"local folder from {origin}"
+                if folder
+                else f"no data.data_dir and no ${DATA_DIR_ENV}",
+            )
+        return resolved
+    return source
+
+
 def load_classification_data(data_config: Any) -> ClassificationData:
     """Load and validate the dataset described by ``data_config`` (see module docstring).
 
-    Keys: ``name``, ``source`` ('auto'|'idx'|'tfds'), ``data_dir``, ``tfds_data_dir``,
-    ``download``, ``train_limit``, ``test_limit``. Raises :class:`DataError` on any problem.
+    Keys: ``name`` (mnist | cifar10 | cifar10_subset | npz), ``source``
+    ('auto'|'local'|'idx'|'tfds'; 'idx' is MNIST's alias of 'local'), ``data_dir``,
+    ``tfds_data_dir``, ``download``, ``train_limit``, ``test_limit``, and, read with defaults so
+    older configs still work: ``test_fraction`` (cifar10_subset, single-file npz; default 0.2),
+    ``augment`` / ``normalize`` (None = the dataset's default: on for CIFAR-10, off otherwise),
+    ``train_file`` / ``test_file`` / ``num_classes`` (npz). Raises :class:`DataError` on any
+    problem, before anything is trained.
     """
     name = str(_get(data_config, "name", "")).lower()
     if name not in DATASETS:
         raise DataError(
-            f"Unknown dataset data.name={name!r}; known datasets: {', '.join(sorted(DATASETS))}."
+            f"Unknown dataset data.name={name!r}; known datasets: {', '.join(DATASETS)}."
         )
     spec = DATASETS[name]
     source = str(_get(data_config, "source", "auto")).lower()
-    if source not in SOURCES:
-        raise DataError(f"data.source={source!r} is invalid; use one of {', '.join(SOURCES)}.")
+    configured_source = source
+    folder, origin = _local_folder(data_config, name)
+    source = _resolve_source(name, spec, source, folder, origin)
     train_limit = _limit(data_config, "train_limit")
     test_limit = _limit(data_config, "test_limit")
+    augment = _flag(data_config, "augment", spec.augment)
+    normalize = _flag(data_config, "normalize", spec.normalize)
 
-    folder, origin = _local_folder(data_config, name)
-    if source == "auto":
-        source = "idx" if folder is not None else "tfds"
-        logging.info(
-            "data.source=auto resolved to %r (%s).",
-            source,
-            f"local folder from {origin}" if folder else f"no data.data_dir and no ${DATA_DIR_ENV}",
-        )
-    if source == "idx":
-        if folder is None:
+    note = ""
+    if source == "local":
+        if spec.needs_folder and folder is None:
             raise DataError(
-                f"data.source=idx needs a local folder: set ${DATA_DIR_ENV} (folder holding "
-                f"{name}/) or --config.data.data_dir (folder holding the files), or use "
-                "--config.data.source=tfds."
+                f"data.source={configured_source} needs a local folder: set ${DATA_DIR_ENV} "
+                f"(folder holding {name}/) or --config.data.data_dir (folder holding the "
+                f"{spec.local_format})"
+                + (", or use --config.data.source=tfds." if spec.tfds_name else ".")
             )
         logging.info(
-            "Loading %s from IDX files in %s (from %s).", spec.display_name, folder, origin
+            "Loading %s from %s in %s (from %s).",
+            spec.display_name,
+            spec.local_format,
+            folder,
+            origin or "data.train_file",
         )
-        arrays = spec.load_local(folder)
-        where = f"IDX files at {folder}"
+        arrays, where, note = spec.load_local(folder, data_config)
     else:
         tfds_dir = str(_get(data_config, "tfds_data_dir", "") or "") or None
         download = bool(_get(data_config, "download", True))
@@ -167,12 +369,19 @@ def load_classification_data(data_config: Any) -> ClassificationData:
         arrays = load_tfds_arrays(spec.tfds_name, tfds_dir, download)
         where = f"TFDS '{spec.tfds_name}' ({tfds_dir or 'default data dir'})"
 
+    num_classes = _num_classes(spec, data_config, arrays)
     for split, labels in (("train", arrays.train_labels), ("test", arrays.test_labels)):
-        if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
             raise DataError(
                 f"{spec.display_name} {split} labels from {where} fall outside "
-                f"0..{spec.num_classes - 1}; the data is corrupt, re-download it."
+                f"0..{num_classes - 1}; the data is corrupt, re-download it"
+                + (" (or set data.num_classes)." if not spec.num_classes else ".")
             )
+    if arrays.train_images.shape[1:] != arrays.test_images.shape[1:]:
+        raise DataError(
+            f"{spec.display_name} from {where}: train images {arrays.train_images.shape[1:]} and "
+            f"test images {arrays.test_images.shape[1:]} differ in shape."
+        )
     train_x, train_y = _apply_limit(
         arrays.train_images, arrays.train_labels, train_limit, "train", "train_limit"
     )
@@ -183,13 +392,20 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     if len(input_shape) == 2:
         input_shape += (1,)
     description = f"{spec.display_name} from {where} (train {len(train_x)}, test {len(test_x)})"
+    if note:
+        description += f"; {note}"
+    extras = [k for k, on in (("augmented", augment), ("normalized", normalize)) if on]
+    if extras:
+        description += f" [{', '.join(extras)}]"
     logging.info("Data: %s", description)
     return ClassificationData(
         train_images=train_x,
         train_labels=train_y,
         test_images=test_x,
         test_labels=test_y,
-        num_classes=spec.num_classes,
+        num_classes=num_classes,
         input_shape=input_shape,
         description=description,
+        augment=augment,
+        normalize=normalize,
     )

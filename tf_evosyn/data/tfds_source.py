@@ -1,6 +1,6 @@
 """Load an image-classification dataset by TFDS name, as numpy arrays.
 
-TFDS is the portable fallback when no local IDX folder is configured. ``tensorflow_datasets`` is
+TFDS is the portable fallback when no local data folder is configured. ``tensorflow_datasets`` is
 imported inside the function because importing it is slow and IDX-only runs never need it.
 """
 
@@ -49,8 +49,8 @@ def load_tfds_arrays(name: str, data_dir: str | None, download: bool) -> SplitAr
             f"Could not load TFDS dataset {name!r} from {where} (download={download}): "
             f"{type(e).__name__}: {str(e).rstrip('.')}. Fix: run once with network access and "
             f"--config.data.download=True, or prepare it with `tfds build {name} "
-            f"--data_dir=...`, or use --config.data.source=idx with local files "
-            f"(EVOSYN_DATA_DIR / --config.data.data_dir)."
+            f"--data_dir=...`, or read local files with --config.data.source=local "
+            f"(source=idx for MNIST) and EVOSYN_DATA_DIR / --config.data.data_dir."
         ) from e
 
     def _squeeze(images: np.ndarray) -> np.ndarray:

@@ -1,8 +1,17 @@
-"""Model zoo: the papers' ancestor networks, built as plain tf_keras models."""
+"""Model zoo: the papers' ancestor networks, built as plain tf_keras models (logits out)."""
 
+from tf_evosyn.models.alexnet_cifar import alexnet_cifar
 from tf_evosyn.models.lenet5 import lenet5
+from tf_evosyn.models.lrn import WithinChannelLRN
+from tf_evosyn.models.resnet_cifar import resnet20, resnet56, resnet_cifar
+from tf_evosyn.models.shortcut import PadShortcut
 
-_MODELS = {"lenet5": lenet5}
+_MODELS = {
+    "lenet5": lenet5,
+    "alexnet_cifar": alexnet_cifar,
+    "resnet20": resnet20,
+    "resnet56": resnet56,
+}
 
 
 def build(name: str, **kwargs):
@@ -16,4 +25,20 @@ def names() -> list[str]:
     return sorted(_MODELS)
 
 
-__all__ = ["build", "lenet5", "names"]
+def custom_objects() -> dict[str, type]:
+    """The zoo's custom layers, for ``keras.utils.custom_object_scope`` when loading models."""
+    return {"PadShortcut": PadShortcut, "WithinChannelLRN": WithinChannelLRN}
+
+
+__all__ = [
+    "PadShortcut",
+    "WithinChannelLRN",
+    "alexnet_cifar",
+    "build",
+    "custom_objects",
+    "lenet5",
+    "names",
+    "resnet20",
+    "resnet56",
+    "resnet_cifar",
+]
