@@ -31,6 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.learning_rate = 1e-3
     config.train.schedule = "cosine"  # constant | cosine (decay to 0 over the training)
     config.train.ancestor_path = ""  # a trained model to start from instead of training one
+    config.train.mixed_precision = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    config.train.jit_compile = False  # XLA train/predict steps; needs deterministic = False
 
     # Offspring synthesis and fine-tuning.
     config.evolution = ml_collections.ConfigDict()
@@ -48,10 +50,29 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.budget_fraction = 0.6  # synapse_budget: keep this fraction per generation
     config.evolution.budget_level = "synapse"  # cluster | synapse | both: where it applies
     config.evolution.budget_max_factor = 5.0  # > 1: a generous environment (probabilities clip)
+    # layer_budget: per layer keep cluster_budget_fraction of the clusters and budget_fraction
+    # of the synapses each generation; layer_budgets overrides both per layer.
+    config.evolution.cluster_budget_fraction = 0.7
+    config.evolution.layer_budgets = ml_collections.ConfigDict(
+        {
+            "conv1": {"cluster_fraction": 0.85, "synapse_fraction": 0.85},
+            "conv2": {"cluster_fraction": 0.8, "synapse_fraction": 0.6},
+            "fc1": {"cluster_fraction": 0.6, "synapse_fraction": 0.4},
+        }
+    )
+    # layer_budget: a re-draw after a rejection takes a smaller step (fraction ** 0.5 ** k).
+    config.evolution.retry_relief = 0.0
     config.evolution.accuracy_tolerance = 0.01  # accept offspring within 1 point of the ancestor
     config.evolution.max_attempts = 3
     config.evolution.reinitialize = False  # True: architecture-only heredity
     config.evolution.selection = "most_efficient"  # most_efficient | most_accurate
+
+    # Where it runs (may change when a run is resumed). train.batch_size is the global batch:
+    # each replica gets batch_size / replicas. Or --strategy=... on the command line.
+    config.distribute = ml_collections.ConfigDict()
+    config.distribute.strategy = "default"  # default | mirrored | multi_worker_mirrored | tpu
+    config.distribute.tpu_address = ""  # tpu: TPU name or grpc://host:port ('local' on a TPU VM)
+    config.distribute.num_cpu_devices = 0  # mirrored without GPU: split the CPU into N devices
 
     config.log = ml_collections.ConfigDict()
     config.log.fit_verbose = 2

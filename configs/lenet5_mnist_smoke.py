@@ -24,4 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.epochs_per_generation = 1
     config.evolution.accuracy_tolerance = 0.5
     config.log.tensorboard_fit_logs = False
+    # Scale knobs, as in the base config; e.g. two replicas on one CPU:
+    #   --strategy=mirrored --config.distribute.num_cpu_devices=2
+    config.distribute.strategy = "default"
+    config.distribute.num_cpu_devices = 0
+    config.train.mixed_precision = "float32"
+    config.train.jit_compile = False
     return config

@@ -201,3 +201,16 @@ def test_layer_budget_keeps_everything_at_fraction_one_and_rejects_bad_overrides
         LayerBudget(overrides={"fc": {"fraction": 0.5}})
     with pytest.raises(ValueError, match="cluster_fraction"):
         LayerBudget(cluster_fraction=0.0)
+
+
+def test_layer_budget_eases_its_step_on_redraws():
+    env = LayerBudget(0.64, 0.25, overrides={"fc": {"cluster_fraction": 0.36}}, retry_relief=0.5)
+    assert env.for_attempt(0) is env
+    first_retry, second_retry = env.for_attempt(1), env.for_attempt(2)
+    assert first_retry.fractions("conv") == pytest.approx((0.8, 0.5))
+    assert first_retry.fractions("fc") == pytest.approx((0.6, 0.5))
+    assert second_retry.fractions("conv") == pytest.approx((0.64**0.25, 0.25**0.25))
+    assert LayerBudget(0.5, 0.5).for_attempt(3).fractions("x") == (0.5, 0.5)  # no relief
+    assert get(serialize(first_retry)).get_config() == first_retry.get_config()
+    with pytest.raises(ValueError, match="retry_relief"):
+        LayerBudget(retry_relief=1.0)

@@ -35,6 +35,15 @@ class EnvironmentalFactor:
         del parent_synapses
         return self.factors([layer])[0]
 
+    def for_attempt(self, attempt: int) -> EnvironmentalFactor:
+        """The environment for the ``attempt``-th draw of a generation (0 = first draw).
+
+        A model may ease its pressure when a generation's first offspring was rejected, so a
+        re-draw can land between the parent and a step that proved too large. Default: no change.
+        """
+        del attempt
+        return self
+
     def get_config(self) -> dict:
         raise NotImplementedError
 
@@ -168,7 +177,11 @@ class LayerBudget(EnvironmentalFactor):
         synapse_fraction: float = 0.6,
         max_factor: float = 10.0,
         overrides: dict[str, dict[str, float]] | None = None,
+        retry_relief: float = 0.0,
     ):
+        if not 0.0 <= retry_relief < 1.0:
+            raise ValueError(f"retry_relief must be in [0, 1), got {retry_relief}.")
+        self.retry_relief = float(retry_relief)
         self.cluster_fraction = _check_fraction("cluster_fraction", cluster_fraction)
         self.synapse_fraction = _check_fraction("synapse_fraction", synapse_fraction)
         if max_factor < 1.0:
@@ -193,6 +206,23 @@ class LayerBudget(EnvironmentalFactor):
         return (
             override.get("cluster_fraction", self.cluster_fraction),
             override.get("synapse_fraction", self.synapse_fraction),
+        )
+
+    def for_attempt(self, attempt: int) -> LayerBudget:
+        """Re-draw ``k`` keeps ``fraction ** ((1 - retry_relief) ** k)`` of every budget: with
+        relief 0.5 the first re-draw takes half the (logarithmic) step, the next a quarter."""
+        if attempt <= 0 or self.retry_relief == 0.0:
+            return self
+        exponent = (1.0 - self.retry_relief) ** int(attempt)
+        return LayerBudget(
+            self.cluster_fraction**exponent,
+            self.synapse_fraction**exponent,
+            self.max_factor,
+            {
+                name: {key: value**exponent for key, value in values.items()}
+                for name, values in self.overrides.items()
+            },
+            self.retry_relief,
         )
 
     def factors(self, layers):
@@ -220,6 +250,7 @@ class LayerBudget(EnvironmentalFactor):
             "synapse_fraction": self.synapse_fraction,
             "max_factor": self.max_factor,
             "overrides": {name: dict(values) for name, values in self.overrides.items()},
+            "retry_relief": self.retry_relief,
         }
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
+from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import environment as environment_lib
 from tf_evosyn import io_utils
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction import compact
-from tf_evosyn.convert import evolvable
+from tf_evosyn.convert import clone_with_weights, evolvable
 from tf_evosyn.flops import count_flops
 from tf_evosyn.layers import evolvable_layers
 from tf_evosyn.measures import count_living
@@ -101,6 +102,12 @@ class Evolution:
       fit_kwargs: extra keyword arguments for ``model.fit`` (callbacks, class weights, ...).
       ancestor_compile_fn: compiles the ancestor for its own training, if it differs from the
         offspring's fine-tuning (e.g. a higher learning rate); default ``compile_fn``.
+      strategy: a ``tf.distribute`` strategy (default: no distribution). The whole loop runs in
+        its scope, so every offspring, resumed checkpoint and optimizer is created there and all
+        variables (masks and heredity buffers included) are distributed; ``train_data`` batches
+        are global batches that ``model.fit`` splits across the replicas. Synthesis reads and
+        writes the mirrored variables from the host (cross-replica context), see
+        :mod:`tf_evosyn.distribute`.
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class Evolution:
         settings: EvolutionSettings | None = None,
         fit_kwargs: dict | None = None,
         ancestor_compile_fn: CompileFn | None = None,
+        strategy: tf.distribute.Strategy | None = None,
     ):
         self.workdir = Path(workdir)
         self.compile_fn = compile_fn
@@ -121,6 +129,7 @@ class Evolution:
         self.settings = settings or EvolutionSettings()
         self.settings.validate()
         self.fit_kwargs = dict(fit_kwargs or {})
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.lineage = lineage_lib.Lineage(self.workdir / "lineage.jsonl")
 
     # -- paths ---------------------------------------------------------------------------------
@@ -137,7 +146,12 @@ class Evolution:
 
         ``ancestor`` is needed only when the run has no generation 0 yet; it is made evolvable
         if it is not, and trained for ``ancestor_epochs`` first (0 = it is already trained).
+        Create it inside the strategy's scope (otherwise it is copied into the scope here).
         """
+        with self.strategy.scope():
+            return self._run(ancestor, ancestor_epochs)
+
+    def _run(self, ancestor: keras.Model | None, ancestor_epochs: int) -> list[dict]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         io_utils.remove_stale_temps(self.workdir)
         io_utils.remove_stale_temps(self.workdir / "generations")
@@ -217,10 +231,18 @@ class Evolution:
             **extra,
         }
 
+    def _created_in_scope(self, model: keras.Model) -> bool:
+        """Were ``model``'s variables created under this evolution's strategy?"""
+        if distribute_lib.is_default(self.strategy):
+            return True
+        return getattr(model, "_distribution_strategy", None) is self.strategy
+
     def _record_ancestor(self, ancestor: keras.Model, epochs: int) -> None:
         start = time.time()
         if not evolvable_layers(ancestor):
-            ancestor = evolvable(ancestor)
+            ancestor = evolvable(ancestor)  # cloned inside the scope
+        elif not self._created_in_scope(ancestor):
+            ancestor = clone_with_weights(ancestor)
         losses = self._train(ancestor, epochs, derive_seed(self.settings.seed, 0), 0)
         if (losses and not math.isfinite(losses[-1])) or not _finite_weights(ancestor):
             raise FloatingPointError(

@@ -164,7 +164,7 @@ def synthesize(
     if not evolvable_layers(parent):
         raise ValueError("The parent has no evolvable layers; call tf_evosyn.evolvable(model).")
     rng = synthesis_rng(seed, generation, attempt)
-    masks, factors = draw_masks(parent, environment, rng)
+    masks, factors = draw_masks(parent, environment.for_attempt(attempt), rng)
 
     offspring = clone_with_weights(parent)
     if reinitialize:
