@@ -29,6 +29,7 @@ from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction import compact
 from tf_evosyn.convert import clone_with_weights, evolvable
+from tf_evosyn.distill import distiller_like
 from tf_evosyn.flops import count_flops
 from tf_evosyn.layers import evolvable_layers
 from tf_evosyn.measures import count_living
@@ -56,6 +57,10 @@ class EvolutionSettings:
     seed: int = 0
     fit_verbose: int | str = "auto"
     tensorboard_fit_logs: bool = True
+    # > 0: offspring also learn the ancestor's soft predictions at this temperature (distill.py);
+    # distill_alpha weighs the hard-label loss against them.
+    distill_temperature: float = 0.0
+    distill_alpha: float = 0.1
 
     def validate(self) -> None:
         if self.generations < 0:
@@ -68,6 +73,10 @@ class EvolutionSettings:
             raise ValueError("accuracy_tolerance is a fraction in [0, 1], e.g. 0.01 = 1 point.")
         if self.selection not in SELECTION_CRITERIA:
             raise ValueError(f"selection must be one of {SELECTION_CRITERIA}.")
+        if self.distill_temperature < 0:
+            raise ValueError("distill_temperature must be >= 0 (0 = no distillation).")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ValueError("distill_alpha must be in [0, 1] (the weight of the label loss).")
 
 
 def derive_seed(*parts: int) -> int:
@@ -121,6 +130,7 @@ class Evolution:
         ancestor_compile_fn: CompileFn | None = None,
         strategy: tf.distribute.Strategy | None = None,
     ):
+        self._teacher_model: keras.Model | None = None
         self.workdir = Path(workdir)
         self.compile_fn = compile_fn
         self.ancestor_compile_fn = ancestor_compile_fn or compile_fn
@@ -190,10 +200,24 @@ class Evolution:
                 )
             )
         extra = {k: v for k, v in self.fit_kwargs.items() if k != "callbacks"}
+        if generation > 0 and self.settings.distill_temperature > 0:
+            model = distiller_like(
+                model,
+                self._teacher(),
+                self.settings.distill_temperature,
+                self.settings.distill_alpha,
+            )
         history = model.fit(
             data, epochs=epochs, callbacks=callbacks, verbose=self.settings.fit_verbose, **extra
         )
         return [float(v) for v in history.history.get("loss", [])]
+
+    def _teacher(self) -> keras.Model:
+        """The ancestor (generation 0), loaded once, as the distillation teacher."""
+        if self._teacher_model is None:
+            self._teacher_model = load_model(self.generation_dir(0))
+            self._teacher_model.trainable = False
+        return self._teacher_model
 
     def _measure(
         self,

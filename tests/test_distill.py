@@ -1,0 +1,88 @@
+"""Distillation for offspring fine-tuning: the loss is Hinton's, only the student learns, and the
+generational loop can use the ancestor as teacher."""
+
+import numpy as np
+import pytest
+
+import tf_evosyn
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.distill import Distiller, distiller_like, soft_target_loss
+from tf_evosyn.evolution import Evolution, EvolutionSettings
+from tf_evosyn.models import lenet5
+
+
+def _compile(model):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def test_soft_target_loss_is_scaled_kl_divergence():
+    rng = np.random.default_rng(0)
+    teacher, student = rng.normal(size=(5, 10)), rng.normal(size=(5, 10))
+    t = 3.0
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    p, q = softmax(teacher / t), softmax(student / t)
+    expected = t * t * np.mean(np.sum(p * np.log(p / q), axis=1))
+    actual = float(soft_target_loss(tf.constant(teacher), tf.constant(student), t))
+    assert actual == pytest.approx(expected, rel=1e-5)
+    assert float(soft_target_loss(tf.constant(teacher), tf.constant(teacher), t)) == (
+        pytest.approx(0.0, abs=1e-6)
+    )
+
+
+def test_distiller_trains_only_the_student(mnist_small):
+    keras.utils.set_random_seed(0)
+    teacher = lenet5()
+    _compile(teacher)
+    teacher.fit(mnist_small.train_dataset(64, seed=0), epochs=1, verbose=0)
+    teacher_weights = [w.copy() for w in teacher.get_weights()]
+    student = tf_evosyn.evolvable(lenet5())
+    _compile(student)
+    before = student.get_layer("fc1").kernel.numpy().copy()
+    distiller = distiller_like(student, teacher, temperature=4.0, alpha=0.1)
+    history = distiller.fit(mnist_small.train_dataset(64, seed=1), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert not np.allclose(student.get_layer("fc1").kernel.numpy(), before)
+    for a, b in zip(teacher_weights, teacher.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, accuracy = student.evaluate(mnist_small.test_dataset(256), verbose=0)
+    assert accuracy > 0.5  # it learned digits, not just the teacher's noise
+    with pytest.raises(ValueError, match="alpha"):
+        Distiller(student, teacher, alpha=1.5)
+
+
+def test_generations_fine_tune_with_the_ancestor_as_teacher(tmp_path, mnist_small):
+    keras.utils.set_random_seed(0)
+    settings = EvolutionSettings(
+        generations=1,
+        epochs_per_generation=1,
+        accuracy_tolerance=0.5,
+        max_attempts=1,
+        seed=3,
+        fit_verbose=0,
+        tensorboard_fit_logs=False,
+        distill_temperature=4.0,
+        distill_alpha=0.2,
+    )
+    evolution = Evolution(
+        tmp_path,
+        compile_fn=_compile,
+        train_data=lambda seed: mnist_small.train_dataset(batch_size=64, seed=seed),
+        test_data=mnist_small.test_dataset(batch_size=256),
+        settings=settings,
+    )
+    records = evolution.run(lenet5(), ancestor_epochs=1)
+    assert [r["generation"] for r in records] == [0, 1]
+    assert records[1]["loss"] is not None and np.isfinite(records[1]["loss"])
+    assert records[1]["accuracy"] > 0.5
+    assert evolution._teacher_model is not None  # the ancestor taught generation 1
+    with pytest.raises(ValueError, match="distill_alpha"):
+        EvolutionSettings(distill_alpha=2.0).validate()

@@ -1,0 +1,95 @@
+"""Knowledge distillation for offspring fine-tuning (Hinton et al. 2015).
+
+An offspring inherits the surviving weights of its parent, but a small network recovers faster
+when it also learns the ancestor's soft predictions, which carry what the ancestor knows about
+similar classes. The loss is
+
+    alpha * CE(labels, student)
+      + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+
+Both models output logits. The teacher runs in inference mode and is never trained.
+"""
+
+from __future__ import annotations
+
+from tf_evosyn._keras import keras, tf
+
+
+def soft_target_loss(
+    teacher_logits: tf.Tensor, student_logits: tf.Tensor, temperature: float
+) -> tf.Tensor:
+    """Mean over the batch of T^2 * KL(softmax(teacher/T) || softmax(student/T))."""
+    teacher_logits = tf.cast(teacher_logits, tf.float32)
+    student_logits = tf.cast(student_logits, tf.float32)
+    t = float(temperature)
+    p_teacher = tf.nn.softmax(teacher_logits / t, axis=-1)
+    log_p_teacher = tf.nn.log_softmax(teacher_logits / t, axis=-1)
+    log_p_student = tf.nn.log_softmax(student_logits / t, axis=-1)
+    kl = tf.reduce_sum(p_teacher * (log_p_teacher - log_p_student), axis=-1)
+    return (t * t) * tf.reduce_mean(kl)
+
+
+class Distiller(keras.Model):
+    """Trains ``student`` (in place) against labels and a frozen ``teacher``.
+
+    Compile it like the student (optimizer, hard-label loss, metrics); ``fit`` updates the
+    student's weights only. Calling the distiller calls the student.
+    """
+
+    def __init__(
+        self,
+        student: keras.Model,
+        teacher: keras.Model,
+        temperature: float = 4.0,
+        alpha: float = 0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+        self.student = student
+        self.teacher = teacher
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        teacher_logits = self.teacher(x, training=False)
+        with tf.GradientTape() as tape:
+            logits = self.student(x, training=True)
+            hard = self.compiled_loss(y, logits, regularization_losses=self.student.losses)
+            soft = soft_target_loss(teacher_logits, logits, self.temperature)
+            loss = self.alpha * hard + (1.0 - self.alpha) * soft
+        self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+        self.compiled_metrics.update_state(y, logits)
+        results = {metric.name: metric.result() for metric in self.metrics}
+        results["loss"] = loss
+        return results
+
+    def get_config(self) -> dict:
+        return {"temperature": self.temperature, "alpha": self.alpha}
+
+
+def distiller_like(
+    student: keras.Model, teacher: keras.Model, temperature: float, alpha: float
+) -> Distiller:
+    """A :class:`Distiller` compiled with the student's own optimizer, loss and metrics.
+
+    Call after the student was compiled (e.g. by the user's ``compile_fn``).
+    """
+    if student.optimizer is None:
+        raise ValueError("Compile the student before wrapping it in a Distiller.")
+    distiller = Distiller(student, teacher, temperature, alpha)
+    metrics = [m for m in student.compiled_metrics._user_metrics or []]
+    distiller.compile(
+        optimizer=student.optimizer,
+        loss=student.loss,
+        metrics=metrics,
+        jit_compile=getattr(student, "_jit_compile", None),
+    )
+    return distiller
