@@ -35,6 +35,10 @@ DATA_DIR_ENV = "EVOSYN_DATA_DIR"
 # old configs); 'auto' = local if a folder is configured, else TFDS.
 SOURCES = ("auto", "local", "idx", "tfds")
 DEFAULT_TEST_FRACTION = 0.2
+# data.normalize_style: how ``normalize`` maps pixels. 'standardize': (x - mean) / std per
+# channel with pixels in [0, 1]; 'caffe': raw 0-255 pixels minus the per-channel mean, no
+# division (the input scale Caffe's cifar10 examples train on; they subtract the mean image).
+NORMALIZE_STYLES = ("standardize", "caffe")
 
 
 class LocalData(NamedTuple):
@@ -155,7 +159,8 @@ class ClassificationData:
     """Validated numpy arrays of an image-classification dataset plus pipeline builders.
 
     ``normalize`` computes per-channel statistics on the training images (after limits) and
-    applies them to both splits; ``augment`` adds the random pad-crop and flip to training batches.
+    applies them to both splits (as :data:`NORMALIZE_STYLES` ``normalize_style`` says);
+    ``augment`` adds the random pad-crop and flip to training batches.
     """
 
     train_images: np.ndarray
@@ -168,6 +173,7 @@ class ClassificationData:
     augment: bool = False
     normalize: bool = False
     channel_stats: ChannelStats | None = None
+    normalize_style: str = "standardize"
 
     def __post_init__(self) -> None:
         if self.normalize and self.channel_stats is None:
@@ -175,8 +181,14 @@ class ClassificationData:
 
     @property
     def normalization(self) -> ChannelStats | None:
-        """The statistics the pipelines apply (None when ``normalize`` is off)."""
-        return self.channel_stats if self.normalize else None
+        """The statistics the pipelines apply (None when ``normalize`` is off); for the 'caffe'
+        style the std is 1/255, so ``(x - mean) / std`` is the raw pixel minus its mean."""
+        if not self.normalize:
+            return None
+        if self.normalize_style == "caffe":
+            mean = self.channel_stats.mean
+            return ChannelStats(mean, np.full_like(mean, 1.0 / 255.0))
+        return self.channel_stats
 
     def train_dataset(
         self, batch_size: int, seed: int, *, drop_remainder: bool = False
@@ -267,6 +279,17 @@ def _flag(config: Any, key: str, default: bool) -> bool:
     return bool(value)
 
 
+def _normalize_style(config: Any) -> str:
+    value = _get(config, "normalize_style", None)
+    if value is None:
+        return NORMALIZE_STYLES[0]
+    if value not in NORMALIZE_STYLES:
+        raise DataError(
+            f"data.normalize_style={value!r} is invalid; use one of {', '.join(NORMALIZE_STYLES)}."
+        )
+    return str(value)
+
+
 def _num_classes(spec: DatasetSpec, config: Any, arrays: SplitArrays) -> int:
     """The spec's class count, or ``data.num_classes`` / 1 + the largest label (npz)."""
     if spec.num_classes:
@@ -321,6 +344,7 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     ``tfds_data_dir``, ``download``, ``train_limit``, ``test_limit``, and, read with defaults so
     older configs still work: ``test_fraction`` (cifar10_subset, single-file npz; default 0.2),
     ``augment`` / ``normalize`` (None = the dataset's default: on for CIFAR-10, off otherwise),
+    ``normalize_style`` (:data:`NORMALIZE_STYLES`, default 'standardize'),
     ``train_file`` / ``test_file`` / ``num_classes`` (npz). Raises :class:`DataError` on any
     problem, before anything is trained.
     """
@@ -338,6 +362,7 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     test_limit = _limit(data_config, "test_limit")
     augment = _flag(data_config, "augment", spec.augment)
     normalize = _flag(data_config, "normalize", spec.normalize)
+    normalize_style = _normalize_style(data_config)
 
     note = ""
     if source == "local":
@@ -394,7 +419,8 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     description = f"{spec.display_name} from {where} (train {len(train_x)}, test {len(test_x)})"
     if note:
         description += f"; {note}"
-    extras = [k for k, on in (("augmented", augment), ("normalized", normalize)) if on]
+    normalized = "normalized" if normalize_style == "standardize" else "mean-subtracted, 0-255"
+    extras = [k for k, on in (("augmented", augment), (normalized, normalize)) if on]
     if extras:
         description += f" [{', '.join(extras)}]"
     logging.info("Data: %s", description)
@@ -408,4 +434,5 @@ def load_classification_data(data_config: Any) -> ClassificationData:
         description=description,
         augment=augment,
         normalize=normalize,
+        normalize_style=normalize_style,
     )

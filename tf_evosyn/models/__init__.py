@@ -1,5 +1,7 @@
 """Model zoo: the papers' ancestor networks, built as plain tf_keras models (logits out)."""
 
+import inspect
+
 from tf_evosyn.models.alexnet_cifar import alexnet_cifar
 from tf_evosyn.models.lenet5 import lenet5
 from tf_evosyn.models.lrn import WithinChannelLRN
@@ -21,6 +23,15 @@ def build(name: str, **kwargs):
     return _MODELS[name](**kwargs)
 
 
+def accepts_keyword(name: str, keyword: str) -> bool:
+    """Can ``build(name, ...)`` take ``keyword`` (e.g. ``weight_decay``)? A builder with
+    ``**kwargs`` forwards them to one that does (``resnet56`` -> ``resnet_cifar``)."""
+    if name not in _MODELS:
+        raise ValueError(f"Unknown model {name!r}; known models: {sorted(_MODELS)}.")
+    parameters = inspect.signature(_MODELS[name]).parameters.values()
+    return any(p.name == keyword or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 def names() -> list[str]:
     return sorted(_MODELS)
 
@@ -33,6 +44,7 @@ def custom_objects() -> dict[str, type]:
 __all__ = [
     "PadShortcut",
     "WithinChannelLRN",
+    "accepts_keyword",
     "alexnet_cifar",
     "build",
     "custom_objects",
