@@ -31,9 +31,10 @@ per epoch; the recipe has not been run end to end here, there is no GPU and no f
 
 Per model it prints one row per generation: accuracy, synapses, clusters, synaptic and cluster
 efficiency, MACs of the compacted network, and the compacted network's batch-1 TFLite latency
-(XNNPACK, ``--tflite_threads``) against the ancestor's; then the training throughput (images/s,
-one timed epoch after a warm-up, same pipeline and batch size) of the ancestor against the
-compacted best offspring. Everything goes to ``--output`` as JSON, written atomically, including
+(XNNPACK, ``--tflite_threads``) against the ancestor's; then the training throughput (images/s:
+wall time of ``fit`` for one epoch after a warm-up, same pipeline, batch size and optimizer;
+the median of ``--throughput_rounds`` interleaved epochs) of the ancestor against the compacted
+best offspring. Everything goes to ``--output`` as JSON, written atomically, including
 which data was used: the 4000-image subset's test split is NOT the official CIFAR-10 test split,
 so its accuracies are not comparable with published CIFAR-10 results.
 """
@@ -152,7 +153,9 @@ _LATENCY_WARMUP = flags.DEFINE_integer("latency_warmup", 10, "Untimed TFLite cal
 _LATENCY_ROUNDS = flags.DEFINE_integer("latency_rounds", 3, "Interleaved latency rounds.")
 _TFLITE_THREADS = flags.DEFINE_integer("tflite_threads", 1, "TFLite (XNNPACK) threads.")
 _THROUGHPUT_ROUNDS = flags.DEFINE_integer(
-    "throughput_rounds", 1, "Timed training epochs per model (interleaved; median reported)."
+    "throughput_rounds",
+    3,
+    "Timed one-epoch trainings per model (interleaved rounds; the median is reported).",
 )
 _THROUGHPUT_WARMUP_STEPS = flags.DEFINE_integer(
     "throughput_warmup_steps", 5, "Untimed training steps before the timed epoch."
@@ -531,7 +534,8 @@ def print_model(result: dict) -> None:
     print(format_table(result["generations"]))
     t = result["throughput"]
     print(
-        f"training throughput (1 epoch of {t['images_per_epoch']} images, batch "
+        f"training throughput (median of {len(t['ancestor']['epoch_seconds'])} x 1 epoch of "
+        f"{t['images_per_epoch']} images, batch "
         f"{t['batch_size']}, {t['replicas']} replica(s), after {_THROUGHPUT_WARMUP_STEPS.value} "
         f"warm-up steps): ancestor {t['ancestor']['images_per_second']:.1f} img/s, compacted "
         f"best (gen {t['best_generation']}) {t['compact_best']['images_per_second']:.1f} img/s "

@@ -373,3 +373,11 @@ def test_barrier_keeps_channels_it_reads(mnist_images):
     assert_equivalent(model, compacted, mnist_images)
     assert channels(compacted, "conv") == 4  # nothing removed across the barrier
     assert channels(compacted, "conv2") == 2  # after it, removal works again
+
+
+def test_compact_is_public_api(mnist_images):
+    model = tf_evosyn.evolvable(lenet5())
+    kill(model, {"conv1": [0, 5], "fc1": list(range(100))}, np.random.default_rng(9))
+    compacted = tf_evosyn.compact(model)  # the documented entry point
+    assert channels(compacted, "conv1") == 18 and channels(compacted, "fc1") == 400
+    assert_equivalent(model, compacted, mnist_images)

@@ -9,6 +9,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
 from tf_evosyn.layers import EvoConv2D, EvoDense, evolvable_layers  # noqa: E402
@@ -36,6 +37,7 @@ __all__ = [
     "LayerBudget",
     "SynapseBudget",
     "clone_with_weights",
+    "compact",
     "compute_heredity",
     "count_living",
     "evolvability_report",
