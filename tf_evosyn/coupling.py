@@ -51,15 +51,16 @@ class CouplingPlan:
 
     groups: list[ClusterGroup]
     layer_groups: dict[str, np.ndarray]  # layer name -> group index of each output channel
+    _reads: dict[str, list[tuple[int, np.ndarray]]] | None = field(default=None, repr=False)
 
     def reads(self, layer_name: str) -> list[tuple[int, np.ndarray]]:
         """(group, kernel input rows) for every group ``layer_name`` reads."""
-        return [
-            (group.index, rows)
-            for group in self.groups
-            for reader, rows in group.readers
-            if reader == layer_name
-        ]
+        if self._reads is None:  # indexed once: synthesis asks for every layer
+            self._reads = {}
+            for group in self.groups:
+                for reader, rows in group.readers:
+                    self._reads.setdefault(reader, []).append((group.index, rows))
+        return self._reads.get(layer_name, [])
 
     def coupled_groups(self) -> list[ClusterGroup]:
         """Groups with members in more than one layer."""

@@ -20,10 +20,11 @@ def _register(cls):
 
 
 class EnvironmentalFactor:
-    """Base class. Subclasses implement :meth:`factors` and :meth:`get_config`."""
+    """Base class. Subclasses implement :meth:`layer_factors` and :meth:`get_config`."""
 
     def factors(self, layers: Sequence[LayerHeredity]) -> list[tuple[float, float]]:
-        raise NotImplementedError
+        """Factors for whole layers, each taken on its own (parent synapses = living ones)."""
+        return [self.layer_factors(layer, int(layer.synapse_alive.sum())) for layer in layers]
 
     def layer_factors(self, layer: LayerHeredity, parent_synapses: int) -> tuple[float, float]:
         """Factors for one layer whose heredity is already restricted by what died upstream.
@@ -32,8 +33,7 @@ class EnvironmentalFactor:
         a resource target can count synapses lost to dead input channels. ``parent_synapses``
         is the layer's living synapse count in the parent.
         """
-        del parent_synapses
-        return self.factors([layer])[0]
+        raise NotImplementedError
 
     def for_attempt(self, attempt: int) -> EnvironmentalFactor:
         """The environment for the ``attempt``-th draw of a generation (0 = first draw).
@@ -61,14 +61,12 @@ class ConstantFactor(EnvironmentalFactor):
     """The papers' setting: one constant factor at cluster and/or synapse level (e.g. 0.8)."""
 
     def __init__(self, cluster_factor: float = 0.8, synapse_factor: float = 1.0):
-        for name, value in (("cluster_factor", cluster_factor), ("synapse_factor", synapse_factor)):
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {value}.")
-        self.cluster_factor = float(cluster_factor)
-        self.synapse_factor = float(synapse_factor)
+        self.cluster_factor = _check_fraction("cluster_factor", cluster_factor)
+        self.synapse_factor = _check_fraction("synapse_factor", synapse_factor)
 
-    def factors(self, layers):
-        return [(self.cluster_factor, self.synapse_factor)] * len(layers)
+    def layer_factors(self, layer, parent_synapses):
+        del layer, parent_synapses
+        return self.cluster_factor, self.synapse_factor
 
     def get_config(self):
         return {"cluster_factor": self.cluster_factor, "synapse_factor": self.synapse_factor}
@@ -96,29 +94,21 @@ class SynapseBudget(EnvironmentalFactor):
         cluster_factor: float = 1.0,
         synapse_factor: float = 1.0,
     ):
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+        self.fraction = _check_fraction("fraction", fraction)
         if level not in self.LEVELS:
             raise ValueError(f"level must be one of {self.LEVELS}, got {level!r}.")
         if max_factor <= 0:
             raise ValueError(f"max_factor must be > 0, got {max_factor}.")
-        for name, value in (("cluster_factor", cluster_factor), ("synapse_factor", synapse_factor)):
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {value}.")
-        self.fraction = float(fraction)
         self.level = level
         self.max_factor = float(max_factor)
-        self.cluster_factor = float(cluster_factor)
-        self.synapse_factor = float(synapse_factor)
+        self.cluster_factor = _check_fraction("cluster_factor", cluster_factor)
+        self.synapse_factor = _check_fraction("synapse_factor", synapse_factor)
 
     def _pair(self, f: float) -> tuple[float, float]:
         return (
             f if self.level != "synapse" else self.cluster_factor,
             f if self.level != "cluster" else self.synapse_factor,
         )
-
-    def factors(self, layers):
-        return [self.layer_factors(layer, int(layer.synapse_alive.sum())) for layer in layers]
 
     def layer_factors(self, layer, parent_synapses):
         target = self.fraction * float(parent_synapses)
@@ -224,9 +214,6 @@ class LayerBudget(EnvironmentalFactor):
             },
             self.retry_relief,
         )
-
-    def factors(self, layers):
-        return [self.layer_factors(layer, int(layer.synapse_alive.sum())) for layer in layers]
 
     def layer_factors(self, layer, parent_synapses):
         cluster_fraction, synapse_fraction = self.fractions(layer.name)
