@@ -67,10 +67,16 @@ from tf_evosyn.compaction import compact
 from tf_evosyn.data import ClassificationData, DataError, load_classification_data
 from tf_evosyn.evolution import derive_seed, evaluate_accuracy
 from tf_evosyn.experiment import ConfigError, make_compile_fn, run_classification
-from tf_evosyn.export import convert_to_tflite, plain_copy, run_tflite, save_serving_model
+from tf_evosyn.export import (
+    convert_to_tflite,
+    plain_copy,
+    read_run_records,
+    run_tflite,
+    save_serving_model,
+)
 from tf_evosyn.export import tflite_latency as _tflite_latency
 from tf_evosyn.flops import count_flops
-from tf_evosyn.lineage import LINEAGE_FILENAME, Lineage, efficiencies
+from tf_evosyn.lineage import efficiencies
 from tf_evosyn.model_io import load_model
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -210,17 +216,9 @@ def inspect_run(workdir: str | Path, generations: list[int] | None) -> RunInfo:
     """Check the run directory before any expensive work; raises BenchmarkError with the fix."""
     workdir = Path(workdir)
     fix = "pass the --workdir of an evosyn-classify run (or use --config to run one)"
-    if not workdir.is_dir():
-        raise BenchmarkError(f"--evolution_run={workdir} does not exist; {fix}.")
-    if not (workdir / LINEAGE_FILENAME).is_file():
-        raise BenchmarkError(
-            f"{workdir} has no {LINEAGE_FILENAME}: not an evolution run directory, or its ancestor "
-            f"has not finished yet; {fix}."
-        )
-    try:
-        records = Lineage(workdir).records
-    except ValueError as error:
-        raise BenchmarkError(str(error)) from error
+    records = read_run_records(
+        workdir, described_as=f"--evolution_run={workdir}", fix=fix, error=BenchmarkError
+    )
     config_path = workdir / "config.json"
     if not config_path.is_file():
         raise BenchmarkError(

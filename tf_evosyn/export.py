@@ -209,6 +209,31 @@ def _checkpoint(workdir: Path, generation: int) -> Path:
     return path
 
 
+def read_run_records(
+    workdir: Path,
+    *,
+    described_as: str = "",
+    fix: str = _FIX,
+    error: type[Exception] = ExportError,
+) -> list[dict]:
+    """The lineage records of a run directory, or ``error`` saying what is wrong and ``fix``.
+
+    ``described_as`` names the directory in messages (default: "run directory WORKDIR").
+    """
+    described_as = described_as or f"run directory {workdir}"
+    if not workdir.is_dir():
+        raise error(f"{described_as} does not exist; {fix}.")
+    if not (workdir / LINEAGE_FILENAME).is_file():
+        raise error(
+            f"{workdir} has no {LINEAGE_FILENAME}: it is not an evolution run directory, or its "
+            f"ancestor (generation 0) has not finished yet; {fix}."
+        )
+    try:
+        return Lineage(workdir).records
+    except ValueError as exc:
+        raise error(str(exc)) from exc
+
+
 def resolve_target(workdir: str | Path, generation: int | None = None) -> dict:
     """Check the run directory and pick what to export, before any expensive work.
 
@@ -216,17 +241,7 @@ def resolve_target(workdir: str | Path, generation: int | None = None) -> dict:
     "config"}. Raises :class:`ExportError` with a message that says how to fix the problem.
     """
     workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise ExportError(f"run directory {workdir} does not exist; {_FIX}.")
-    if not (workdir / LINEAGE_FILENAME).is_file():
-        raise ExportError(
-            f"{workdir} has no {LINEAGE_FILENAME}: it is not an evolution run directory, or its "
-            f"ancestor (generation 0) has not finished yet; {_FIX}."
-        )
-    try:
-        records = Lineage(workdir).records
-    except ValueError as error:
-        raise ExportError(str(error)) from error
+    records = read_run_records(workdir)
     if not records:
         raise ExportError(
             f"{workdir} has no finished generation yet; let evosyn-classify finish at least "
