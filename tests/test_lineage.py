@@ -10,8 +10,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tf_evosyn import io_utils, lineage  # noqa: E402
-from tf_evosyn.lineage import Lineage, efficiencies, summary_table  # noqa: E402
+from tf_evosyn import io_utils, lineage, lineage_report  # noqa: E402
+from tf_evosyn.lineage import Lineage, efficiencies, plot_lineage, summary_table  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -20,6 +20,8 @@ def make_record(gen, accuracy, synapses, clusters, accepted=True, anc=(1000, 40)
     syn_eff, clu_eff = efficiencies(anc[0], anc[1], synapses, clusters)
     rec = {
         "generation": gen,
+        "metric": "accuracy",
+        "score": accuracy,
         "accuracy": accuracy,
         "synapses": synapses,
         "clusters": clusters,
@@ -332,7 +334,7 @@ def test_write_tensorboard(tmp_path, records):
     try:
         for r in records[:3]:
             lineage.write_tensorboard(logdir, r)
-        assert len([k for k in lineage._WRITERS if k.startswith(str(tmp_path))]) == 1
+        assert len([k for k in lineage_report._WRITERS if k.startswith(str(tmp_path))]) == 1
         scalars = read_scalars(logdir)
     finally:
         lineage.close_tensorboard_writers()
@@ -344,3 +346,39 @@ def test_write_tensorboard(tmp_path, records):
     assert scalars[("layers/conv1/synapses", 1)] == 250
     assert scalars[("layers/dense/clusters", 2)] == 10
     assert {step for (_, step) in scalars} == {0, 1, 2}
+
+
+def test_records_written_before_tasks_load_and_gain_metric_and_score(tmp_path):
+    """Classification run directories older than tasks (records with ``accuracy`` only) still
+    load, and their records gain ``metric``/``score`` so acceptance and selection work."""
+    old = [make_record(0, 0.99, 1000, 40), make_record(1, 0.98, 500, 30)]
+    for r in old:
+        del r["metric"], r["score"]
+    path = tmp_path / "lineage.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    lineage = Lineage(path)
+    assert [r["metric"] for r in lineage.records] == ["accuracy", "accuracy"]
+    assert [r["score"] for r in lineage.records] == [0.99, 0.98]
+    assert lineage.best("most_accurate")["generation"] == 0
+    lineage.append(make_record(2, 0.97, 250, 20))
+    assert Lineage(path).last_generation == 2
+
+
+def test_detection_records_show_their_metric(tmp_path):
+    """A task other than classification records its own metric; the table, plots and
+    TensorBoard name it, and ``accuracy`` is not required."""
+    records = []
+    for gen, (score, syn, clu) in enumerate([(0.5, 1000, 40), (0.45, 400, 20)]):
+        rec = make_record(gen, score, syn, clu)
+        del rec["accuracy"]
+        rec["metric"] = "car_moderate_ap_r40"
+        rec["metrics"] = {"car_moderate_ap_r40": score, "digits_map": score / 2}
+        records.append(rec)
+    lineage = Lineage(tmp_path / "lineage.jsonl")
+    for rec in records:
+        lineage.append(rec)
+    table = summary_table(lineage.records)
+    assert "car_moderate_ap_r40 (%)" in table.splitlines()[0]
+    assert "45.00" in table
+    paths = plot_lineage(lineage.records, tmp_path / "plots")
+    assert paths[0].name == "car_moderate_ap_r40.png"

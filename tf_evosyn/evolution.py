@@ -1,14 +1,13 @@
 """The generational loop: synthesize -> train -> evaluate -> accept or re-draw -> record.
 
-Everything lands in a run directory, written atomically, so a killed run resumes after its last
-finished generation and ends with the same lineage as an uninterrupted one:
+The loop is the same for every task: a :class:`tf_evosyn.tasks.Task` supplies the evaluation
+(a primary score, higher is better, plus a dict of metrics); acceptance compares an offspring's
+score with the ancestor's minus ``settings.tolerance`` (in the score's units). The loss comes
+with the ``compile_fn`` (see :meth:`tf_evosyn.tasks.Task.compile`).
 
-    lineage.jsonl               one record per generation (0 = ancestor)
-    generations/gen_NNNN/       checkpoint (model.keras) + record.json of each generation
-    best/                       the selected offspring (model.keras + record.json)
-    tensorboard/                scalars per generation (+ fit logs per generation)
-    plots/                      accuracy and efficiencies against generation
-    status.json, summary.txt    how the run ended and its table
+Everything lands in a run directory (:mod:`tf_evosyn.run_dir` lists its files), written
+atomically, so a killed run resumes after its last finished generation and ends with the same
+lineage as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,15 +15,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from absl import logging
 
 from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import environment as environment_lib
-from tf_evosyn import io_utils
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction import compact
@@ -33,64 +29,20 @@ from tf_evosyn.distill import distiller_like
 from tf_evosyn.flops import count_flops
 from tf_evosyn.layers import evolvable_layers
 from tf_evosyn.measures import count_living
-from tf_evosyn.model_io import load_model, save_model
+from tf_evosyn.model_io import load_model
+from tf_evosyn.run_dir import RunDirectory
+from tf_evosyn.settings import SELECTION_CRITERIA, EvolutionSettings  # noqa: F401
 from tf_evosyn.synthesis import synthesize
+from tf_evosyn.tasks import ClassificationTask, Evaluation, Task
+from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: F401  (its old home)
 
 TrainData = Callable[[int], tf.data.Dataset] | tf.data.Dataset
 CompileFn = Callable[[keras.Model], None]
-SELECTION_CRITERIA = ("most_efficient", "most_accurate")
-
-
-@dataclass
-class EvolutionSettings:
-    """Knobs of the generational loop (the binary fills them from ``config.evolution``)."""
-
-    generations: int = 10
-    epochs_per_generation: int = 1
-    environment: environment_lib.EnvironmentalFactor = field(
-        default_factory=environment_lib.ConstantFactor
-    )
-    accuracy_tolerance: float = 0.01  # accept if accuracy >= ancestor accuracy - tolerance
-    max_attempts: int = 3  # draws per generation before evolution stops
-    reinitialize: bool = False  # architecture-only heredity instead of inheriting weights
-    selection: str = "most_efficient"
-    seed: int = 0
-    fit_verbose: int | str = "auto"
-    tensorboard_fit_logs: bool = True
-    # > 0: offspring also learn the ancestor's soft predictions at this temperature (distill.py);
-    # distill_alpha weighs the hard-label loss against them.
-    distill_temperature: float = 0.0
-    distill_alpha: float = 0.1
-
-    def validate(self) -> None:
-        if self.generations < 0:
-            raise ValueError(f"generations must be >= 0, got {self.generations}.")
-        if self.epochs_per_generation < 0:
-            raise ValueError("epochs_per_generation must be >= 0.")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
-        if not 0.0 <= self.accuracy_tolerance <= 1.0:
-            raise ValueError("accuracy_tolerance is a fraction in [0, 1], e.g. 0.01 = 1 point.")
-        if self.selection not in SELECTION_CRITERIA:
-            raise ValueError(f"selection must be one of {SELECTION_CRITERIA}.")
-        if self.distill_temperature < 0:
-            raise ValueError("distill_temperature must be >= 0 (0 = no distillation).")
-        if not 0.0 <= self.distill_alpha <= 1.0:
-            raise ValueError("distill_alpha must be in [0, 1] (the weight of the label loss).")
 
 
 def derive_seed(*parts: int) -> int:
     """A 31-bit seed from (seed, generation, attempt, ...), stable across runs and resumes."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2**31 - 1))
-
-
-def evaluate_accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
-    """Top-1 accuracy on a dataset of (images, integer labels) batches."""
-    labels = np.concatenate([np.asarray(y) for _, y in dataset])
-    if labels.size == 0:
-        raise ValueError("The evaluation dataset is empty.")
-    logits = model.predict(dataset.map(lambda x, y: x), verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == labels.reshape(-1)))
 
 
 def _finite_weights(model: keras.Model) -> bool:
@@ -106,7 +58,7 @@ class Evolution:
         ancestor and on every offspring (each gets a fresh optimizer).
       train_data: a ``tf.data.Dataset`` or, for exact resumability, a function ``seed -> dataset``
         (the loop passes a different seed per generation and attempt).
-      test_data: the evaluation dataset (top-1 accuracy decides acceptance).
+      test_data: the evaluation dataset (the task's primary score on it decides acceptance).
       settings: :class:`EvolutionSettings`.
       fit_kwargs: extra keyword arguments for ``model.fit`` (callbacks, class weights, ...).
       ancestor_compile_fn: compiles the ancestor for its own training, if it differs from the
@@ -117,6 +69,8 @@ class Evolution:
         are global batches that ``model.fit`` splits across the replicas. Synthesis reads and
         writes the mirrored variables from the host (cross-replica context), see
         :mod:`tf_evosyn.distribute`.
+      task: what the network learns and how it is judged (default: classification, top-1
+        accuracy). ``compile_fn`` should compile with the task's loss (:meth:`Task.compile`).
     """
 
     def __init__(
@@ -129,6 +83,7 @@ class Evolution:
         fit_kwargs: dict | None = None,
         ancestor_compile_fn: CompileFn | None = None,
         strategy: tf.distribute.Strategy | None = None,
+        task: Task | None = None,
     ):
         self._teacher_model: keras.Model | None = None
         self.workdir = Path(workdir)
@@ -138,17 +93,24 @@ class Evolution:
         self.test_data = test_data
         self.settings = settings or EvolutionSettings()
         self.settings.validate()
+        self.task = task or ClassificationTask()
+        if self.settings.distill_temperature > 0 and not self.task.supports_distillation:
+            raise ValueError(
+                f"distill_temperature > 0 needs a task whose outputs are class logits; the "
+                f"{self.task.name} task does not support distillation. Set it to 0."
+            )
         self.fit_kwargs = dict(fit_kwargs or {})
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.lineage = lineage_lib.Lineage(self.workdir / "lineage.jsonl")
+        self.run_dir = RunDirectory(self.workdir)
+        self.lineage = self.run_dir.lineage
 
     # -- paths ---------------------------------------------------------------------------------
     def generation_dir(self, generation: int) -> Path:
-        return self.workdir / "generations" / f"gen_{generation:04d}"
+        return self.run_dir.generation_dir(generation)
 
     @property
     def best_dir(self) -> Path:
-        return self.workdir / "best"
+        return self.run_dir.best_dir
 
     # -- public --------------------------------------------------------------------------------
     def run(self, ancestor: keras.Model | None = None, ancestor_epochs: int = 0) -> list[dict]:
@@ -162,9 +124,7 @@ class Evolution:
             return self._run(ancestor, ancestor_epochs)
 
     def _run(self, ancestor: keras.Model | None, ancestor_epochs: int) -> list[dict]:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        io_utils.remove_stale_temps(self.workdir)
-        io_utils.remove_stale_temps(self.workdir / "generations")
+        self.run_dir.prepare()
         if self.lineage.last_generation < 0:
             if ancestor is None:
                 raise ValueError(f"{self.workdir} has no ancestor yet; pass the ancestor model.")
@@ -194,7 +154,7 @@ class Evolution:
         if self.settings.tensorboard_fit_logs:
             callbacks.append(
                 keras.callbacks.TensorBoard(
-                    str(self.workdir / "tensorboard" / f"gen_{generation:04d}"),
+                    str(self.run_dir.tensorboard_dir / f"gen_{generation:04d}"),
                     write_graph=False,
                     profile_batch=0,
                 )
@@ -219,13 +179,30 @@ class Evolution:
             self._teacher_model.trainable = False
         return self._teacher_model
 
+    def _evaluate(self, model: keras.Model) -> Evaluation:
+        return self.task.check_score(self.task.evaluate(model, self.test_data))
+
+    def _score_fields(self, evaluation: Evaluation | None) -> dict:
+        """``metric``, ``score`` and ``metrics`` of a record (+ ``accuracy`` when that is the
+        metric, as classification records always had). No evaluation (a diverged network)
+        scores 0."""
+        score = evaluation.score if evaluation and math.isfinite(evaluation.score) else 0.0
+        fields = {
+            "metric": self.task.metric,
+            "score": score,
+            "metrics": dict(evaluation.metrics) if evaluation else {},
+        }
+        if self.task.metric == "accuracy":
+            fields["accuracy"] = score
+        return fields
+
     def _measure(
         self,
         model: keras.Model,
         generation: int,
         seconds: float,
         accepted: bool,
-        accuracy: float,
+        evaluation: Evaluation | None,
         extra: dict,
     ) -> dict:
         counts = count_living(model)
@@ -239,7 +216,7 @@ class Evolution:
         compacted = compact(model)
         return {
             "generation": generation,
-            "accuracy": accuracy,
+            **self._score_fields(evaluation),
             "synapses": counts.synapses,
             "clusters": counts.clusters,
             "synaptic_efficiency": synaptic,
@@ -273,13 +250,12 @@ class Evolution:
                 "The ancestor's training loss became NaN/inf; lower the learning rate "
                 "(--config.train.learning_rate) and start a new run directory."
             )
-        accuracy = evaluate_accuracy(ancestor, self.test_data)
         record = self._measure(
             ancestor,
             0,
             time.time() - start,
             True,
-            accuracy,
+            self._evaluate(ancestor),
             {"loss": losses[-1] if losses else None, "epochs": epochs, "attempts": 1},
         )
         self._commit_generation(ancestor, record)
@@ -289,7 +265,9 @@ class Evolution:
         generation = self.lineage.last_generation + 1
         parent_record = self._parent_record()
         parent = load_model(self.generation_dir(parent_record["generation"]))
-        floor = self.lineage.ancestor["accuracy"] - self.settings.accuracy_tolerance
+        ancestor_score = lineage_lib.score_of(self.lineage.ancestor)
+        floor = ancestor_score - self.settings.tolerance
+        metric = self.task.metric
         start = time.time()
         rejected, last = [], None
         for attempt in range(self.settings.max_attempts):
@@ -305,27 +283,28 @@ class Evolution:
             losses = self._train(offspring, self.settings.epochs_per_generation, seed, generation)
             finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
             # A diverged network is never evaluated, accepted, or used as a parent.
-            accuracy = evaluate_accuracy(offspring, self.test_data) if finite else 0.0
+            evaluation = self._evaluate(offspring) if finite else None
             counts = count_living(offspring)
             reason = None
-            if not finite:
+            if evaluation is None:
                 reason = "non-finite loss or weights"
-            elif accuracy < floor:
-                reason = f"accuracy {accuracy:.4f} below floor {floor:.4f}"
-            last = (offspring, accuracy, losses, attempt, reason, synthesis)
+            elif not evaluation.score >= floor:
+                reason = f"{metric} {evaluation.score:.4f} below floor {floor:.4f}"
+            last = (offspring, evaluation, losses, attempt, reason, synthesis)
             if reason is None:
                 break
             logging.info("Generation %d attempt %d rejected: %s", generation, attempt, reason)
             rejected.append(
                 {
                     "attempt": attempt,
-                    "accuracy": accuracy if finite else None,
+                    **{k: v for k, v in self._score_fields(evaluation).items() if k != "metrics"},
+                    "finite": evaluation is not None,
                     "synapses": counts.synapses,
                     "clusters": counts.clusters,
                     "reason": reason,
                 }
             )
-        offspring, accuracy, losses, attempt, reason, synthesis = last
+        offspring, evaluation, losses, attempt, reason, synthesis = last
         accepted = reason is None
         extra = {
             "parent": parent_record["generation"],
@@ -337,9 +316,9 @@ class Evolution:
         }
         if not accepted:
             extra["stop_reason"] = (
-                f"no offspring of generation {generation} met the accuracy floor {floor:.4f} "
-                f"(ancestor {self.lineage.ancestor['accuracy']:.4f} - tolerance "
-                f"{self.settings.accuracy_tolerance}) in {self.settings.max_attempts} attempts; "
+                f"no offspring of generation {generation} met the {metric} floor {floor:.4f} "
+                f"(ancestor {ancestor_score:.4f} - tolerance "
+                f"{self.settings.tolerance}) in {self.settings.max_attempts} attempts; "
                 f"last: {reason}"
             )
         record = self._measure(
@@ -347,10 +326,10 @@ class Evolution:
             generation,
             time.time() - start,
             accepted,
-            accuracy if math.isfinite(accuracy) else None,
+            evaluation,
             extra,
         )
-        self._commit_generation(offspring if accepted or math.isfinite(accuracy) else None, record)
+        self._commit_generation(offspring, record)
         return accepted
 
     def _parent_record(self) -> dict:
@@ -362,26 +341,15 @@ class Evolution:
             return records[-1].get("stop_reason", "the last offspring was rejected")
         return None
 
-    # -- persistence -----------------------------------------------------------------------------
+    # -- persistence (the files themselves: tf_evosyn.run_dir) --------------------------------
     def _commit_generation(self, model: keras.Model | None, record: dict) -> None:
-        """Checkpoint first, then the lineage line: a crash in between only redoes the work."""
-        generation = record["generation"]
-
-        def write_checkpoint(tmp: Path) -> None:
-            if model is not None:
-                save_model(model, tmp)
-            io_utils.atomic_write_json(tmp / "record.json", record)
-
-        (self.workdir / "generations").mkdir(parents=True, exist_ok=True)
-        io_utils.atomic_replace_dir(self.generation_dir(generation), write_checkpoint)
-        self.lineage.append(record)
+        self.run_dir.commit_generation(model, record)
         self._sync_best()
-        lineage_lib.write_tensorboard(self.workdir / "tensorboard", record)
-        lineage_lib.plot_lineage(self.lineage.records, self.workdir / "plots")
         logging.info(
-            "gen %3d  acc %.4f  synapses %7d (%.2fx)  clusters %4d (%.2fx)  %s  %.0fs",
-            generation,
-            record["accuracy"] or float("nan"),
+            "gen %3d  %s %.4f  synapses %7d (%.2fx)  clusters %4d (%.2fx)  %s  %.0fs",
+            record["generation"],
+            record["metric"],
+            record["score"],
             record["synapses"],
             record["synaptic_efficiency"],
             record["clusters"],
@@ -395,31 +363,11 @@ class Evolution:
         return best if best is not None else self.lineage.ancestor
 
     def _sync_best(self) -> None:
-        """Make best/ hold the selected generation (idempotent, so resume repairs it)."""
-        if self.lineage.last_generation < 0:
-            return
-        best = self.best_record()
-        current = self.best_dir / "record.json"
-        if current.exists() and io_utils.read_json(current).get("generation") == best["generation"]:
-            return
-        source = self.generation_dir(best["generation"])
-
-        def copy_best(tmp: Path) -> None:
-            save_model(load_model(source), tmp)
-            io_utils.atomic_write_json(tmp / "record.json", best)
-
-        io_utils.atomic_replace_dir(self.best_dir, copy_best)
+        if self.lineage.last_generation >= 0:
+            self.run_dir.sync_best(self.best_record())
 
     def _finish(self, stopped: str | None) -> None:
-        table = lineage_lib.summary_table(self.lineage.records)
-        io_utils.atomic_write_text(self.workdir / "summary.txt", table + "\n")
-        status = {
-            "state": "stopped" if stopped else "finished",
-            "reason": stopped or f"reached generation {self.lineage.last_generation}",
-            "best_generation": self.best_record()["generation"],
-            "last_generation": self.lineage.last_generation,
-        }
-        io_utils.atomic_write_json(self.workdir / "status.json", status)
+        table = self.run_dir.finish(stopped, self.best_record()["generation"])
         print(table)
         if stopped:
             print(f"Evolution stopped: {stopped}")

@@ -8,7 +8,6 @@ imported lazily so that reading a lineage stays cheap.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -24,9 +23,12 @@ __all__ = [
     "Lineage",
     "REQUIRED_KEYS",
     "close_tensorboard_writers",
+    "metric_of",
+    "score_of",
     "efficiencies",
     "plot_lineage",
     "summary_table",
+    "upgrade_record",
     "validate_record",
     "write_tensorboard",
 ]
@@ -35,7 +37,8 @@ LINEAGE_FILENAME = "lineage.jsonl"
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "generation",
-    "accuracy",
+    "metric",  # the primary score's name ("accuracy" for classification)
+    "score",  # the primary score (higher is better); classification records also keep "accuracy"
     "synapses",
     "clusters",
     "synaptic_efficiency",
@@ -70,6 +73,24 @@ def efficiencies(
     return float(syn), float(clu)
 
 
+def upgrade_record(record: Any) -> Any:
+    """Records written before tasks existed have ``accuracy`` only: give them ``metric`` and
+    ``score`` so that old classification run directories still load and resume."""
+    if isinstance(record, Mapping) and "score" not in record and "accuracy" in record:
+        return {**record, "metric": "accuracy", "score": record["accuracy"]}
+    return record
+
+
+def score_of(record: Mapping[str, Any]) -> float:
+    """The primary score of a record (``accuracy`` for records older than tasks)."""
+    return upgrade_record(record)["score"]
+
+
+def metric_of(records: Sequence[Mapping[str, Any]]) -> str:
+    """The name of the primary score of a run's records."""
+    return upgrade_record(records[0]).get("metric", "accuracy") if records else "accuracy"
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -82,6 +103,7 @@ def _record_problems(record: Any) -> list[str]:
     """List what is wrong with a record (empty if it is valid)."""
     if not isinstance(record, Mapping):
         return [f"record must be a JSON object/dict, got {type(record).__name__}"]
+    record = upgrade_record(record)
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         return [f"missing required key(s) {missing}"]
@@ -89,10 +111,14 @@ def _record_problems(record: Any) -> list[str]:
     for key in ("generation", "synapses", "clusters", "seed"):
         if not _is_int(record[key]):
             problems.append(f"{key!r} must be an int, got {record[key]!r}")
-    for key in ("accuracy", "synaptic_efficiency", "cluster_efficiency", "seconds"):
+    for key in ("score", "synaptic_efficiency", "cluster_efficiency", "seconds"):
         if not _is_number(record[key]):
             problems.append(f"{key!r} must be a number, got {record[key]!r}")
-    if _is_number(record["accuracy"]) and not 0.0 <= record["accuracy"] <= 1.0:
+    if not isinstance(record["metric"], str) or not record["metric"]:
+        problems.append(f"'metric' must be the primary score's name, got {record['metric']!r}")
+    if "accuracy" in record and not _is_number(record["accuracy"]):
+        problems.append(f"'accuracy' must be a number, got {record['accuracy']!r}")
+    elif "accuracy" in record and not 0.0 <= record["accuracy"] <= 1.0:
         problems.append(f"'accuracy' must be a fraction in [0, 1], got {record['accuracy']!r}")
     if not isinstance(record["accepted"], bool):
         problems.append(f"'accepted' must be a bool, got {record['accepted']!r}")
@@ -159,6 +185,7 @@ class Lineage:
             problems = _record_problems(record)
             if problems:
                 raise self._corrupt(lineno, "; ".join(problems))
+            record = upgrade_record(record)
             expected = records[-1]["generation"] + 1 if records else 0
             if record["generation"] != expected:
                 raise self._corrupt(
@@ -196,7 +223,7 @@ class Lineage:
         Returns the stored (JSON-normalised) record. Numpy numbers are converted first, so
         ``np.float32`` accuracies and ``np.int64`` counts are accepted.
         """
-        normalised = json.loads(_encode_line(record))
+        normalised = upgrade_record(json.loads(_encode_line(record)))
         validate_record(normalised)
         expected = self.last_generation + 1
         if normalised["generation"] != expected:
@@ -219,7 +246,8 @@ class Lineage:
 
         ``most_efficient``: accepted offspring (generation >= 1) with the highest cluster
         efficiency, then synaptic efficiency; None if no offspring was accepted.
-        ``most_accurate``: highest accuracy among the ancestor and accepted offspring.
+        ``most_accurate``: highest primary score (accuracy for classification) among the
+        ancestor and accepted offspring.
         Ties go to the later generation (the smaller network in practice).
         """
         if criterion == "most_efficient":
@@ -227,221 +255,17 @@ class Lineage:
             key = lambda r: (r["cluster_efficiency"], r["synaptic_efficiency"], r["generation"])
         elif criterion == "most_accurate":
             pool = [r for r in self._records if r["accepted"] or r["generation"] == 0]
-            key = lambda r: (r["accuracy"], r["generation"])
+            key = lambda r: (r["score"], r["generation"])
         else:
             raise ValueError(f"unknown criterion {criterion!r}; expected one of {_CRITERIA}")
         return max(pool, key=key) if pool else None
 
 
-# --------------------------------------------------------------------------- summary table
-
-
-def _fmt_eff(x: Any) -> str:
-    if not _is_number(x):
-        return "-"
-    return "inf" if math.isinf(x) else f"{x:.2f}x"
-
-
-def summary_table(
-    records: Sequence[Mapping[str, Any]], paper: Mapping[str, Any] | None = None
-) -> str:
-    """Fixed-width text table of a run (one row per generation), for logs and the README.
-
-    ``paper`` (e.g. ``{"synaptic_efficiency": 125.0, "cluster_efficiency": 9.71}``, optionally
-    with ``accuracy`` as a fraction) adds a final ``paper`` row for comparison.
-    """
-    header = (
-        "gen",
-        "accuracy (%)",
-        "synapses",
-        "clusters",
-        "synaptic eff.",
-        "cluster eff.",
-        "accepted",
-        "seconds",
-    )
-    rows: list[tuple[str, ...]] = []
-    for r in records:
-        rows.append(
-            (
-                str(r["generation"]),
-                f"{100.0 * r['accuracy']:.2f}",
-                f"{r['synapses']:,}",
-                f"{r['clusters']:,}",
-                _fmt_eff(r["synaptic_efficiency"]),
-                _fmt_eff(r["cluster_efficiency"]),
-                "yes" if r["accepted"] else "no",
-                f"{r['seconds']:.1f}",
-            )
-        )
-    if paper is not None:
-        acc = paper.get("accuracy")
-        rows.append(
-            (
-                "paper",
-                f"{100.0 * acc:.2f}" if _is_number(acc) else "-",
-                f"{paper['synapses']:,}" if _is_int(paper.get("synapses")) else "-",
-                f"{paper['clusters']:,}" if _is_int(paper.get("clusters")) else "-",
-                _fmt_eff(paper.get("synaptic_efficiency")),
-                _fmt_eff(paper.get("cluster_efficiency")),
-                "-",
-                "-",
-            )
-        )
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-
-    def fmt(row: Sequence[str]) -> str:
-        # First column left-aligned (labels), numbers right-aligned.
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        return "  ".join(cells).rstrip()
-
-    lines = [fmt(header), "  ".join("-" * w for w in widths)]
-    lines += [fmt(row) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- plots
-
-_PANELS = (
-    ("accuracy", "test accuracy (%)", False),
-    ("synaptic_efficiency", "synaptic efficiency (x)", True),
-    ("cluster_efficiency", "cluster efficiency (x)", True),
+# The reports live in lineage_report.py; imported here so ``lineage.summary_table`` etc. keep
+# working for callers written before the split.
+from tf_evosyn.lineage_report import (  # noqa: E402
+    close_tensorboard_writers,
+    plot_lineage,
+    summary_table,
+    write_tensorboard,
 )
-
-
-def _draw_panel(ax: Any, records: Sequence[Mapping[str, Any]], key: str, label: str, log: bool):
-    def value(r: Mapping[str, Any]) -> float:
-        v = float(r[key])
-        return 100.0 * v if key == "accuracy" else v
-
-    def usable(r: Mapping[str, Any]) -> bool:
-        v = value(r)
-        return math.isfinite(v) and (v > 0 or not log)
-
-    acc = [r for r in records if r["accepted"] and usable(r)]
-    rej = [r for r in records if not r["accepted"] and usable(r)]
-    if acc:
-        ax.plot(
-            [r["generation"] for r in acc],
-            [value(r) for r in acc],
-            "o-",
-            color="tab:blue",
-            label="accepted",
-        )
-    if rej:
-        ax.plot(
-            [r["generation"] for r in rej],
-            [value(r) for r in rej],
-            "x",
-            color="tab:red",
-            markersize=8,
-            linestyle="none",
-            label="rejected",
-        )
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("generation")
-    ax.set_ylabel(label)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    if acc or rej:
-        ax.legend(loc="best")
-
-
-def _save_png(fig: Any, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    return io_utils.atomic_write_bytes(path, buf.getvalue())
-
-
-def plot_lineage(
-    records: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str]
-) -> list[Path]:
-    """Write accuracy / synaptic / cluster efficiency vs generation PNGs and a combined panel.
-
-    Rejected offspring are red crosses, the accepted lineage a blue line; efficiencies use a
-    log axis because they grow geometrically. Uses the Agg canvas on a standalone Figure, so it
-    works headless and does not switch the backend of an interactive session (e.g. Colab).
-    Returns ``[accuracy.png, synaptic_efficiency.png, cluster_efficiency.png, lineage.png]``.
-    """
-    if not records:
-        raise ValueError("plot_lineage needs at least one record")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    for key, label, log in _PANELS:
-        fig = Figure(figsize=(5, 4))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        _draw_panel(ax, records, key, label, log)
-        ax.set_title(label.split(" (")[0])
-        paths.append(_save_png(fig, out / f"{key}.png"))
-
-    fig = Figure(figsize=(15, 4))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
-    for ax, (key, label, log) in zip(axes, _PANELS, strict=True):
-        _draw_panel(ax, records, key, label, log)
-        ax.set_title(label.split(" (")[0])
-    fig.tight_layout()
-    paths.append(_save_png(fig, out / "lineage.png"))
-    return paths
-
-
-# --------------------------------------------------------------------------- TensorBoard
-
-_WRITERS: dict[str, Any] = {}
-_DATA_CLASS_SCALAR = 1  # tensorboard SummaryMetadata.DataClass.DATA_CLASS_SCALAR
-
-
-def _writer(logdir: str | os.PathLike[str]) -> Any:
-    key = os.path.abspath(os.fspath(logdir))
-    if key not in _WRITERS:
-        from tf_evosyn._keras import tf
-
-        _WRITERS[key] = tf.summary.create_file_writer(key)
-    return _WRITERS[key]
-
-
-def write_tensorboard(logdir: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
-    """Log one generation's scalars (step = generation) so runs can be compared in TensorBoard.
-
-    Writes ``evolution/{accuracy,synapses,clusters,synaptic_efficiency,cluster_efficiency}``
-    and ``layers/<name>/{synapses,clusters}``. Scalars are written with ``tf.summary.write`` and
-    the scalar-plugin metadata, which is what ``tf.summary.scalar`` does but does not require
-    the ``tensorboard`` package to be installed.
-    """
-    from tf_evosyn._keras import tf
-
-    metadata = tf.compat.v1.SummaryMetadata()
-    metadata.plugin_data.plugin_name = "scalars"
-    metadata.data_class = _DATA_CLASS_SCALAR
-
-    step = int(record["generation"])
-    values: list[tuple[str, float]] = [
-        (f"evolution/{k}", float(record[k]))
-        for k in ("accuracy", "synapses", "clusters", "synaptic_efficiency", "cluster_efficiency")
-    ]
-    for layer in record.get("layers", []):
-        name = str(layer["name"])
-        values.append((f"layers/{name}/synapses", float(layer["synapses"])))
-        values.append((f"layers/{name}/clusters", float(layer["clusters"])))
-
-    writer = _writer(logdir)
-    with writer.as_default():
-        for tag, v in values:
-            tf.summary.write(tag, tf.constant(v, dtype=tf.float32), step=step, metadata=metadata)
-    writer.flush()
-
-
-def close_tensorboard_writers() -> None:
-    """Flush and close every cached writer (end of a run, or before deleting a logdir)."""
-    while _WRITERS:
-        _, writer = _WRITERS.popitem()
-        writer.flush()
-        writer.close()

@@ -1,0 +1,262 @@
+"""Reading a lineage for people: the summary table, the plots and TensorBoard scalars.
+
+Kept apart from :mod:`tf_evosyn.lineage` (the records and their file) so that reading and
+resuming a run never needs matplotlib or TensorFlow; both are imported lazily here too.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tf_evosyn import io_utils
+from tf_evosyn.lineage import _is_int, _is_number, metric_of, upgrade_record
+
+# --------------------------------------------------------------------------- summary table
+
+
+def _fmt_eff(x: Any) -> str:
+    if not _is_number(x):
+        return "-"
+    return "inf" if math.isinf(x) else f"{x:.2f}x"
+
+
+def _as_percent(records: Sequence[Mapping[str, Any]]) -> bool:
+    scores = [r["score"] for r in records if _is_number(r["score"]) and math.isfinite(r["score"])]
+    return all(0.0 <= v <= 1.0 for v in scores)
+
+
+def _fmt_score(value: float, percent: bool) -> str:
+    return f"{100.0 * value:.2f}" if percent else f"{value:.4f}"
+
+
+def summary_table(
+    records: Sequence[Mapping[str, Any]], paper: Mapping[str, Any] | None = None
+) -> str:
+    """Fixed-width text table of a run (one row per generation), for logs and the README.
+
+    ``paper`` (e.g. ``{"synaptic_efficiency": 125.0, "cluster_efficiency": 9.71}``, optionally
+    with ``accuracy`` (or ``score``) as a fraction) adds a final ``paper`` row for comparison.
+    The score column is the run's primary score (``metric``), in percent when every score is a
+    fraction in [0, 1] (accuracy, AP).
+    """
+    metric = metric_of(records)
+    records = [upgrade_record(r) for r in records]
+    percent = _as_percent(records)
+    header = (
+        "gen",
+        f"{metric} (%)" if percent else metric,
+        "synapses",
+        "clusters",
+        "synaptic eff.",
+        "cluster eff.",
+        "accepted",
+        "seconds",
+    )
+    rows: list[tuple[str, ...]] = []
+    for r in records:
+        rows.append(
+            (
+                str(r["generation"]),
+                _fmt_score(r["score"], percent),
+                f"{r['synapses']:,}",
+                f"{r['clusters']:,}",
+                _fmt_eff(r["synaptic_efficiency"]),
+                _fmt_eff(r["cluster_efficiency"]),
+                "yes" if r["accepted"] else "no",
+                f"{r['seconds']:.1f}",
+            )
+        )
+    if paper is not None:
+        acc = paper.get("score", paper.get("accuracy"))
+        rows.append(
+            (
+                "paper",
+                _fmt_score(acc, percent) if _is_number(acc) else "-",
+                f"{paper['synapses']:,}" if _is_int(paper.get("synapses")) else "-",
+                f"{paper['clusters']:,}" if _is_int(paper.get("clusters")) else "-",
+                _fmt_eff(paper.get("synaptic_efficiency")),
+                _fmt_eff(paper.get("cluster_efficiency")),
+                "-",
+                "-",
+            )
+        )
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+
+    def fmt(row: Sequence[str]) -> str:
+        # First column left-aligned (labels), numbers right-aligned.
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(header), "  ".join("-" * w for w in widths)]
+    lines += [fmt(row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- plots
+
+_EFFICIENCY_PANELS = (
+    ("synaptic_efficiency", "synaptic efficiency (x)", True),
+    ("cluster_efficiency", "cluster efficiency (x)", True),
+)
+
+
+def _panels(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, bool], ...]:
+    """The score panel (named after the run's metric) and the two efficiency panels."""
+    metric = metric_of(records)
+    label = "test accuracy (%)" if metric == "accuracy" else f"{metric} (%)"
+    return ((metric, label, False), *_EFFICIENCY_PANELS)
+
+
+def _draw_panel(ax: Any, records: Sequence[Mapping[str, Any]], key: str, label: str, log: bool):
+    score_panel = key not in ("synaptic_efficiency", "cluster_efficiency")
+
+    def value(r: Mapping[str, Any]) -> float:
+        v = float(r["score"] if score_panel else r[key])
+        return 100.0 * v if score_panel else v
+
+    def usable(r: Mapping[str, Any]) -> bool:
+        v = value(r)
+        return math.isfinite(v) and (v > 0 or not log)
+
+    acc = [r for r in records if r["accepted"] and usable(r)]
+    rej = [r for r in records if not r["accepted"] and usable(r)]
+    if acc:
+        ax.plot(
+            [r["generation"] for r in acc],
+            [value(r) for r in acc],
+            "o-",
+            color="tab:blue",
+            label="accepted",
+        )
+    if rej:
+        ax.plot(
+            [r["generation"] for r in rej],
+            [value(r) for r in rej],
+            "x",
+            color="tab:red",
+            markersize=8,
+            linestyle="none",
+            label="rejected",
+        )
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(label)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if acc or rej:
+        ax.legend(loc="best")
+
+
+def _save_png(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return io_utils.atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_lineage(
+    records: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Write score / synaptic / cluster efficiency vs generation PNGs and a combined panel.
+
+    Rejected offspring are red crosses, the accepted lineage a blue line; efficiencies use a
+    log axis because they grow geometrically. Uses the Agg canvas on a standalone Figure, so it
+    works headless and does not switch the backend of an interactive session (e.g. Colab).
+    Returns ``[<metric>.png, synaptic_efficiency.png, cluster_efficiency.png, lineage.png]``
+    (``accuracy.png`` for classification).
+    """
+    if not records:
+        raise ValueError("plot_lineage needs at least one record")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = [upgrade_record(r) for r in records]
+    panels = _panels(records)
+    paths: list[Path] = []
+    for key, label, log in panels:
+        fig = Figure(figsize=(5, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        _draw_panel(ax, records, key, label, log)
+        ax.set_title(label.split(" (")[0])
+        paths.append(_save_png(fig, out / f"{key}.png"))
+
+    fig = Figure(figsize=(15, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    for ax, (key, label, log) in zip(axes, panels, strict=True):
+        _draw_panel(ax, records, key, label, log)
+        ax.set_title(label.split(" (")[0])
+    fig.tight_layout()
+    paths.append(_save_png(fig, out / "lineage.png"))
+    return paths
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+_WRITERS: dict[str, Any] = {}
+_DATA_CLASS_SCALAR = 1  # tensorboard SummaryMetadata.DataClass.DATA_CLASS_SCALAR
+
+
+def _writer(logdir: str | os.PathLike[str]) -> Any:
+    key = os.path.abspath(os.fspath(logdir))
+    if key not in _WRITERS:
+        from tf_evosyn._keras import tf
+
+        _WRITERS[key] = tf.summary.create_file_writer(key)
+    return _WRITERS[key]
+
+
+def write_tensorboard(logdir: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
+    """Log one generation's scalars (step = generation) so runs can be compared in TensorBoard.
+
+    Writes ``evolution/<metric>`` (the primary score, e.g. ``evolution/accuracy``),
+    ``evolution/{synapses,clusters,synaptic_efficiency,cluster_efficiency}``, every other
+    number of ``record["metrics"]`` as ``metrics/<name>``, and
+    ``layers/<name>/{synapses,clusters}``. Scalars are written with ``tf.summary.write`` and
+    the scalar-plugin metadata, which is what ``tf.summary.scalar`` does but does not require
+    the ``tensorboard`` package to be installed.
+    """
+    from tf_evosyn._keras import tf
+
+    metadata = tf.compat.v1.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    metadata.data_class = _DATA_CLASS_SCALAR
+
+    record = upgrade_record(record)
+    step = int(record["generation"])
+    values: list[tuple[str, float]] = [(f"evolution/{record['metric']}", float(record["score"]))]
+    values += [
+        (f"evolution/{k}", float(record[k]))
+        for k in ("synapses", "clusters", "synaptic_efficiency", "cluster_efficiency")
+    ]
+    for name, value in sorted((record.get("metrics") or {}).items()):
+        if _is_number(value) and math.isfinite(value) and name != record["metric"]:
+            values.append((f"metrics/{name}", float(value)))
+    for layer in record.get("layers", []):
+        name = str(layer["name"])
+        values.append((f"layers/{name}/synapses", float(layer["synapses"])))
+        values.append((f"layers/{name}/clusters", float(layer["clusters"])))
+
+    writer = _writer(logdir)
+    with writer.as_default():
+        for tag, v in values:
+            tf.summary.write(tag, tf.constant(v, dtype=tf.float32), step=step, metadata=metadata)
+    writer.flush()
+
+
+def close_tensorboard_writers() -> None:
+    """Flush and close every cached writer (end of a run, or before deleting a logdir)."""
+    while _WRITERS:
+        _, writer = _WRITERS.popitem()
+        writer.flush()
+        writer.close()

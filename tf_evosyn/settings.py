@@ -1,0 +1,61 @@
+"""The knobs of the generational loop (the binaries fill them from ``config.evolution``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tf_evosyn import environment as environment_lib
+
+SELECTION_CRITERIA = ("most_efficient", "most_accurate")
+
+
+@dataclass
+class EvolutionSettings:
+    """Knobs of the generational loop (the binary fills them from ``config.evolution``)."""
+
+    generations: int = 10
+    epochs_per_generation: int = 1
+    environment: environment_lib.EnvironmentalFactor = field(
+        default_factory=environment_lib.ConstantFactor
+    )
+    # Accept an offspring if its score >= the ancestor's score - tolerance (score units; for
+    # accuracy a fraction, 0.01 = 1 point). ``accuracy_tolerance`` is the classification name
+    # of the same knob, used when ``score_tolerance`` is None.
+    score_tolerance: float | None = None
+    accuracy_tolerance: float = 0.01
+    max_attempts: int = 3  # draws per generation before evolution stops
+    reinitialize: bool = False  # architecture-only heredity instead of inheriting weights
+    selection: str = "most_efficient"
+    seed: int = 0
+    fit_verbose: int | str = "auto"
+    tensorboard_fit_logs: bool = True
+    # > 0: offspring also learn the ancestor's soft predictions at this temperature (distill.py);
+    # distill_alpha weighs the hard-label loss against them.
+    distill_temperature: float = 0.0
+    distill_alpha: float = 0.1
+
+    def validate(self) -> None:
+        if self.generations < 0:
+            raise ValueError(f"generations must be >= 0, got {self.generations}.")
+        if self.epochs_per_generation < 0:
+            raise ValueError("epochs_per_generation must be >= 0.")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
+        if not 0.0 <= self.accuracy_tolerance <= 1.0:
+            raise ValueError("accuracy_tolerance is a fraction in [0, 1], e.g. 0.01 = 1 point.")
+        if self.score_tolerance is not None and not self.score_tolerance >= 0:
+            raise ValueError(
+                f"score_tolerance must be >= 0 (in the primary score's units), got "
+                f"{self.score_tolerance!r}."
+            )
+        if self.selection not in SELECTION_CRITERIA:
+            raise ValueError(f"selection must be one of {SELECTION_CRITERIA}.")
+        if self.distill_temperature < 0:
+            raise ValueError("distill_temperature must be >= 0 (0 = no distillation).")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ValueError("distill_alpha must be in [0, 1] (the weight of the label loss).")
+
+    @property
+    def tolerance(self) -> float:
+        """How far below the ancestor's score an offspring may fall and still be accepted."""
+        return self.accuracy_tolerance if self.score_tolerance is None else self.score_tolerance

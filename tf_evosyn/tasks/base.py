@@ -1,0 +1,78 @@
+"""What the generational loop asks of a task: its loss, its evaluation and its primary score.
+
+The loop (:mod:`tf_evosyn.evolution`) is one; classification and detection differ only in what a
+:class:`Task` supplies. A new task (segmentation, say) is a new subclass, not edits across the
+loop. The primary score is "higher is better" and is what acceptance compares with the
+ancestor's (the tolerance is in the score's units); every other number goes into ``metrics``
+and is recorded in the lineage.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tf_evosyn._keras import keras, tf
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a network: the primary score and every metric behind it."""
+
+    score: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.score, int | float) or isinstance(self.score, bool):
+            raise TypeError(f"Evaluation.score must be a number, got {self.score!r}.")
+
+
+class Task(abc.ABC):
+    """A learning problem the evolution loop can train, judge and record.
+
+    Subclasses set ``name`` and ``metric`` (the primary score's name, e.g. ``"accuracy"``)
+    and implement :meth:`loss` and :meth:`evaluate`.
+    """
+
+    name: str = "task"
+    metric: str = "score"
+    # Can offspring learn the ancestor's soft outputs (tf_evosyn.distill)? Classification only.
+    supports_distillation: bool = False
+
+    @abc.abstractmethod
+    def loss(self) -> Any:
+        """A Keras loss, or a dict of losses keyed by the model's output names."""
+
+    def loss_weights(self) -> dict[str, float] | None:
+        return None
+
+    def compile_metrics(self) -> Any:
+        """Metrics Keras reports during ``fit`` (progress bars only; not used for decisions)."""
+        return None
+
+    def compile(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        jit_compile: bool = False,
+    ) -> None:
+        """Compile ``model`` for this task with a fresh ``optimizer``."""
+        model.compile(
+            optimizer=optimizer,
+            loss=self.loss(),
+            loss_weights=self.loss_weights(),
+            metrics=self.compile_metrics(),
+            jit_compile=jit_compile,
+        )
+
+    @abc.abstractmethod
+    def evaluate(self, model: keras.Model, dataset: tf.data.Dataset) -> Evaluation:
+        """Score ``model`` on ``dataset`` (the data the loop decides on)."""
+
+    def check_score(self, evaluation: Evaluation) -> Evaluation:
+        """A non-finite score never wins: it counts as minus infinity in comparisons."""
+        if not math.isfinite(evaluation.score):
+            return Evaluation(-math.inf, dict(evaluation.metrics))
+        return evaluation

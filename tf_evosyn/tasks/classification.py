@@ -1,0 +1,35 @@
+"""Classification: cross-entropy on logits, judged by top-1 accuracy (the papers' measure)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.tasks.base import Evaluation, Task
+
+
+def evaluate_accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
+    """Top-1 accuracy on a dataset of (images, integer labels) batches."""
+    labels = np.concatenate([np.asarray(y) for _, y in dataset])
+    if labels.size == 0:
+        raise ValueError("The evaluation dataset is empty.")
+    logits = model.predict(dataset.map(lambda x, y: x), verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == labels.reshape(-1)))
+
+
+class ClassificationTask(Task):
+    """Integer labels, a model that outputs logits; the primary score is top-1 accuracy."""
+
+    name = "classification"
+    metric = "accuracy"
+    supports_distillation = True
+
+    def loss(self) -> keras.losses.Loss:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def compile_metrics(self) -> list[str]:
+        return ["accuracy"]
+
+    def evaluate(self, model: keras.Model, dataset: tf.data.Dataset) -> Evaluation:
+        accuracy = evaluate_accuracy(model, dataset)
+        return Evaluation(accuracy, {"accuracy": accuracy})
