@@ -148,6 +148,14 @@ def _validate_recipe(config: ml_collections.ConfigDict, name: str) -> None:
         raise ConfigError(
             f"{name}.warmup_epochs must be a number >= 0 (0 = no warm-up), got {warmup!r}."
         )
+    if section.schedule == "exponential":
+        factor = recipe(section, "decay_factor")
+        if not _is_number(factor) or not 0.0 < factor <= 1.0:
+            raise ConfigError(
+                f"{name}.decay_factor must be in (0, 1] for schedule='exponential' (the rate's "
+                f"multiplier per epoch, e.g. 0.98), got {factor!r}."
+            )
+        return
     if section.schedule != "piecewise":
         return
     if section.get("boundaries_epochs", None) is None:
@@ -233,6 +241,7 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         environment=build_environment(evo),
         accuracy_tolerance=evo.get("accuracy_tolerance", 0.01),
         score_tolerance=evo.get("score_tolerance", None),
+        relative_tolerance=evo.get("relative_tolerance", None),
         max_attempts=evo.max_attempts,
         reinitialize=evo.reinitialize,
         selection=evo.selection,

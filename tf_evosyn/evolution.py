@@ -266,7 +266,7 @@ class Evolution:
         parent_record = self._parent_record()
         parent = load_model(self.generation_dir(parent_record["generation"]))
         ancestor_score = lineage_lib.score_of(self.lineage.ancestor)
-        floor = ancestor_score - self.settings.tolerance
+        floor = self.settings.floor(ancestor_score)
         metric = self.task.metric
         start = time.time()
         rejected, last = [], None
@@ -317,8 +317,8 @@ class Evolution:
         if not accepted:
             extra["stop_reason"] = (
                 f"no offspring of generation {generation} met the {metric} floor {floor:.4f} "
-                f"(ancestor {ancestor_score:.4f} - tolerance "
-                f"{self.settings.tolerance}) in {self.settings.max_attempts} attempts; "
+                f"({self.settings.describe_floor(ancestor_score)}) in "
+                f"{self.settings.max_attempts} attempts; "
                 f"last: {reason}"
             )
         record = self._measure(

@@ -8,26 +8,42 @@ on real images, because a deployment file that silently computes something else 
 Artifacts written to ``output_dir`` (keys of :data:`ARTIFACTS`):
 
     saved_model/        tf.saved_model, signature ``serving_default``: float32 ``images``
-                        [None, H, W, C] -> {"outputs": ...}
+                        [None, H, W, C] -> {"outputs": ...} (a single-output model) or one
+                        entry per model output name (e.g. DetectNet's ``coverage``, ``bbox``),
+                        plus whatever the task's post-processing adds (DetectNet: decoded
+                        ``boxes``, ``confidence``, ``classes``, ``num_detections``)
     model.keras         the compacted plain Keras model (loads without tf_evosyn)
     model.tflite        float32 TFLite
     model_int8.tflite   dynamic-range quantised TFLite (int8 weights, float activations)
+
+The TFLite files hold the network only (its raw outputs): post-processing such as box decoding
+stays in the application (see the task's documentation for how to decode).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from tf_evosyn import io_utils
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction import compact
+from tf_evosyn.export_target import (  # noqa: F401  (their home before the split)
+    ExportError,
+    read_run_records,
+    resolve_target,
+)
 from tf_evosyn.flops import count_flops
+from tf_evosyn.latency import (  # noqa: F401  (their home before the split)
+    INPUT_NAME,
+    SIGNATURE_KEY,
+    _interpreter,
+    savedmodel_latency,
+    tflite_latency,
+)
 from tf_evosyn.layers import EvoConv2D, EvolvableMixin
-from tf_evosyn.lineage import LINEAGE_FILENAME, Lineage
 
 ARTIFACTS: dict[str, str] = {
     "saved_model": "saved_model",
@@ -35,9 +51,7 @@ ARTIFACTS: dict[str, str] = {
     "tflite": "model.tflite",
     "tflite_int8": "model_int8.tflite",
 }
-SIGNATURE_KEY = "serving_default"
-INPUT_NAME = "images"
-OUTPUT_KEY = "outputs"
+OUTPUT_KEY = "outputs"  # the output of a single-output model; else the model's output names
 
 
 # -- preparing models and images ------------------------------------------------------------------
@@ -93,20 +107,57 @@ def _input_shape(model: keras.Model) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def _predict(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    outputs = [
-        model(images[i : i + batch_size], training=False).numpy()
+def output_names(model: keras.Model) -> list[str]:
+    """Keys of the exported outputs: ``["outputs"]`` for one output, else the model's names."""
+    return [OUTPUT_KEY] if len(model.outputs) == 1 else list(model.output_names)
+
+
+def _named_outputs(model: keras.Model, images) -> dict:
+    outputs = model(images, training=False)
+    if isinstance(outputs, dict):
+        return outputs
+    if not isinstance(outputs, list | tuple):
+        outputs = [outputs]
+    return dict(zip(output_names(model), outputs, strict=True))
+
+
+def model_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> dict:
+    """Every output of ``model`` on ``images``, keyed as the exported signature keys them."""
+    chunks = [
+        {k: np.asarray(v) for k, v in _named_outputs(model, images[i : i + batch_size]).items()}
         for i in range(0, len(images), batch_size)
     ]
-    return np.concatenate(outputs)
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def _predict(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The single output of a one-output model (classification logits)."""
+    return model_outputs(model, images, batch_size)[OUTPUT_KEY]
+
+
+def with_input_shape(model: keras.Model, input_shape: tuple[int, int, int]) -> keras.Model:
+    """The same fully convolutional network at another input size, weights shared by copy.
+
+    Lets a detector trained and exported at a small size be timed at the paper's size.
+    """
+    clone = keras.models.clone_model(model, input_tensors=keras.Input(tuple(input_shape)))
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 # -- writing artifacts ----------------------------------------------------------------------------
-def save_serving_model(model: keras.Model, path: str | Path) -> Path:
+Postprocess = Callable[[dict], dict]
+
+
+def save_serving_model(
+    model: keras.Model, path: str | Path, postprocess: Postprocess | None = None
+) -> Path:
     """A tf.saved_model whose ``serving_default`` takes float32 images [None, H, W, C].
 
-    Only the variables and one traced function are saved (not Keras' own SavedModel metadata),
-    so the directory is what TF Serving / the TFLite converter need and nothing more.
+    It returns the model's outputs (see :func:`output_names`) and, with ``postprocess``
+    (TF ops from the outputs dict to a dict of more tensors, e.g. decoded boxes), those too.
+    Only the variables and one traced function are saved (not Keras' own SavedModel
+    metadata), so the directory is what TF Serving / the TFLite converter need and no more.
     """
     path = Path(path)
     shape = _input_shape(model)
@@ -115,7 +166,10 @@ def save_serving_model(model: keras.Model, path: str | Path) -> Path:
 
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)])
     def serve(images):
-        return {OUTPUT_KEY: model(images, training=False)}
+        outputs = dict(_named_outputs(model, images))
+        if postprocess is not None:
+            outputs.update(postprocess(outputs))
+        return outputs
 
     module.serve = serve
     tf.saved_model.save(module, str(path), signatures={SIGNATURE_KEY: serve})
@@ -136,6 +190,14 @@ def convert_to_tflite(
     return path
 
 
+def write_tflite_pair(model: keras.Model, tflite: Path, tflite_int8: Path) -> None:
+    """Float and int8 TFLite files of ``model``'s raw outputs (no post-processing)."""
+    with tempfile.TemporaryDirectory(prefix="evosyn_tflite_") as tmp:
+        save_serving_model(model, Path(tmp) / "saved_model")
+        convert_to_tflite(Path(tmp) / "saved_model", tflite)
+        convert_to_tflite(Path(tmp) / "saved_model", tflite_int8, quantize=True)
+
+
 def artifact_bytes(path: str | Path) -> int:
     """Size on disk of a file, or of every file under a directory (a SavedModel)."""
     path = Path(path)
@@ -150,6 +212,8 @@ def export_model(
     sample_images: np.ndarray,
     *,
     compact_model: bool = True,
+    postprocess: Postprocess | None = None,
+    preprocess_images: bool = True,
 ) -> dict:
     """Write the four deployment artifacts of ``compact(model)`` and check them on real images.
 
@@ -159,6 +223,10 @@ def export_model(
       sample_images: real images (uint8 or float, (N, H, W[, C])) to verify every artifact.
       compact_model: False exports :func:`plain_copy` instead (same shapes, masks folded), e.g.
         to measure what compaction buys.
+      postprocess: extra outputs of the SavedModel's signature computed from the model's
+        outputs in TF (e.g. a detector's decoded boxes); TFLite files stay raw.
+      preprocess_images: scale uint8 images to [0, 1] as the classification pipeline does
+        (False: feed them as they are, e.g. DetectNet's raw 0-255 pixels).
 
     Returns a dict: ``artifacts`` (name -> path), ``file_bytes`` (name -> bytes), ``parameters``
     and ``macs`` of the input and exported models, and ``max_abs_difference`` (name -> largest
@@ -166,14 +234,14 @@ def export_model(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    images = prepare_images(sample_images)
+    images = prepare_images(sample_images) if preprocess_images else np.asarray(sample_images)
+    images = images.astype(np.float32, copy=False)
     exported = compact(model) if compact_model else plain_copy(model)
     paths = {name: output_dir / filename for name, filename in ARTIFACTS.items()}
 
-    save_serving_model(exported, paths["saved_model"])
+    save_serving_model(exported, paths["saved_model"], postprocess)
     exported.save(paths["keras"])
-    convert_to_tflite(paths["saved_model"], paths["tflite"])
-    convert_to_tflite(paths["saved_model"], paths["tflite_int8"], quantize=True)
+    write_tflite_pair(exported, paths["tflite"], paths["tflite_int8"])
 
     source_flops, exported_flops = count_flops(model), count_flops(exported)
     return {
@@ -187,207 +255,56 @@ def export_model(
             "model_living": source_flops.total_living_macs,
             "exported": exported_flops.total_dense_macs,
         },
-        "max_abs_difference": max_abs_difference(model, output_dir, images),
-    }
-
-
-# -- run directories ------------------------------------------------------------------------------
-_FIX = "pass the directory an evosyn-classify run wrote (its --workdir)"
-
-
-class ExportError(ValueError):
-    """The run directory or the requested generation cannot be exported (user's to fix)."""
-
-
-def _checkpoint(workdir: Path, generation: int) -> Path:
-    path = workdir / "generations" / f"gen_{generation:04d}" / "model.keras"
-    if not path.is_file():
-        raise ExportError(
-            f"{path} is missing: the checkpoint of generation {generation} was deleted or never "
-            "written. Restore it, or export another generation with --generation=N."
-        )
-    return path
-
-
-def read_run_records(
-    workdir: Path,
-    *,
-    described_as: str = "",
-    fix: str = _FIX,
-    error: type[Exception] = ExportError,
-) -> list[dict]:
-    """The lineage records of a run directory, or ``error`` saying what is wrong and ``fix``.
-
-    ``described_as`` names the directory in messages (default: "run directory WORKDIR").
-    """
-    described_as = described_as or f"run directory {workdir}"
-    if not workdir.is_dir():
-        raise error(f"{described_as} does not exist; {fix}.")
-    if not (workdir / LINEAGE_FILENAME).is_file():
-        raise error(
-            f"{workdir} has no {LINEAGE_FILENAME}: it is not an evolution run directory, or its "
-            f"ancestor (generation 0) has not finished yet; {fix}."
-        )
-    try:
-        return Lineage(workdir).records
-    except ValueError as exc:
-        raise error(str(exc)) from exc
-
-
-def resolve_target(workdir: str | Path, generation: int | None = None) -> dict:
-    """Check the run directory and pick what to export, before any expensive work.
-
-    Returns {"ancestor": record, "offspring": record, "ancestor_path", "offspring_path",
-    "config"}. Raises :class:`ExportError` with a message that says how to fix the problem.
-    """
-    workdir = Path(workdir)
-    records = read_run_records(workdir)
-    if not records:
-        raise ExportError(
-            f"{workdir} has no finished generation yet; let evosyn-classify finish at least "
-            "the ancestor (generation 0), then export."
-        )
-    by_generation = {r["generation"]: r for r in records}
-    accepted = [r["generation"] for r in records if r["accepted"]]
-    if generation is None:
-        best = workdir / "best" / "record.json"
-        if not best.is_file():
-            raise ExportError(
-                f"{best} is missing; resume the run with evosyn-classify to rewrite best/, or "
-                f"choose one with --generation=N (accepted: {accepted})."
-            )
-        generation = int(io_utils.read_json(best)["generation"])
-    if generation not in by_generation:
-        raise ExportError(
-            f"generation {generation} not found in {workdir / LINEAGE_FILENAME} (it has "
-            f"generations 0..{records[-1]['generation']}); use --generation with one of {accepted}."
-        )
-    if not by_generation[generation]["accepted"]:
-        raise ExportError(
-            f"generation {generation} was rejected (it did not meet the accuracy floor); "
-            f"export an accepted one with --generation=N, N in {accepted}."
-        )
-    config_path = workdir / "config.json"
-    if not config_path.is_file():
-        raise ExportError(
-            f"{config_path} is missing: the run's data config is needed for the real test "
-            "images that verify the export. Restore it from the run's original config."
-        )
-    config = io_utils.read_json(config_path)
-    if "data" not in config:
-        raise ExportError(f"{config_path} has no 'data' section; restore the run's config.")
-    return {
-        "ancestor": by_generation[0],
-        "offspring": by_generation[generation],
-        "ancestor_path": _checkpoint(workdir, 0),
-        "offspring_path": _checkpoint(workdir, generation),
-        "config": config,
+        "max_abs_difference": max_abs_difference(model, output_dir, images, preprocess=False),
     }
 
 
 # -- running artifacts ----------------------------------------------------------------------------
-def _interpreter(tflite_path: str | Path, threads: int):
-    from ai_edge_litert.interpreter import Interpreter
+def tflite_outputs(tflite_path: str | Path, images: np.ndarray, threads: int = 1) -> dict:
+    """Every output of a TFLite model's signature on a batch of float32 NHWC images."""
+    runner = _interpreter(tflite_path, threads).get_signature_runner(SIGNATURE_KEY)
+    result = runner(**{INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+    return {k: np.asarray(v).copy() for k, v in result.items()}
 
-    return Interpreter(model_path=str(tflite_path), num_threads=threads)
+
+def savedmodel_outputs(saved_model_dir: str | Path, images: np.ndarray) -> dict:
+    """Every output of the ``serving_default`` signature of an exported SavedModel."""
+    serve = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
+    result = serve(**{INPUT_NAME: tf.constant(images, tf.float32)})
+    return {k: v.numpy() for k, v in result.items()}
 
 
 def run_tflite(tflite_path: str | Path, images: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Outputs of a TFLite model on a batch of float32 NHWC images (one invoke)."""
-    interpreter = _interpreter(tflite_path, threads)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(images.shape), strict=False)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], images.astype(np.float32, copy=False))
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+    """The output of a single-output TFLite model on a batch of float32 NHWC images."""
+    return tflite_outputs(tflite_path, images, threads)[OUTPUT_KEY]
 
 
 def run_savedmodel(saved_model_dir: str | Path, images: np.ndarray) -> np.ndarray:
-    """Outputs of the ``serving_default`` signature of an exported SavedModel."""
-    serve = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
-    return serve(**{INPUT_NAME: tf.constant(images, tf.float32)})[OUTPUT_KEY].numpy()
+    """The output of a single-output exported SavedModel."""
+    return savedmodel_outputs(saved_model_dir, images)[OUTPUT_KEY]
 
 
 def max_abs_difference(
-    model: keras.Model, output_dir: str | Path, images: np.ndarray
+    model: keras.Model, output_dir: str | Path, images: np.ndarray, preprocess: bool = True
 ) -> dict[str, float]:
-    """Largest |artifact output - ``model`` output| of every artifact in ``output_dir``.
+    """Largest |artifact output - ``model`` output| of every artifact in ``output_dir``, over
+    all the model's outputs (post-processed extras of the SavedModel are not compared).
 
     ``model`` is the reference (typically the masked model that was exported); the check covers
     compaction and conversion together.
     """
     output_dir = Path(output_dir)
-    images = prepare_images(images)
-    reference = _predict(model, images)
+    images = prepare_images(images) if preprocess else np.asarray(images, np.float32)
+    reference = model_outputs(model, images)
     outputs = {
-        "saved_model": run_savedmodel(output_dir / ARTIFACTS["saved_model"], images),
-        "keras": _predict(keras.models.load_model(output_dir / ARTIFACTS["keras"]), images),
-        "tflite": run_tflite(output_dir / ARTIFACTS["tflite"], images),
-        "tflite_int8": run_tflite(output_dir / ARTIFACTS["tflite_int8"], images),
+        "saved_model": savedmodel_outputs(output_dir / ARTIFACTS["saved_model"], images),
+        "keras": model_outputs(keras.models.load_model(output_dir / ARTIFACTS["keras"]), images),
+        "tflite": tflite_outputs(output_dir / ARTIFACTS["tflite"], images),
+        "tflite_int8": tflite_outputs(output_dir / ARTIFACTS["tflite_int8"], images),
     }
     return {
-        name: float(np.max(np.abs(out.astype(np.float64) - reference)))
+        name: max(
+            float(np.max(np.abs(out[key].astype(np.float64) - reference[key]))) for key in reference
+        )
         for name, out in outputs.items()
     }
-
-
-# -- latency --------------------------------------------------------------------------------------
-def _summary(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1e3
-    return {
-        "median_ms": float(statistics.median(ms)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "runs": len(ms),
-    }
-
-
-def tflite_latency(
-    tflite_path: str | Path,
-    input_shape: tuple[int, ...],
-    threads: int = 1,
-    runs: int = 200,
-    warmup: int = 20,
-) -> dict:
-    """Per-invoke latency of a TFLite model (XNNPACK, the default delegate), input filled once.
-
-    ``input_shape`` includes the batch axis, e.g. (1, 28, 28, 1). Returns median_ms, p90_ms, runs.
-    """
-    interpreter = _interpreter(tflite_path, threads)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(input_shape), strict=False)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    interpreter.set_tensor(inp["index"], rng.random(input_shape, dtype=np.float32))
-    for _ in range(warmup):
-        interpreter.invoke()
-    seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        seconds.append(time.perf_counter() - start)
-    return _summary(seconds)
-
-
-def savedmodel_latency(
-    saved_model_dir: str | Path,
-    input_shape: tuple[int, ...],
-    runs: int = 200,
-    warmup: int = 20,
-) -> dict:
-    """Per-call latency of the ``serving_default`` signature (eager call, result materialised).
-
-    TF's thread pools are process-wide: set ``tf.config.threading`` before TF initialises to
-    control them. Returns median_ms, p90_ms, runs.
-    """
-    serve = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.random(input_shape, dtype=np.float32))
-    for _ in range(warmup):
-        serve(**{INPUT_NAME: images})[OUTPUT_KEY].numpy()
-    seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        serve(**{INPUT_NAME: images})[OUTPUT_KEY].numpy()
-        seconds.append(time.perf_counter() - start)
-    return _summary(seconds)

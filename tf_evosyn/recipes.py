@@ -13,7 +13,7 @@ from tf_evosyn._keras import keras, tf
 from tf_evosyn.tasks import ClassificationTask, Task
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
-SCHEDULES = ("constant", "cosine", "piecewise")
+SCHEDULES = ("constant", "cosine", "piecewise", "exponential")
 # Training-recipe knobs of the ``train`` and ``evolution`` sections and the model's weight decay,
 # read with these defaults (the behaviour before they existed) so older configs and run
 # directories keep working. See :func:`learning_rate_schedule` for their meaning.
@@ -82,7 +82,8 @@ def learning_rate_schedule(
 
     ``schedule``: ``constant``; ``cosine`` decays to 0 over the ``epochs`` of one training (the
     ancestor's, or one generation's fine-tuning); ``piecewise`` multiplies the rate by
-    ``decay_factor`` from each of ``boundaries_epochs`` on (e.g. He et al.'s /10 at 32k and 48k
+    ``decay_factor`` from each of ``boundaries_epochs`` on; ``exponential`` multiplies it by
+    ``decay_factor`` every epoch, smoothly (e.g. He et al.'s /10 at 32k and 48k
     iterations: ``(82, 123)`` at 391 steps per epoch). Boundaries are counted from the start of
     each training, so for ``evolution`` they are epochs of one generation; a boundary at or after
     ``epochs`` never takes effect. ``warmup_epochs`` > 0 ramps the rate up linearly over that
@@ -92,6 +93,13 @@ def learning_rate_schedule(
     if section.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=max(1, epochs * steps_per_epoch)
+        )
+    elif section.schedule == "exponential":
+        # DIGITS' "exponential decay" (DetectNet's KITTI recipe): x decay_factor every epoch.
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            learning_rate,
+            decay_steps=max(1, steps_per_epoch),
+            decay_rate=float(recipe(section, "decay_factor")),
         )
     elif section.schedule == "piecewise":
         boundaries = list(recipe(section, "boundaries_epochs"))

@@ -23,6 +23,9 @@ class EvolutionSettings:
     # of the same knob, used when ``score_tolerance`` is None.
     score_tolerance: float | None = None
     accuracy_tolerance: float = 0.01
+    # Or a fraction of the ancestor's score (0.1 = at most 10% relative loss; detection AP
+    # differs so much between datasets that a relative floor travels better). Wins if set.
+    relative_tolerance: float | None = None
     max_attempts: int = 3  # draws per generation before evolution stops
     reinitialize: bool = False  # architecture-only heredity instead of inheriting weights
     selection: str = "most_efficient"
@@ -43,6 +46,11 @@ class EvolutionSettings:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
         if not 0.0 <= self.accuracy_tolerance <= 1.0:
             raise ValueError("accuracy_tolerance is a fraction in [0, 1], e.g. 0.01 = 1 point.")
+        if self.relative_tolerance is not None and not 0.0 <= self.relative_tolerance <= 1.0:
+            raise ValueError(
+                f"relative_tolerance is a fraction of the ancestor's score in [0, 1] (0.1 = at "
+                f"most 10% below it), got {self.relative_tolerance!r}."
+            )
         if self.score_tolerance is not None and not self.score_tolerance >= 0:
             raise ValueError(
                 f"score_tolerance must be >= 0 (in the primary score's units), got "
@@ -57,5 +65,16 @@ class EvolutionSettings:
 
     @property
     def tolerance(self) -> float:
-        """How far below the ancestor's score an offspring may fall and still be accepted."""
+        """How far below the ancestor's score an offspring may fall (absolute tolerance)."""
         return self.accuracy_tolerance if self.score_tolerance is None else self.score_tolerance
+
+    def floor(self, ancestor_score: float) -> float:
+        """The lowest score an offspring may have and still be accepted."""
+        if self.relative_tolerance is not None:
+            return ancestor_score * (1.0 - self.relative_tolerance)
+        return ancestor_score - self.tolerance
+
+    def describe_floor(self, ancestor_score: float) -> str:
+        if self.relative_tolerance is not None:
+            return f"ancestor {ancestor_score:.4f} x (1 - {self.relative_tolerance})"
+        return f"ancestor {ancestor_score:.4f} - tolerance {self.tolerance}"

@@ -5,6 +5,10 @@ Writes the compacted offspring (default: the run's best, from ``best/record.json
 ``model_int8.tflite``, plus ``export_report.json`` comparing it with the ancestor (generation 0):
 parameters, MACs, file sizes, batch-1 TFLite latency (1 thread) and the largest output difference
 of every artifact vs the Keras model on real test images from the run's config.
+
+Runs of both binaries export: a detection run's SavedModel also returns decoded boxes, and its
+report adds the batch-1 TFLite latency at the paper's input size (1248x384). What differs per
+task comes from :func:`tf_evosyn.runs.export_spec`.
 """
 
 from __future__ import annotations
@@ -18,11 +22,17 @@ from absl import app, flags
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tf_evosyn import io_utils
-from tf_evosyn.data import DataError, load_classification_data
-from tf_evosyn.export import ARTIFACTS, ExportError, export_model, resolve_target, tflite_latency
+from tf_evosyn.data import DataError
+from tf_evosyn.export import ARTIFACTS, export_model, with_input_shape, write_tflite_pair
+from tf_evosyn.export_target import ExportError, resolve_target
+from tf_evosyn.latency import tflite_latency
+from tf_evosyn.lineage import score_of
 from tf_evosyn.model_io import load_model
+from tf_evosyn.runs import export_spec
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A run directory made by evosyn-classify.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A run directory made by evosyn-classify or evosyn-detect."
+)
 _OUTPUT = flags.DEFINE_string("output", None, "Directory that receives the artifacts.")
 _GENERATION = flags.DEFINE_integer(
     "generation", None, "Generation to export (must be accepted); default: the run's best."
@@ -42,7 +52,8 @@ REPORT_FILENAME = "export_report.json"
 def _model_entry(record: dict, exported: dict, latency: dict) -> dict:
     return {
         "generation": record["generation"],
-        "accuracy": record["accuracy"],
+        "metric": record.get("metric", "accuracy"),
+        "score": score_of(record),
         "synapses": record["synapses"],
         "clusters": record["clusters"],
         "parameters": exported["parameters"]["exported"],
@@ -71,17 +82,29 @@ def export_run(
     if output.exists() and not output.is_dir():
         raise ExportError(f"--output={output} is an existing file; give a directory path.")
     target = resolve_target(workdir, generation)
-    data_config = ml_collections.ConfigDict(target["config"]["data"])
+    config = ml_collections.ConfigDict(target["config"])
     if data_dir:
-        data_config.data_dir = data_dir
-    data = load_classification_data(data_config)
-    images = data.preprocess(data.test_images[:num_images])  # what the model was fed
-    shape = (1, *data.input_shape)
+        config.data.data_dir = data_dir
+    spec = export_spec(config, num_images)  # real images, decoding, sizes of the task
+    images = spec.images
+    shape = (1, *images.shape[1:])
 
     def measure(record: dict, path: Path, out_dir: Path) -> dict:
-        exported = export_model(load_model(path), out_dir, images)
+        exported = export_model(
+            load_model(path),
+            out_dir,
+            images,
+            postprocess=spec.postprocess,
+            preprocess_images=False,
+        )
         latency = tflite_latency(out_dir / "model.tflite", shape, threads=1, runs=latency_runs)
-        return _model_entry(record, exported, latency)
+        entry = _model_entry(record, exported, latency)
+        if spec.paper_input_shape and tuple(spec.paper_input_shape) != tuple(images.shape[1:]):
+            entry["paper_input_shape"] = list(spec.paper_input_shape)
+            entry["tflite_latency_paper_size"] = _paper_size_latency(
+                out_dir / ARTIFACTS["keras"], spec.paper_input_shape, latency_runs
+            )
+        return entry
 
     offspring = measure(target["offspring"], target["offspring_path"], output)
     with tempfile.TemporaryDirectory(prefix="evosyn_export_ancestor_") as tmp:
@@ -95,7 +118,9 @@ def export_run(
         "workdir": str(Path(workdir).resolve()),
         "generation": offspring["generation"],
         "test_images": len(images),
-        "data": data.description,
+        "task": spec.task,
+        "data": spec.description,
+        "decoding": spec.decoding,
         "artifacts": dict(ARTIFACTS),
         "ancestor": ancestor,
         "offspring": offspring,
@@ -108,8 +133,24 @@ def export_run(
             ),
         },
     }
+    if "tflite_latency_paper_size" in offspring:
+        report["reduction"]["tflite_latency_paper_size"] = (
+            ancestor["tflite_latency_paper_size"]["median_ms"]
+            / offspring["tflite_latency_paper_size"]["median_ms"]
+        )
     io_utils.atomic_write_json(output / REPORT_FILENAME, report)
     return report
+
+
+def _paper_size_latency(keras_path: Path, input_shape, runs: int) -> dict:
+    """Batch-1 TFLite latency of the exported (compacted) network at ``input_shape``."""
+    from tf_evosyn._keras import keras
+
+    model = with_input_shape(keras.models.load_model(keras_path), tuple(input_shape))
+    with tempfile.TemporaryDirectory(prefix="evosyn_paper_size_") as tmp:
+        path = Path(tmp) / "model.tflite"
+        write_tflite_pair(model, path, Path(tmp) / "model_int8.tflite")
+        return tflite_latency(path, (1, *input_shape), threads=1, runs=runs)
 
 
 def _print_summary(report: dict, output: str) -> None:
@@ -128,6 +169,14 @@ def _print_summary(report: dict, output: str) -> None:
             f"{o['tflite_latency']['median_ms']:.4f}",
         )
     )
+    if "tflite_latency_paper_size" in o:
+        rows.append(
+            (
+                f"TFLite ms at {o['paper_input_shape'][:2]}",
+                f"{a['tflite_latency_paper_size']['median_ms']:.4f}",
+                f"{o['tflite_latency_paper_size']['median_ms']:.4f}",
+            )
+        )
     for name in report["artifacts"]:
         rows.append(
             (

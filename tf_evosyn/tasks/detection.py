@@ -1,0 +1,166 @@
+"""Detection with DetectNet's grid outputs, judged by KITTI AP (Car, Moderate, AP|R40).
+
+The model has two outputs, ``coverage`` [B, H/s, W/s, C] (sigmoid) and ``bbox`` [B, H/s, W/s,
+4C] (corner offsets in pixels, see :mod:`tf_evosyn.detection.targets`). Training data are
+(image, ground truth) pairs whose ground truth :meth:`DetectionTask.targets` turns into
+DetectNet's targets inside tf.data; evaluation decodes the outputs (DetectNet's clustering, or
+keras-cv NMS) and scores them with the official devkit's rules and DIGITS' precision/recall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.detection import (
+    DETECTNET_CLUSTERING,
+    DETECTNET_LOSS_WEIGHTS,
+    KITTI_TYPES,
+    BboxLoss,
+    CoverageLoss,
+    cluster_detections,
+    decode_nms,
+    detections_to_list,
+    digits_metrics,
+    encode,
+    evaluate_kitti,
+)
+from tf_evosyn.tasks.base import Evaluation, Task
+
+DECODERS = ("cluster", "nms")
+OUTPUT_NAMES = ("coverage", "bbox")
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How grid outputs become boxes (defaults: DetectNet's KITTI clustering parameters)."""
+
+    method: str = "cluster"  # DetectNet's groupRectangles clustering, or "nms" (keras-cv)
+    threshold: float = DETECTNET_CLUSTERING["threshold"]
+    rect_threshold: int = DETECTNET_CLUSTERING["rect_threshold"]
+    rect_eps: float = DETECTNET_CLUSTERING["rect_eps"]
+    min_height: float = DETECTNET_CLUSTERING["min_height"]
+    nms_iou: float = 0.5
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        if self.method not in DECODERS:
+            raise ValueError(f"decode method {self.method!r} unknown; use one of {DECODERS}.")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"the coverage threshold must be in (0, 1), got {self.threshold}.")
+
+
+@dataclass
+class DetectionTask(Task):
+    """KITTI-style detection of ``class_names`` (DetectNet: ``("Car",)``) with a DetectNet."""
+
+    class_names: Sequence[str] = ("Car",)
+    image_shape: tuple[int, int] = (384, 1248)
+    stride: int = 16
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+
+    name = "detection"
+    supports_distillation = False
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in self.class_names if n not in KITTI_TYPES or n == "DontCare"]
+        if unknown or not self.class_names:
+            raise ValueError(
+                f"detection classes {list(self.class_names)} must be KITTI types other than "
+                f"DontCare: {[t for t in KITTI_TYPES if t != 'DontCare']}."
+            )
+        self.class_names = tuple(self.class_names)
+        self.class_ids = tuple(KITTI_TYPES.index(n) for n in self.class_names)
+
+    @property
+    def metric(self) -> str:  # type: ignore[override]
+        """The primary score: Moderate AP|R40 of the first class (KITTI's ranking measure)."""
+        return f"{self.class_names[0].lower()}_moderate_ap_r40"
+
+    # -- training ---------------------------------------------------------------------------
+    def loss(self) -> dict[str, keras.losses.Loss]:
+        return {"coverage": CoverageLoss(), "bbox": BboxLoss()}
+
+    def loss_weights(self) -> dict[str, float]:
+        return dict(DETECTNET_LOSS_WEIGHTS)
+
+    def targets(self, gt: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """DetectNet's training targets of a (batched) ground truth, as tf.data ops."""
+        return encode(
+            gt["boxes"],
+            gt["types"],
+            self.class_ids,
+            image_shape=self.image_shape,
+            stride=self.stride,
+            crop_to_image=True,
+        )
+
+    def training_pairs(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        """(image, ground truth) batches -> (image, {coverage, bbox} targets) batches."""
+        return dataset.map(
+            lambda image, gt: (image, self.targets(gt)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+    # -- evaluation -------------------------------------------------------------------------
+    def predict(self, model: keras.Model, images) -> dict[str, np.ndarray]:
+        outputs = model(images, training=False)
+        if isinstance(outputs, dict):
+            return {k: np.asarray(outputs[k]) for k in OUTPUT_NAMES}
+        return {name: np.asarray(o) for name, o in zip(model.output_names, outputs, strict=True)}
+
+    def detect(self, coverage: np.ndarray, bbox: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Boxes per image (``boxes`` xyxy px, ``confidence``, ``classes``) from grid outputs."""
+        d = self.decode
+        if d.method == "nms":
+            raw = decode_nms(
+                coverage,
+                bbox,
+                threshold=d.threshold,
+                stride=self.stride,
+                max_detections=d.max_detections,
+                iou_threshold=d.nms_iou,
+                min_height=d.min_height,
+            )
+            return detections_to_list(raw)
+        return cluster_detections(
+            coverage,
+            bbox,
+            stride=self.stride,
+            threshold=d.threshold,
+            rect_threshold=d.rect_threshold,
+            rect_eps=d.rect_eps,
+            min_height=d.min_height,
+        )
+
+    def evaluate(self, model: keras.Model, dataset: tf.data.Dataset) -> Evaluation:
+        ground_truth, detections = [], []
+        for images, gt in dataset:
+            outputs = self.predict(model, images)
+            detections += self.detect(outputs["coverage"], outputs["bbox"])
+            ground_truth += _unbatch(gt)
+        if not ground_truth:
+            raise ValueError("The evaluation dataset is empty.")
+        metrics: dict[str, float] = evaluate_kitti(ground_truth, detections, self.class_names)
+        for index, name in enumerate(self.class_names):
+            gt_boxes = [g["boxes"][g["types"] == self.class_ids[index]] for g in ground_truth]
+            det_boxes = [d["boxes"][d["classes"] == index] for d in detections]
+            for key, value in digits_metrics(gt_boxes, det_boxes).items():
+                metrics[f"{name.lower()}_digits_{key.lower()}"] = value / 100.0
+        metrics["detections"] = int(sum(len(d["boxes"]) for d in detections))
+        metrics["images"] = len(ground_truth)
+        return Evaluation(metrics[self.metric], metrics)
+
+
+def _unbatch(gt: dict[str, tf.Tensor]) -> list[dict[str, np.ndarray]]:
+    """A batch of padded ground truth -> one dict per image without its padding rows."""
+    arrays = {
+        k: np.asarray(v) for k, v in gt.items() if k in ("boxes", "types", "truncated", "occluded")
+    }
+    images = []
+    for i in range(len(arrays["types"])):
+        keep = arrays["types"][i] >= 0
+        images.append({k: v[i][keep] for k, v in arrays.items()})
+    return images
