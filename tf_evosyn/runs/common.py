@@ -1,0 +1,161 @@
+"""What every experiment run shares: the run directory's config and runtime records, the
+``tf.distribute`` strategy and the precision policy around the task-specific part.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import ml_collections
+
+from tf_evosyn import distribute as distribute_lib
+from tf_evosyn import io_utils
+from tf_evosyn import lineage as lineage_lib
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.config_checks import SCALE_DEFAULTS, ConfigError, ScaleSettings, scale_settings
+from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
+
+# Other keys added after run directories existed, with the value that means "as before":
+# model.weight_decay None = the model builder's own default (ResNets 1e-4, AlexNet 0.004; LeNet-5
+# has none; a value is passed to models.build as weight_decay=...); data.normalize_style, see
+# tf_evosyn.data.registry.NORMALIZE_STYLES.
+OPTIONAL_DEFAULTS = {"model.weight_decay": None, "data.normalize_style": "standardize"}
+
+# Where the run executes may change when it is resumed (e.g. on other hardware); what it computes
+# may not: a resumed run must use the same config apart from these keys.
+RESUMABLE_CHANGES = ("distribute.",)
+RUNTIME_FILENAME = "runtime.json"
+
+
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Write config.json, or check that a resumed run uses the same config."""
+    resolved = json.loads(config.to_json_best_effort(sort_keys=True))
+    path = workdir / "config.json"
+    if path.exists():
+        previous = _comparable(io_utils.read_json(path))
+        current = _comparable(resolved)
+        if previous != current:
+            changed = sorted(
+                key
+                for key in previous.keys() | current.keys()
+                if previous.get(key) != current.get(key)
+            )
+            raise ConfigError(
+                f"{workdir} holds a run with a different config (changed: {', '.join(changed)}). "
+                "Resume with the same config, or use a new --workdir."
+            )
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    io_utils.atomic_write_json(path, resolved)
+
+
+def _comparable(tree: dict) -> dict:
+    """Flattened config for the resume check: missing scale keys take their defaults, and the
+    keys that may change on resume (where the run executes) are left out."""
+    flat = {**SCALE_DEFAULTS, **_recipe_defaults(tree), **OPTIONAL_DEFAULTS, **_flatten(tree)}
+    return {k: v for k, v in flat.items() if not k.startswith(RESUMABLE_CHANGES)}
+
+
+def _recipe_defaults(tree: dict) -> dict:
+    """The recipe knobs' defaults for the sections a resolved config has (JSON form)."""
+    return {
+        f"{section}.{key}": list(value) if isinstance(value, tuple) else value
+        for section in RECIPE_SECTIONS
+        if section in tree
+        for key, value in RECIPE_DEFAULTS.items()
+    }
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _worker_workdir(workdir: Path, strategy: tf.distribute.Strategy) -> Path:
+    """The chief writes the run directory; every other worker of a multi-worker run keeps a
+    private copy under ``workers/`` (all workers run every step, only the chief's files count).
+    """
+    if distribute_lib.is_chief(strategy):
+        return workdir
+    resolver = strategy.cluster_resolver
+    return workdir / "workers" / f"{resolver.task_type}_{resolver.task_id}"
+
+
+def write_runtime(
+    workdir: Path, strategy: tf.distribute.Strategy, scale: ScaleSettings, batch_size: int
+) -> dict:
+    """Record how this invocation runs in ``DIR/runtime.json`` (latest session at the top
+    level, earlier sessions of a resumed run under ``previous_sessions``). Kept out of the
+    lineage and config.json, whose formats do not depend on the hardware."""
+    path = workdir / RUNTIME_FILENAME
+    previous = io_utils.read_json(path) if path.exists() else None
+    history = []
+    if previous:
+        history = previous.pop("previous_sessions", [])
+        history.append(previous)
+    replicas = int(strategy.num_replicas_in_sync)
+    session = {
+        **distribute_lib.describe(strategy),
+        "mixed_precision": scale.mixed_precision,
+        "jit_compile": scale.jit_compile,
+        "global_batch_size": batch_size,
+        "per_replica_batch_size": batch_size // replicas,
+        "tensorflow": tf.__version__,
+        # -1: a fresh run; otherwise this session resumes after that generation.
+        "resumed_after_generation": lineage_lib.Lineage(
+            workdir / lineage_lib.LINEAGE_FILENAME
+        ).last_generation,
+        "previous_sessions": history,
+    }
+    io_utils.atomic_write_json(path, session)
+    return session
+
+
+
+
+def run_with_strategy(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    strategy: tf.distribute.Strategy | None,
+    body: Callable[[Path, tf.distribute.Strategy, ScaleSettings], list[dict]],
+) -> list[dict]:
+    """Make the strategy and precision policy ``config`` asks for and run ``body`` under them.
+
+    ``strategy``: a ready ``tf.distribute`` strategy; default: the one ``config.distribute``
+    names, made here first thing (before TensorFlow initialises devices, which splitting the
+    CPU into logical devices needs). ``config.train.batch_size`` is the global batch: each of
+    the N replicas trains on ``batch_size / N`` examples per step.
+    """
+    workdir = Path(workdir)
+    scale = scale_settings(config)
+    if strategy is None:
+        try:
+            strategy = distribute_lib.make_strategy(
+                scale.strategy, scale.tpu_address, scale.num_cpu_devices
+            )
+        except distribute_lib.StrategyError as error:
+            raise ConfigError(f"distribute: {error}") from error
+    try:
+        distribute_lib.check_jit_compile(strategy, scale.jit_compile)
+    except distribute_lib.StrategyError as error:
+        raise ConfigError(f"train: {error}") from error
+    replicas = int(strategy.num_replicas_in_sync)
+    batch_size = config.train.batch_size
+    if batch_size % replicas:
+        raise ConfigError(
+            f"train.batch_size={batch_size} is the global batch and must split evenly over the "
+            f"{replicas} replicas; use a multiple of {replicas}."
+        )
+    previous_policy = keras.mixed_precision.global_policy()
+    distribute_lib.set_precision(scale.mixed_precision)
+    try:
+        return body(_worker_workdir(workdir, strategy), strategy, scale)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)

@@ -1,0 +1,216 @@
+"""A detection experiment from its config: KITTI + DetectNet -> the evolution loop.
+
+``run_detection(config, workdir)`` is what ``evosyn-detect`` runs. The loop, run directory,
+resume, strategy and precision are the classification experiment's (:mod:`tf_evosyn.runs`);
+what differs is the task (:class:`tf_evosyn.tasks.detection.DetectionTask`), the data
+(:func:`tf_evosyn.data.kitti.load_kitti_data`) and the model (``models.build("detectnet")``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from tf_evosyn import distribute as distribute_lib
+from tf_evosyn import models
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.config_checks import (
+    ConfigError,
+    ScaleSettings,
+    build_settings,
+    model_kwargs,
+    validate_config,
+)
+from tf_evosyn.data.kitti import load_kitti_data
+from tf_evosyn.detection import KITTI_TYPES
+from tf_evosyn.evolution import Evolution
+from tf_evosyn.model_io import load_model
+from tf_evosyn.recipes import make_compile_fn
+from tf_evosyn.runs.common import prepare_workdir, run_with_strategy, write_runtime
+from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
+
+# Keys of config.model passed to the model builder (DetectNet's width and normalisation).
+MODEL_KEYS = ("width", "normalization", "backbone_weights")
+STRIDE = 16  # DetectNet: GoogLeNet without pool4
+
+
+def detection_task(config: ml_collections.ConfigDict) -> DetectionTask:
+    """The task a detection config describes (classes, input size, decoder)."""
+    det = config.detection
+    return DetectionTask(
+        class_names=tuple(config.data.classes),
+        image_shape=(int(config.data.image_height), int(config.data.image_width)),
+        stride=STRIDE,
+        decode=DecodeSettings(
+            method=det.decoder,
+            threshold=float(det.coverage_threshold),
+            rect_threshold=int(det.rect_threshold),
+            rect_eps=float(det.rect_eps),
+            min_height=float(det.min_height),
+            nms_iou=float(det.nms_iou),
+        ),
+    )
+
+
+def validate_detection_config(config: ml_collections.ConfigDict) -> None:
+    """The shared checks plus what only detection has, before any data is read."""
+    validate_config(config)
+    data = config.data
+    if data.name != "kitti":
+        raise ConfigError(f"data.name={data.name!r}: evosyn-detect reads 'kitti'.")
+    classes = list(data.classes)
+    bad = [c for c in classes if c not in KITTI_TYPES or c == "DontCare"]
+    if not classes or bad:
+        raise ConfigError(
+            f"data.classes={classes!r}: give KITTI types to detect, e.g. ('Car',); valid: "
+            f"{[t for t in KITTI_TYPES if t != 'DontCare']}."
+        )
+    for key in ("image_height", "image_width"):
+        value = data[key]
+        if not isinstance(value, int) or value < STRIDE or value % STRIDE:
+            raise ConfigError(
+                f"data.{key}={value!r} must be a positive multiple of DetectNet's stride "
+                f"{STRIDE} (the paper: 384 x 1248)."
+            )
+    if config.detection.decoder not in DECODERS:
+        raise ConfigError(f"detection.decoder={config.detection.decoder!r}; use one of {DECODERS}.")
+    if not 0.0 < config.detection.coverage_threshold < 1.0:
+        raise ConfigError("detection.coverage_threshold must be in (0, 1) (DetectNet: 0.6).")
+    if config.evolution.get("distill_temperature", 0.0):
+        raise ConfigError(
+            "evolution.distill_temperature must be 0 for detection (distillation needs class "
+            "logits)."
+        )
+    weights = config.model.get("backbone_weights", "")
+    if weights and not Path(weights).exists():
+        raise ConfigError(
+            f"model.backbone_weights={weights!r} does not exist; give the path of trunk weights "
+            "(e.g. a converted ImageNet GoogLeNet) or leave it empty to train from scratch."
+        )
+
+
+def detection_model_kwargs(config: ml_collections.ConfigDict) -> dict:
+    kwargs = model_kwargs(config)
+    for key in MODEL_KEYS:
+        value = config.model.get(key, None)
+        if value not in (None, ""):
+            kwargs[key] = value
+    return kwargs
+
+
+def run_detection(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    strategy: tf.distribute.Strategy | None = None,
+) -> list[dict]:
+    """Run (or resume) a detection evolution experiment; returns the lineage records."""
+    validate_detection_config(config)
+    return run_with_strategy(
+        config, workdir, strategy, lambda wd, st, scale: _run(config, wd, st, scale)
+    )
+
+
+def _run(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    strategy: tf.distribute.Strategy,
+    scale: ScaleSettings,
+) -> list[dict]:
+    data = load_kitti_data(config.data)  # validates the whole folder before any training
+    task = detection_task(config)
+    prepare_workdir(config, workdir)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    batch_size = config.train.batch_size
+    runtime = write_runtime(workdir, strategy, scale, batch_size)
+    logging.info(
+        "Strategy %s: %d replica(s), global batch %d; data: %s",
+        runtime["strategy"],
+        runtime["num_replicas"],
+        batch_size,
+        data.description,
+    )
+    steps_per_epoch = -(-data.num_train // batch_size)
+
+    ancestor, ancestor_epochs = None, 0
+    if not (workdir / "lineage.jsonl").exists():
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            if config.train.ancestor_path:
+                ancestor = load_model(config.train.ancestor_path)
+            else:
+                ancestor = models.build(
+                    config.model.name,
+                    input_shape=data.input_shape,
+                    num_classes=len(task.class_names),
+                    **detection_model_kwargs(config),
+                )
+                ancestor_epochs = config.train.epochs
+            ancestor = distribute_lib.with_precision(ancestor, scale.mixed_precision)
+
+    def compile_fn(section: ml_collections.ConfigDict, epochs: int):
+        return make_compile_fn(
+            section, epochs, steps_per_epoch, jit_compile=scale.jit_compile, task=task
+        )
+
+    evolution = Evolution(
+        workdir,
+        compile_fn=compile_fn(config.evolution, config.evolution.epochs_per_generation),
+        train_data=lambda seed: task.training_pairs(data.train_dataset(batch_size, seed)),
+        test_data=data.validation_dataset(batch_size),
+        settings=build_settings(config),
+        ancestor_compile_fn=compile_fn(config.train, config.train.epochs),
+        strategy=strategy,
+        task=task,
+    )
+    return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
+
+
+DECODING_DOC = (
+    "coverage [N, H/16, W/16, C] (sigmoid) and bbox [N, H/16, W/16, 4C]: for a cell (row r, "
+    "column c) whose coverage >= detection.coverage_threshold, the box of class k is "
+    "(16c + bbox[..., 4k], 16r + bbox[..., 4k+1], 16c + bbox[..., 4k+2], 16r + bbox[..., 4k+3]) "
+    "in input pixels (x1, y1, x2, y2); cluster these candidates (DetectNet: groupRectangles, "
+    "tf_evosyn.detection.cluster_detections) or suppress them (tf_evosyn.detection.decode_nms). "
+    "The SavedModel's serving signature returns NMS-decoded boxes, confidence, classes and "
+    "num_detections beside the raw maps."
+)
+PAPER_INPUT_SHAPE = (384, 1248, 3)
+
+
+def detection_export_spec(config: ml_collections.ConfigDict, num_images: int):
+    """Real validation images (raw pixels, padded) and the in-graph NMS decoder."""
+    from tf_evosyn.detection import decode_nms
+    from tf_evosyn.runs import ExportSpec
+
+    data = load_kitti_data(config.data)
+    task = detection_task(config)
+    images = []
+    for batch, _ in data.validation_dataset(batch_size=8):
+        images.append(batch.numpy())
+        if sum(len(b) for b in images) >= num_images:
+            break
+    d = task.decode
+
+    def postprocess(outputs: dict) -> dict:
+        return decode_nms(
+            outputs["coverage"],
+            outputs["bbox"],
+            threshold=d.threshold,
+            stride=task.stride,
+            max_detections=d.max_detections,
+            iou_threshold=d.nms_iou,
+            min_height=d.min_height,
+        )
+
+    return ExportSpec(
+        task="detection",
+        images=np.concatenate(images)[:num_images].astype(np.float32),
+        description=data.description,
+        postprocess=postprocess,
+        decoding=DECODING_DOC,
+        paper_input_shape=PAPER_INPUT_SHAPE,
+    )
