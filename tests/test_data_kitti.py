@@ -237,25 +237,94 @@ def test_smaller_input_crops_bottom_right_and_clips_boxes(kitti_dir, records):
         assert (gt["types"][i, n:].numpy() == -1).all()
 
 
+def _example(record, max_boxes: int = 64):
+    """(float32 image tensor, padded gt dict, numpy boxes [n, 4]) of a real record."""
+    n = len(record.objects)
+    boxes = np.zeros((max_boxes, 4), np.float32)
+    boxes[:n] = [o.bbox for o in record.objects]
+    types = np.full(max_boxes, -1, np.int32)
+    types[:n] = [o.type_id for o in record.objects]
+    gt = {"boxes": tf.constant(boxes), "types": tf.constant(types)}
+    gt["truncated"], gt["occluded"] = tf.zeros(max_boxes), tf.zeros(max_boxes, tf.int32)
+    return tf.constant(_decoded(record), tf.float32), gt, boxes[:n]
+
+
+def _only(**params) -> DetectNetAugmentation:
+    return DetectNetAugmentation(**{**NO_AUGMENTATION, **params})
+
+
 def test_flip_maps_x_to_width_minus_x_exactly(records):
     record = records[5]
-    image = tf.constant(_decoded(record), tf.float32)
-    boxes = np.zeros((64, 4), np.float32)
-    boxes[: len(record.objects)] = [o.bbox for o in record.objects]
-    types = np.full(64, -1, np.int32)
-    types[: len(record.objects)] = [o.type_id for o in record.objects]
-    gt = {"boxes": tf.constant(boxes), "types": tf.constant(types)}
-    gt["truncated"], gt["occluded"] = tf.zeros(64), tf.zeros(64, tf.int32)
-    params = DetectNetAugmentation(**{**NO_AUGMENTATION, "flip_prob": 1.0})
+    image, gt, boxes = _example(record)
+    params = _only(flip_prob=1.0)
     out, out_gt = augment_example(image, gt, 384, 1248, params, tf.constant([1, 2], tf.int64))
-    w, n = np.float32(record.width), len(record.objects)
+    w, n = np.float32(record.width), len(boxes)
     np.testing.assert_array_equal(
         out.numpy()[: record.height, : record.width], image.numpy()[:, ::-1]
     )
     flipped = out_gt["boxes"].numpy()[:n]
-    np.testing.assert_array_equal(flipped[:, 0], w - boxes[:n, 2])
-    np.testing.assert_array_equal(flipped[:, 2], w - boxes[:n, 0])
-    np.testing.assert_array_equal(flipped[:, [1, 3]], boxes[:n][:, [1, 3]])
+    np.testing.assert_array_equal(flipped[:, 0], w - boxes[:, 2])
+    np.testing.assert_array_equal(flipped[:, 2], w - boxes[:, 0])
+    np.testing.assert_array_equal(flipped[:, [1, 3]], boxes[:, [1, 3]])
+
+
+def test_scale_resizes_image_and_boxes_together(records):
+    record = records[5]  # 1242 x 375
+    image, gt, boxes = _example(record)
+    params = _only(scale_prob=1.0, scale_min=0.5, scale_max=0.5)
+    out, out_gt = augment_example(image, gt, 384, 1248, params, tf.constant([3, 4], tf.int64))
+    new_h, new_w = 188, 621  # round(187.5) half away from zero, 1242 / 2
+    factors = np.array([new_w / 1242, new_h / 375] * 2, np.float32)
+    np.testing.assert_allclose(out_gt["boxes"].numpy()[: len(boxes)], boxes * factors, rtol=1e-6)
+    out = out.numpy()
+    assert not out[new_h:].any() and not out[:, new_w:].any()
+    assert out[new_h - 1].any() and out[:, new_w - 1].any()
+    np.testing.assert_allclose(out[:new_h, :new_w].mean(), image.numpy().mean(), atol=1.0)
+
+
+def test_shift_moves_image_and_boxes_by_the_same_offset(records):
+    record = records[5]
+    image, gt, boxes = _example(record)
+    original = image.numpy()
+    params = _only(crop_prob=1.0)  # shift 32: offsets in [-16, 1242 - 1248 + 16] x [-16, 7]
+    offsets = set()
+    for seed in range(6):
+        out, out_gt = augment_example(image, gt, 384, 1248, params, tf.constant([seed, 0]))
+        out, moved = out.numpy(), out_gt["boxes"].numpy()[: len(boxes)]
+        inside = (moved[:, :2] > 0).all(1) & (moved[:, 2] < 1248) & (moved[:, 3] < 384)
+        assert inside.any()
+        delta = boxes[inside, :2] - moved[inside, :2]
+        ox, oy = (int(round(v)) for v in delta[0])
+        np.testing.assert_allclose(delta, np.broadcast_to([ox, oy], delta.shape), atol=1e-4)
+        assert -16 <= ox <= 10 and -16 <= oy <= 7
+        offsets.add((ox, oy))
+        # Canvas pixel (y, x) shows original pixel (y + oy, x + ox); zeros elsewhere.
+        ys = slice(max(-oy, 0), min(384, 375 - oy))
+        xs = slice(max(-ox, 0), min(1248, 1242 - ox))
+        np.testing.assert_array_equal(
+            out[ys, xs], original[ys.start + oy : ys.stop + oy, xs.start + ox : xs.stop + ox]
+        )
+        out[ys, xs] = 0.0
+        assert not out.any()
+    assert len(offsets) > 1
+
+
+def test_colour_changes_keep_value_and_scale_saturation(records):
+    record = records[5]
+    image, gt, boxes = _example(record)
+    original = image.numpy()
+    seed = tf.constant([7, 8], tf.int64)
+    hue, hue_gt = augment_example(image, gt, 375, 1242, _only(hue_rotation_prob=1.0), seed)
+    np.testing.assert_array_equal(hue_gt["boxes"].numpy()[: len(boxes)], boxes)
+    assert np.abs(hue.numpy() - original).max() > 10.0
+    np.testing.assert_allclose(hue.numpy().max(-1), original.max(-1), atol=0.05)
+    params = _only(desaturation_prob=1.0, desaturation_max=1.0)
+    desat = augment_example(image, gt, 375, 1242, params, seed)[0].numpy()
+    spread, new_spread = np.ptp(original, -1), np.ptp(desat, -1)
+    factor = new_spread[spread > 100].mean() / spread[spread > 100].mean()
+    assert 0.0 <= factor < 1.0
+    np.testing.assert_allclose(new_spread, factor * spread, atol=0.1)
+    np.testing.assert_allclose(desat.max(-1), original.max(-1), atol=0.05)
 
 
 def test_augmented_training_is_deterministic_per_seed_and_boxes_stay_inside(kitti_dir):
