@@ -120,8 +120,12 @@ class KittiData:
     def train_dataset(
         self, batch_size: int, seed: int, augment: bool = True, *, drop_remainder: bool = False
     ) -> tf.data.Dataset:
-        """Shuffled batches, augmented (if ``augment`` and ``data.augment``) as DetectNet does;
-        the same ``seed`` gives the same batches, epoch after epoch."""
+        """Shuffled batches, augmented (if ``augment`` and ``data.augment``) as DetectNet does.
+
+        Each epoch reshuffles and redraws the augmentation, but a dataset rebuilt with the same
+        ``seed`` repeats the same sequence of epochs exactly. ``gt["image_size"]`` stays the
+        original image size; the boxes are in pixels of the augmented input.
+        """
         _check_batch_size(batch_size)
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise DataError(f"A training dataset needs an integer seed, got {seed!r}.")
