@@ -21,6 +21,7 @@ from tf_evosyn.data import (
     class_ids,
     load_kitti_data,
     parse_label_file,
+    parse_label_line,
     scan_kitti_folder,
 )
 from tf_evosyn.data.kitti_augment import augment_example
@@ -57,8 +58,9 @@ def records(kitti_dir):
     return scan_kitti_folder(kitti_dir)
 
 
-def _decoded(record) -> np.ndarray:
-    return tf.io.decode_png(tf.io.read_file(str(record.image_path)), channels=3).numpy()
+def _decoded(record_or_path) -> np.ndarray:
+    path = getattr(record_or_path, "image_path", record_or_path)
+    return tf.io.decode_png(tf.io.read_file(str(path)), channels=3).numpy()
 
 
 def _copy_pairs(kitti_dir: Path, root: Path, ids=("000000", "000001")) -> Path:
@@ -103,6 +105,10 @@ def test_label_fields_are_all_kept(kitti_dir):
     values += [obj.x, obj.y, obj.z, obj.rotation_y]
     assert values == [float(line[1]), *(float(v) for v in line[3:15])]
     assert obj.score is None
+    result_line = " ".join(line[:15] + ["0.87"])
+    assert parse_label_line(result_line, "results.txt, line 1", allow_score=True).score == 0.87
+    with pytest.raises(DataError, match="results.txt, line 1: 16 fields, expected 15"):
+        parse_label_line(result_line, "results.txt, line 1")
 
 
 def test_missing_folder_says_layout_and_how_to_point_at_it(tmp_path):
@@ -237,25 +243,94 @@ def test_smaller_input_crops_bottom_right_and_clips_boxes(kitti_dir, records):
         assert (gt["types"][i, n:].numpy() == -1).all()
 
 
+def _example(record, max_boxes: int = 64):
+    """(float32 image tensor, padded gt dict, numpy boxes [n, 4]) of a real record."""
+    n = len(record.objects)
+    boxes = np.zeros((max_boxes, 4), np.float32)
+    boxes[:n] = [o.bbox for o in record.objects]
+    types = np.full(max_boxes, -1, np.int32)
+    types[:n] = [o.type_id for o in record.objects]
+    gt = {"boxes": tf.constant(boxes), "types": tf.constant(types)}
+    gt["truncated"], gt["occluded"] = tf.zeros(max_boxes), tf.zeros(max_boxes, tf.int32)
+    return tf.constant(_decoded(record), tf.float32), gt, boxes[:n]
+
+
+def _only(**params) -> DetectNetAugmentation:
+    return DetectNetAugmentation(**{**NO_AUGMENTATION, **params})
+
+
 def test_flip_maps_x_to_width_minus_x_exactly(records):
     record = records[5]
-    image = tf.constant(_decoded(record), tf.float32)
-    boxes = np.zeros((64, 4), np.float32)
-    boxes[: len(record.objects)] = [o.bbox for o in record.objects]
-    types = np.full(64, -1, np.int32)
-    types[: len(record.objects)] = [o.type_id for o in record.objects]
-    gt = {"boxes": tf.constant(boxes), "types": tf.constant(types)}
-    gt["truncated"], gt["occluded"] = tf.zeros(64), tf.zeros(64, tf.int32)
-    params = DetectNetAugmentation(**{**NO_AUGMENTATION, "flip_prob": 1.0})
+    image, gt, boxes = _example(record)
+    params = _only(flip_prob=1.0)
     out, out_gt = augment_example(image, gt, 384, 1248, params, tf.constant([1, 2], tf.int64))
-    w, n = np.float32(record.width), len(record.objects)
+    w, n = np.float32(record.width), len(boxes)
     np.testing.assert_array_equal(
         out.numpy()[: record.height, : record.width], image.numpy()[:, ::-1]
     )
     flipped = out_gt["boxes"].numpy()[:n]
-    np.testing.assert_array_equal(flipped[:, 0], w - boxes[:n, 2])
-    np.testing.assert_array_equal(flipped[:, 2], w - boxes[:n, 0])
-    np.testing.assert_array_equal(flipped[:, [1, 3]], boxes[:n][:, [1, 3]])
+    np.testing.assert_array_equal(flipped[:, 0], w - boxes[:, 2])
+    np.testing.assert_array_equal(flipped[:, 2], w - boxes[:, 0])
+    np.testing.assert_array_equal(flipped[:, [1, 3]], boxes[:, [1, 3]])
+
+
+def test_scale_resizes_image_and_boxes_together(records):
+    record = records[5]  # 1242 x 375
+    image, gt, boxes = _example(record)
+    params = _only(scale_prob=1.0, scale_min=0.5, scale_max=0.5)
+    out, out_gt = augment_example(image, gt, 384, 1248, params, tf.constant([3, 4], tf.int64))
+    new_h, new_w = 188, 621  # round(187.5) half away from zero, 1242 / 2
+    factors = np.array([new_w / 1242, new_h / 375] * 2, np.float32)
+    np.testing.assert_allclose(out_gt["boxes"].numpy()[: len(boxes)], boxes * factors, rtol=1e-6)
+    out = out.numpy()
+    assert not out[new_h:].any() and not out[:, new_w:].any()
+    assert out[new_h - 1].any() and out[:, new_w - 1].any()
+    np.testing.assert_allclose(out[:new_h, :new_w].mean(), image.numpy().mean(), atol=1.0)
+
+
+def test_shift_moves_image_and_boxes_by_the_same_offset(records):
+    record = records[5]
+    image, gt, boxes = _example(record)
+    original = image.numpy()
+    params = _only(crop_prob=1.0)  # shift 32: offsets in [-16, 1242 - 1248 + 16] x [-16, 7]
+    offsets = set()
+    for seed in range(6):
+        out, out_gt = augment_example(image, gt, 384, 1248, params, tf.constant([seed, 0]))
+        out, moved = out.numpy(), out_gt["boxes"].numpy()[: len(boxes)]
+        inside = (moved[:, :2] > 0).all(1) & (moved[:, 2] < 1248) & (moved[:, 3] < 384)
+        assert inside.any()
+        delta = boxes[inside, :2] - moved[inside, :2]
+        ox, oy = (int(round(v)) for v in delta[0])
+        np.testing.assert_allclose(delta, np.broadcast_to([ox, oy], delta.shape), atol=1e-4)
+        assert -16 <= ox <= 10 and -16 <= oy <= 7
+        offsets.add((ox, oy))
+        # Canvas pixel (y, x) shows original pixel (y + oy, x + ox); zeros elsewhere.
+        ys = slice(max(-oy, 0), min(384, 375 - oy))
+        xs = slice(max(-ox, 0), min(1248, 1242 - ox))
+        np.testing.assert_array_equal(
+            out[ys, xs], original[ys.start + oy : ys.stop + oy, xs.start + ox : xs.stop + ox]
+        )
+        out[ys, xs] = 0.0
+        assert not out.any()
+    assert len(offsets) > 1
+
+
+def test_colour_changes_keep_value_and_scale_saturation(records):
+    record = records[5]
+    image, gt, boxes = _example(record)
+    original = image.numpy()
+    seed = tf.constant([7, 8], tf.int64)
+    hue, hue_gt = augment_example(image, gt, 375, 1242, _only(hue_rotation_prob=1.0), seed)
+    np.testing.assert_array_equal(hue_gt["boxes"].numpy()[: len(boxes)], boxes)
+    assert np.abs(hue.numpy() - original).max() > 10.0
+    np.testing.assert_allclose(hue.numpy().max(-1), original.max(-1), atol=0.05)
+    params = _only(desaturation_prob=1.0, desaturation_max=1.0)
+    desat = augment_example(image, gt, 375, 1242, params, seed)[0].numpy()
+    spread, new_spread = np.ptp(original, -1), np.ptp(desat, -1)
+    factor = new_spread[spread > 100].mean() / spread[spread > 100].mean()
+    assert 0.0 <= factor < 1.0
+    np.testing.assert_allclose(new_spread, factor * spread, atol=0.1)
+    np.testing.assert_allclose(desat.max(-1), original.max(-1), atol=0.05)
 
 
 def test_augmented_training_is_deterministic_per_seed_and_boxes_stay_inside(kitti_dir):
@@ -364,3 +439,76 @@ def test_unprepared_tfds_is_a_clear_error_without_download(tmp_path, kitti_dir):
     cfg = _config(kitti_dir, source="tfds", tfds_data_dir=str(tmp_path), download=False)
     with pytest.raises(DataError, match="not prepared.*download=True"):
         load_kitti_data(cfg)
+
+
+def test_auto_source_uses_the_local_folder_if_there_else_tfds(kitti_dir, tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setenv("EVOSYN_DATA_DIR", str(kitti_dir.parent))
+    cfg = _config(kitti_dir, source="auto", data_dir="", tfds_data_dir=str(tmp_path))
+    assert load_kitti_data(cfg).description.startswith(f"KITTI local folder {kitti_dir}")
+    monkeypatch.setenv("EVOSYN_DATA_DIR", str(tmp_path))  # no kitti/ inside: TFDS, not prepared
+    with pytest.raises(DataError, match="TFDS 'kitti' is not prepared"):
+        load_kitti_data(cfg)
+
+
+@pytest.fixture(scope="module")
+def tfds_kitti_builder(tmp_path_factory, kitti_dir):
+    """TFDS kitti (its features, its own label parser and box encoding) prepared offline from 5
+    real images of the local folder: train 000001-000003, validation 000004-000005."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tensorflow_datasets.datasets.kitti import kitti_dataset_builder as tfds_kitti
+
+    folder = kitti_dir / "training"
+
+    class KittiFromFolder(tfds_kitti.Builder):
+        @classmethod
+        def _get_pkg_dir_path(cls):  # read TFDS kitti's metadata
+            return tfds_kitti.Builder._get_pkg_dir_path()
+
+        def _split_generators(self, dl_manager):
+            splits = (
+                ("train", ("000001", "000002", "000003")),
+                ("validation", ("000004", "000005")),
+            )
+            return [tfds.core.SplitGenerator(name, gen_kwargs={"ids": ids}) for name, ids in splits]
+
+        def _generate_examples(self, ids):  # the builder's, with tf instead of cv2 for decoding
+            for image_id in ids:
+                with open(folder / "label_2" / f"{image_id}.txt", "rb") as f:
+                    objects = tfds_kitti._parse_kitti_annotations(f)
+                image = _decoded(folder / "image_2" / f"{image_id}.png")
+                for obj in objects:
+                    obj["bbox"] = tfds_kitti._build_bounding_box(
+                        obj.pop("bbox_raw"), *image.shape[:2]
+                    )
+                record = {"image": image, "image/file_name": f"{image_id}.png", "objects": objects}
+                yield image_id, record
+
+    builder = KittiFromFolder(data_dir=str(tmp_path_factory.mktemp("tfds")))
+    builder.download_and_prepare()
+    return builder
+
+
+def test_tfds_source_matches_local_labels(tfds_kitti_builder, kitti_dir, records, monkeypatch):
+    import tf_evosyn.data.kitti as kitti_module
+
+    monkeypatch.setattr(kitti_module, "prepared_kitti_builder", lambda *_: tfds_kitti_builder)
+    data = load_kitti_data(_config(kitti_dir, source="tfds"))
+    assert (data.num_train, data.num_validation) == (3, 2)
+    assert "NOT KITTI's benchmark split" in data.description and "DontCare" in data.description
+    ids, sizes = data.validation_image_info()
+    assert sorted(ids) == ["000004", "000005"] and sizes.tolist() == [[375, 1242]] * 2
+    by_id = {r.image_id: r for r in records}
+    images, gt = next(iter(data.validation_dataset(2)))
+    for i, image_id in enumerate(ids):
+        record = by_id[image_id]
+        kept = [o for o in record.objects if o.type != "DontCare"]  # TFDS drops DontCare
+        expected = np.array([o.bbox for o in kept], np.float32)
+        np.testing.assert_allclose(gt["boxes"][i, : len(kept)].numpy(), expected, atol=1e-3)
+        assert gt["types"][i].numpy().tolist() == [o.type_id for o in kept] + [-1] * (
+            64 - len(kept)
+        )
+        np.testing.assert_array_equal(images[i].numpy()[:375, :1242], _decoded(record))
+    batch, batch_gt = next(iter(data.train_dataset(3, seed=0, augment=False)))
+    assert sorted(batch_gt["image_id"].numpy()) == [b"000001", b"000002", b"000003"]
+    assert batch.shape == (3, 384, 1248, 3) and batch_gt["boxes"].shape == (3, 64, 4)

@@ -16,6 +16,7 @@ from tf_evosyn.data.kitti_labels import (
     KittiRecord,
     class_ids,
     parse_label_file,
+    parse_label_line,
     scan_kitti_folder,
     split_by_id_blocks,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "load_tfds_arrays",
     "make_classification_dataset",
     "parse_label_file",
+    "parse_label_line",
     "random_crop_flip",
     "read_cifar10_batch",
     "read_idx",

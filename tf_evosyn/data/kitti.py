@@ -120,16 +120,22 @@ class KittiData:
     def train_dataset(
         self, batch_size: int, seed: int, augment: bool = True, *, drop_remainder: bool = False
     ) -> tf.data.Dataset:
-        """Shuffled batches, augmented (if ``augment`` and ``data.augment``) as DetectNet does;
-        the same ``seed`` gives the same batches, epoch after epoch."""
+        """Shuffled batches, augmented (if ``augment`` and ``data.augment``) as DetectNet does.
+
+        Each epoch reshuffles and redraws the augmentation, but a dataset rebuilt with the same
+        ``seed`` repeats the same sequence of epochs exactly. ``gt["image_size"]`` stays the
+        original image size; the boxes are in pixels of the augmented input.
+        """
         _check_batch_size(batch_size)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise DataError(f"A training dataset needs an integer seed, got {seed!r}.")
         height, width = self.input_shape[:2]
-        ds = self.train_split.dataset(shuffle_seed=seed)
+        ds = self.train_split.dataset(shuffle_seed=int(seed))
         if augment and self.augment:
             # One random int64 per example, re-drawn every epoch but fixed by the seed; with the
             # position in the epoch it seeds the stateless augmentation ops of that example.
             randoms = tf.data.Dataset.random(
-                seed=augment_seed(seed), rerandomize_each_iteration=True
+                seed=augment_seed(int(seed)), rerandomize_each_iteration=True
             )
             ds = tf.data.Dataset.zip((ds.enumerate(), randoms))
             params = self.augmentation
@@ -140,7 +146,11 @@ class KittiData:
 
             ds = ds.map(augment_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         else:
-            ds = ds.map(lambda image, gt: fit_to_input(image, gt, height, width))
+            ds = ds.map(
+                lambda image, gt: fit_to_input(image, gt, height, width),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
     def validation_dataset(self, batch_size: int) -> tf.data.Dataset:

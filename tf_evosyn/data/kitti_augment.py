@@ -138,11 +138,10 @@ def _round(x: tf.Tensor) -> tf.Tensor:
 
 
 def _adjust_colour(image: tf.Tensor, hue_degrees: tf.Tensor, saturation: tf.Tensor) -> tf.Tensor:
-    hsv = tf.image.rgb_to_hsv(image / 255.0)
-    hue = tf.math.floormod(hsv[..., 0] + hue_degrees / 360.0, 1.0)
-    sat = tf.clip_by_value(hsv[..., 1] * saturation, 0.0, 1.0)
-    rgb = tf.image.hsv_to_rgb(tf.stack([hue, sat, hsv[..., 2]], axis=-1))
-    return tf.clip_by_value(rgb * 255.0, 0.0, 255.0)
+    """Rotate the HSV hue by ``hue_degrees`` and scale the saturation (fused TF kernels, which
+    are scale-invariant, so pixels stay in 0-255)."""
+    image = tf.image.adjust_hue(image, hue_degrees / 360.0)
+    return tf.clip_by_value(tf.image.adjust_saturation(image, saturation), 0.0, 255.0)
 
 
 def augment_example(
