@@ -60,6 +60,8 @@ def test_paper_configuration_has_detectnets_grid_and_googlenets_layers():
     assert [tuple(o.shape) for o in model.outputs] == [(None, 24, 78, 1), (None, 24, 78, 4)]
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(convs) == 57 + 2
+    assert model.get_layer("conv1_pad").padding == ((3, 3), (3, 3))  # Caffe's pad: 3
+    assert model.get_layer("conv1_7x7_s2").padding == "valid"
     assert model.get_layer("conv1_7x7_s2").output.shape[1:3] == (192, 624)  # Caffe's sizes
     assert model.get_layer("pool1_3x3_s2").output.shape[1:3] == (96, 312)
     assert model.get_layer("pool2_3x3_s2").output.shape[1:3] == (48, 156)
@@ -68,6 +70,34 @@ def test_paper_configuration_has_detectnets_grid_and_googlenets_layers():
     assert sum(conv.filters for conv in convs) == PROTOTXT_CLUSTERS
     assert isinstance(model.get_layer("pool1_norm1"), CrossChannelLRN)
     assert model.get_layer("coverage").activation.__name__ == "sigmoid"
+
+
+def caffe_max_pool(x: np.ndarray, kernel: int, stride: int, pad: int) -> np.ndarray:
+    """Caffe's MAX pooling (ceil mode, windows clipped to the image), NHWC, as pooling_layer.cpp."""
+
+    def size(n):
+        out = -(-(n + 2 * pad - kernel) // stride) + 1
+        return out - 1 if pad and (out - 1) * stride >= n + pad else out
+
+    height, width = x.shape[1:3]
+    out = np.empty((x.shape[0], size(height), size(width), x.shape[3]), x.dtype)
+    for i in range(out.shape[1]):
+        top = i * stride - pad
+        rows = slice(max(top, 0), min(top + kernel, height))
+        for j in range(out.shape[2]):
+            left = j * stride - pad
+            cols = slice(max(left, 0), min(left + kernel, width))
+            out[:, i, j] = x[:, rows, cols].max(axis=(1, 2))
+    return out
+
+
+def test_pools_are_caffes_ceil_mode_pools():
+    model = detectnet(**TINY)
+    x = np.random.default_rng(0).normal(size=(2, 12, 18, 5)).astype(np.float32)  # even sizes
+    stride2 = model.get_layer("pool1_3x3_s2")
+    np.testing.assert_array_equal(stride2(x).numpy(), caffe_max_pool(x, 3, 2, 0))
+    stride1 = model.get_layer("inception_3a_pool")
+    np.testing.assert_array_equal(stride1(x).numpy(), caffe_max_pool(x, 3, 1, 1))
 
 
 def test_cross_channel_lrn_is_caffes_formula():

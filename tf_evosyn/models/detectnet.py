@@ -194,7 +194,11 @@ def _read_h5(path: Path) -> dict[str, list[np.ndarray]]:
 def load_backbone_weights(model: keras.Model, path: str | Path) -> list[str]:
     """Load every trunk layer of ``model`` from ``path`` by name, after checking all shapes.
 
-    Returns the names of the layers that received weights. Raises ``ValueError`` naming the
+    Weights converted from a Caffe GoogLeNet need Keras layout (kernels ``(kh, kw, in, out)``,
+    i.e. Caffe's ``(out, in, kh, kw)`` transposed by ``(2, 3, 1, 0)``) and, as Caffe reads BGR
+    while this model takes RGB, conv1's input-channel axis reversed; ``pixel_mean`` should then
+    be the one the weights were trained with. Returns the names of the layers that received
+    weights. Raises ``ValueError`` naming the
     first mismatching layers (missing, different shapes, or weights where the model has none)
     before any weight is written.
     """

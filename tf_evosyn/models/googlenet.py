@@ -22,6 +22,8 @@ Faithful details:
 
 from __future__ import annotations
 
+import numbers
+
 from tf_evosyn._keras import keras
 from tf_evosyn.models.lrn import CrossChannelLRN
 
@@ -58,7 +60,7 @@ def scaled(filters: int, width: float) -> int:
 def check_input_shape(input_shape) -> tuple[int, int, int]:
     """(height, width, 3) with height and width multiples of 16, or a clear error."""
     shape = tuple(input_shape)
-    if len(shape) != 3 or shape[-1] != 3 or any(not isinstance(d, int) for d in shape):
+    if len(shape) != 3 or any(not isinstance(d, numbers.Integral) for d in shape) or shape[-1] != 3:
         raise ValueError(
             f"input_shape must be (height, width, 3) with fixed sizes, got {input_shape!r}."
         )
@@ -68,7 +70,7 @@ def check_input_shape(input_shape) -> tuple[int, int, int]:
             "(GoogLeNet's pools reproduce Caffe's ceil-mode sizes only then); pad the images "
             "at the bottom/right, e.g. KITTI's 375x1242 to DetectNet's 384x1248."
         )
-    return shape
+    return tuple(int(d) for d in shape)
 
 
 def l2_decay(weight_decay: float):
