@@ -9,8 +9,10 @@ bottom/right), and ``gt`` a dict of fixed-size tensors (so batches stack): ``box
 ``image_size`` int32 [2] (original height, width) and ``image_id`` string. DontCare boxes,
 truncation and occlusion are kept for the evaluation.
 
-The local folder is split by ID blocks (the last ``validation_fraction`` of the sorted numeric
-IDs is validation): NOT KITTI's benchmark split, which every description says.
+The local folder is split by ID blocks of the sorted numeric IDs: the last ``test_fraction`` is
+the test block (only ever reported), the ``validation_fraction`` before it the validation block
+(evolution decides on it), the rest trains: NOT KITTI's benchmark split, which every
+description says.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class KittiData:
 
     train_split: Any  # LocalKittiSplit | TfdsKittiSplit
     validation_split: Any
+    test_split: Any
     input_shape: tuple[int, int, int]
     max_boxes: int
     description: str
@@ -153,11 +156,22 @@ class KittiData:
             )
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
+    @property
+    def num_test(self) -> int:
+        return self.test_split.size
+
     def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
         """Validation batches in ID order (TFDS: split order), never augmented."""
+        return self._evaluation_dataset(self.validation_split, batch_size)
+
+    def test_dataset(self, batch_size: int) -> tf.data.Dataset:
+        """Test batches in ID order, never augmented (recorded, never decisive)."""
+        return self._evaluation_dataset(self.test_split, batch_size)
+
+    def _evaluation_dataset(self, split: Any, batch_size: int) -> tf.data.Dataset:
         _check_batch_size(batch_size)
         height, width = self.input_shape[:2]
-        ds = self.validation_split.dataset(shuffle_seed=None)
+        ds = split.dataset(shuffle_seed=None)
         ds = ds.map(
             lambda image, gt: fit_to_input(image, gt, height, width),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -170,6 +184,13 @@ class KittiData:
         order :meth:`validation_dataset` yields them."""
         ids, sizes = self.validation_split.image_ids_and_sizes()
         return ids, np.array(sizes, np.int32).reshape(-1, 2)
+
+
+def _fraction_of_rest(fraction: Any, records: list, rest: list) -> Any:
+    """``validation_fraction`` is of all IDs; as a fraction of what the test block left."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        return fraction  # split_by_id_blocks explains what is wrong
+    return min(0.99, fraction * len(records) / max(1, len(rest)))
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -205,7 +226,8 @@ def load_kitti_data(data_config: Any) -> KittiData:
     Keys: ``name`` ('kitti'), ``source`` ('auto' = local folder if ``data.data_dir`` is set or
     ``$EVOSYN_DATA_DIR/kitti`` exists, else TFDS; 'local'; 'tfds'), ``data_dir``,
     ``tfds_data_dir``, ``download`` (TFDS only, default False: ~12 GB), ``train_limit`` (first N
-    training images, 0 = all), ``validation_fraction`` (local only, default 0.2),
+    training images, 0 = all), ``validation_fraction`` and ``test_fraction`` (local only,
+    default 0.2 each, blocks of IDs),
     ``image_height``/``image_width`` (network input, default 384x1248), ``max_boxes`` (default
     64), ``augment`` (default True) and optional ``augmentation`` (overrides of
     :class:`DetectNetAugmentation`). Raises :class:`DataError` naming the fix.
@@ -236,7 +258,10 @@ def load_kitti_data(data_config: Any) -> KittiData:
                 "or use --config.data.source=tfds."
             )
         fraction = _get(data_config, "validation_fraction", DEFAULT_VALIDATION_FRACTION)
-        train, validation = split_by_id_blocks(scan_kitti_folder(folder, max_boxes), fraction)
+        test_fraction = _get(data_config, "test_fraction", DEFAULT_VALIDATION_FRACTION)
+        records = scan_kitti_folder(folder, max_boxes)
+        rest, test = split_by_id_blocks(records, test_fraction)
+        train, validation = split_by_id_blocks(rest, _fraction_of_rest(fraction, records, rest))
         if train_limit > len(train):
             raise DataError(
                 f"data.train_limit={train_limit} exceeds the {len(train)} training images; use "
@@ -245,19 +270,24 @@ def load_kitti_data(data_config: Any) -> KittiData:
         train = train[:train_limit] if train_limit else train
         description = (
             f"KITTI local folder {folder} (from {origin}): train {len(train)} images "
-            f"({_id_range(train)}), validation {len(validation)} ({_id_range(validation)}, the "
-            f"last {fraction:g} of IDs as one block); this ID-block split is {NOT_BENCHMARK}"
+            f"({_id_range(train)}), validation {len(validation)} ({_id_range(validation)}), "
+            f"test {len(test)} ({_id_range(test)}): blocks of IDs, the last {test_fraction:g} "
+            f"test and the {fraction:g} before it validation; this ID-block split is "
+            f"{NOT_BENCHMARK}"
         )
         train_split = LocalKittiSplit(train, max_boxes)
         validation_split = LocalKittiSplit(validation, max_boxes)
+        test_split = LocalKittiSplit(test, max_boxes)
     else:
         tfds_dir = str(_get(data_config, "tfds_data_dir", "") or "") or None
         builder = prepared_kitti_builder(tfds_dir, bool(_get(data_config, "download", False)))
         train_split = TfdsKittiSplit(builder, "train", max_boxes, train_limit)
         validation_split = TfdsKittiSplit(builder, "validation", max_boxes)
+        test_split = TfdsKittiSplit(builder, "test", max_boxes)
         description = (
             f"KITTI from TFDS 'kitti' ({tfds_dir or 'default data dir'}): train "
-            f"{train_split.size}, validation {validation_split.size} images (TFDS's own split by "
+            f"{train_split.size}, validation {validation_split.size}, test {test_split.size} "
+            "images (TFDS's own split by "
             f"drive, {NOT_BENCHMARK}; TFDS drops DontCare boxes)"
         )
     description += f"; input {height}x{width} (padded/cropped at bottom-right, never resized)"
@@ -267,6 +297,7 @@ def load_kitti_data(data_config: Any) -> KittiData:
     return KittiData(
         train_split=train_split,
         validation_split=validation_split,
+        test_split=test_split,
         input_shape=(height, width, 3),
         max_boxes=max_boxes,
         description=description,

@@ -315,9 +315,9 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     input_shape = tuple(int(d) for d in train_x.shape[1:])
     if len(input_shape) == 2:
         input_shape += (1,)
+    held = f"validation {len(val_x)} = the last {len(val_x)} training images, " if held_out else ""
     description = (
-        f"{spec.display_name} from {where} (train {len(train_x)}, validation {len(val_x)} = the "
-        f"last {len(val_x)} training images, test {len(test_x)})"
+        f"{spec.display_name} from {where} (train {len(train_x)}, {held}test {len(test_x)})"
     )
     if note:
         description += f"; {note}"
