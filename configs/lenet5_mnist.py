@@ -74,6 +74,11 @@ def get_config() -> ml_collections.ConfigDict:
     # only recorded; test: the papers' protocol (selection on the reported test split).
     config.evolution.select_on = "validation"
     config.evolution.max_attempts = 3
+    # Offspring per generation (the fittest by validation score and efficiency is the parent,
+    # tf_evosyn/population.py) and parents per offspring (m-parent synthesis, mating.py).
+    config.evolution.population = 1
+    config.evolution.parents = 1
+    config.evolution.efficiency_weight = 0.005  # fitness = score + this * log2(cluster eff.)
     config.evolution.reinitialize = False  # True: architecture-only heredity
     config.evolution.selection = "most_efficient"  # most_efficient | most_accurate
 

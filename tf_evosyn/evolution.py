@@ -22,17 +22,17 @@ from absl import logging
 
 from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import lineage as lineage_lib
+from tf_evosyn import population as population_lib
+from tf_evosyn import records as records_lib
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.compaction import compact
 from tf_evosyn.convert import clone_with_weights, evolvable
 from tf_evosyn.distill import distiller_like
-from tf_evosyn.flops import count_flops
 from tf_evosyn.layers import evolvable_layers
+from tf_evosyn.mating import synthesize_from_parents
 from tf_evosyn.measures import count_living
 from tf_evosyn.model_io import load_model
 from tf_evosyn.run_dir import RunDirectory
 from tf_evosyn.settings import SELECTION_CRITERIA, EvolutionSettings  # noqa: F401
-from tf_evosyn.synthesis import synthesize
 from tf_evosyn.tasks import ClassificationTask, Evaluation, Task
 from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: F401  (its old home)
 
@@ -205,29 +205,11 @@ class Evolution:
         if self.validation_data is None:
             return {"selection_split": "test"}
         evaluation = self.task.evaluate(model, self.test_data) if finite else None
-        score = evaluation.score if evaluation and math.isfinite(evaluation.score) else 0.0
-        fields = {
-            "selection_split": "validation",
-            "test_score": score,
-            "test_metrics": dict(evaluation.metrics) if evaluation else {},
-        }
-        if self.task.metric == "accuracy":
-            fields["test_accuracy"] = score
-        return fields
+        test = records_lib.score_fields(self.task.metric, evaluation, prefix="test_")
+        return {"selection_split": "validation", **test}
 
     def _score_fields(self, evaluation: Evaluation | None) -> dict:
-        """``metric``, ``score`` and ``metrics`` of a record (+ ``accuracy`` when that is the
-        metric, as classification records always had). No evaluation (a diverged network)
-        scores 0."""
-        score = evaluation.score if evaluation and math.isfinite(evaluation.score) else 0.0
-        fields = {
-            "metric": self.task.metric,
-            "score": score,
-            "metrics": dict(evaluation.metrics) if evaluation else {},
-        }
-        if self.task.metric == "accuracy":
-            fields["accuracy"] = score
-        return fields
+        return records_lib.score_fields(self.task.metric, evaluation)
 
     def _measure(
         self,
@@ -238,31 +220,14 @@ class Evolution:
         evaluation: Evaluation | None,
         extra: dict,
     ) -> dict:
-        counts = count_living(model)
-        ancestor = self.lineage.ancestor or {
-            "synapses": counts.synapses,
-            "clusters": counts.clusters,
-        }
-        synaptic, cluster = lineage_lib.efficiencies(
-            ancestor["synapses"], ancestor["clusters"], counts.synapses, counts.clusters
-        )
-        compacted = compact(model)
         return {
             "generation": generation,
             **self._score_fields(evaluation),
             **self._test_fields(model, evaluation is not None),
-            "synapses": counts.synapses,
-            "clusters": counts.clusters,
-            "synaptic_efficiency": synaptic,
-            "cluster_efficiency": cluster,
+            **records_lib.network_fields(model, self.lineage.ancestor),
             "accepted": accepted,
             "seconds": seconds,
             "seed": self.settings.seed,
-            "layers": counts.layers_as_dicts(),
-            # What dense hardware runs once dead clusters are physically removed:
-            "flops": count_flops(compacted).total_macs,  # multiply-accumulates per example
-            "living_macs": count_flops(model).total_living_macs,  # if zeros were skipped too
-            "compact_params": compacted.count_params(),
             **extra,
         }
 
@@ -294,75 +259,108 @@ class Evolution:
         )
         self._commit_generation(ancestor, record)
 
+    def _parents(self, generation: int) -> list[keras.Model]:
+        """The networks this generation breeds from: the previous generation's offspring, or
+        with ``settings.parents = m`` its m fittest acceptable candidates (fittest first)."""
+        parent_generation = self._parent_record()["generation"]
+        if self.settings.parents == 1 or parent_generation == 0:
+            return [load_model(self.generation_dir(parent_generation))]
+        summaries = self.run_dir.finished_candidates(parent_generation)
+        best = population_lib.ranked(summaries)[: self.settings.parents]
+        return [self.run_dir.load_candidate(parent_generation, c["index"]) for c in best]
+
+    def _draw_candidate(self, parents: list[keras.Model], generation: int, index: int, floor):
+        """Breed, fine-tune and judge candidate ``index``; saved at once (resumable)."""
+        start = time.time()
+        seed = derive_seed(self.settings.seed, generation, index)
+        offspring, synthesis = synthesize_from_parents(
+            parents,
+            self.settings.environment,
+            seed=self.settings.seed,
+            generation=generation,
+            attempt=index,
+            reinitialize=self.settings.reinitialize,
+        )
+        losses = self._train(offspring, self.settings.epochs_per_generation, seed, generation)
+        finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
+        # A diverged network is never evaluated, accepted, or used as a parent.
+        evaluation = self._evaluate(offspring) if finite else None
+        counts = count_living(offspring)
+        reason = None
+        if evaluation is None:
+            reason = "non-finite loss or weights"
+        elif not evaluation.score >= floor:
+            reason = f"{self.task.metric} {evaluation.score:.4f} below floor {floor:.4f}"
+        _, cluster_efficiency = lineage_lib.efficiencies(
+            self.lineage.ancestor["synapses"],
+            self.lineage.ancestor["clusters"],
+            counts.synapses,
+            counts.clusters,
+        )
+        score = self._score_fields(evaluation)
+        summary = {
+            "index": index,
+            "attempt": index,
+            **{k: v for k, v in score.items() if k != "metrics"},
+            "metrics": score["metrics"],
+            "finite": evaluation is not None,
+            "synapses": counts.synapses,
+            "clusters": counts.clusters,
+            "cluster_efficiency": cluster_efficiency,
+            "acceptable": reason is None,
+            "fitness": population_lib.fitness(
+                score["score"], cluster_efficiency, self.settings.efficiency_weight
+            )
+            if reason is None
+            else None,
+            "reason": reason,
+            "loss": losses[-1] if losses and math.isfinite(losses[-1]) else None,
+            "environment": {name: list(f) for name, f in synthesis.factors.items()},
+            "seconds": time.time() - start,
+        }
+        self.run_dir.save_candidate(generation, index, offspring, summary)
+        if reason is not None:
+            logging.info("Generation %d draw %d rejected: %s", generation, index, reason)
+        return summary
+
     def _evolve_one_generation(self) -> bool:
-        """Breed, train and judge one generation; returns False if evolution must stop."""
+        """Draw, train and judge one generation's candidates; returns False if evolution must
+        stop (no acceptable candidate). See :mod:`tf_evosyn.population`."""
         generation = self.lineage.last_generation + 1
         parent_record = self._parent_record()
-        parent = load_model(self.generation_dir(parent_record["generation"]))
         ancestor_score = lineage_lib.score_of(self.lineage.ancestor)
         floor = self.settings.floor(ancestor_score)
-        metric = self.task.metric
-        start = time.time()
-        rejected, last = [], None
-        for attempt in range(self.settings.max_attempts):
-            seed = derive_seed(self.settings.seed, generation, attempt)
-            offspring, synthesis = synthesize(
-                parent,
-                self.settings.environment,
-                seed=self.settings.seed,
-                generation=generation,
-                attempt=attempt,
-                reinitialize=self.settings.reinitialize,
-            )
-            losses = self._train(offspring, self.settings.epochs_per_generation, seed, generation)
-            finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
-            # A diverged network is never evaluated, accepted, or used as a parent.
-            evaluation = self._evaluate(offspring) if finite else None
-            counts = count_living(offspring)
-            reason = None
-            if evaluation is None:
-                reason = "non-finite loss or weights"
-            elif not evaluation.score >= floor:
-                reason = f"{metric} {evaluation.score:.4f} below floor {floor:.4f}"
-            last = (offspring, evaluation, losses, attempt, reason, synthesis)
-            if reason is None:
-                break
-            logging.info("Generation %d attempt %d rejected: %s", generation, attempt, reason)
-            rejected.append(
-                {
-                    "attempt": attempt,
-                    **{k: v for k, v in self._score_fields(evaluation).items() if k != "metrics"},
-                    "finite": evaluation is not None,
-                    "synapses": counts.synapses,
-                    "clusters": counts.clusters,
-                    "reason": reason,
-                }
-            )
-        offspring, evaluation, losses, attempt, reason, synthesis = last
-        accepted = reason is None
+        candidates = self.run_dir.finished_candidates(generation)  # a resumed generation
+        if candidates:
+            logging.info("Generation %d: %d draw(s) already done.", generation, len(candidates))
+        parents = None
+        while not population_lib.done_drawing(
+            candidates, self.settings.population, self.settings.max_attempts
+        ):
+            parents = parents or self._parents(generation)
+            candidates.append(self._draw_candidate(parents, generation, len(candidates), floor))
+        best = population_lib.chosen(candidates)
+        accepted = best["acceptable"]
+        offspring = self.run_dir.load_candidate(generation, best["index"])
         extra = {
             "parent": parent_record["generation"],
-            "attempts": attempt + 1,
-            "rejected": rejected,
-            "loss": losses[-1] if losses and math.isfinite(losses[-1]) else None,
+            "parents": self.settings.parents,
+            "attempts": len(candidates),
+            "rejected": [_brief(c) for c in candidates if not c["acceptable"]],
+            "candidates": [_brief(c) for c in candidates],
+            "loss": best["loss"],
             "epochs": self.settings.epochs_per_generation,
-            "environment": {name: list(f) for name, f in synthesis.factors.items()},
+            "environment": best["environment"],
         }
         if not accepted:
             extra["stop_reason"] = (
-                f"no offspring of generation {generation} met the {metric} floor {floor:.4f} "
-                f"({self.settings.describe_floor(ancestor_score)}) in "
-                f"{self.settings.max_attempts} attempts; "
-                f"last: {reason}"
+                f"no offspring of generation {generation} met the {self.task.metric} floor "
+                f"{floor:.4f} ({self.settings.describe_floor(ancestor_score)}) in "
+                f"{len(candidates)} draws; last: {best['reason']}"
             )
-        record = self._measure(
-            offspring,
-            generation,
-            time.time() - start,
-            accepted,
-            evaluation,
-            extra,
-        )
+        evaluation = Evaluation(best["score"], best["metrics"]) if best["finite"] else None
+        seconds = sum(c["seconds"] for c in candidates)
+        record = self._measure(offspring, generation, seconds, accepted, evaluation, extra)
         self._commit_generation(offspring, record)
         return accepted
 
@@ -405,3 +403,8 @@ class Evolution:
         print(table)
         if stopped:
             print(f"Evolution stopped: {stopped}")
+
+
+def _brief(candidate: dict) -> dict:
+    """A candidate's summary as the lineage keeps it (without its full metrics)."""
+    return {k: v for k, v in candidate.items() if k not in ("metrics", "environment")}

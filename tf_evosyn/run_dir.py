@@ -2,6 +2,9 @@
 
     lineage.jsonl               one record per generation (0 = ancestor)
     generations/gen_NNNN/       checkpoint (model.keras) + record.json of each generation
+    candidates/gen_NNNN/cand_K/ every drawn offspring of a generation (model.keras +
+                                candidate.json), written as it finishes: a run killed in the
+                                middle of a generation resumes at the next draw
     best/                       the selected offspring (model.keras + record.json)
     tensorboard/                scalars per generation (+ fit logs per generation)
     plots/                      score and efficiencies against generation
@@ -46,9 +49,35 @@ class RunDirectory:
         self.workdir.mkdir(parents=True, exist_ok=True)
         io_utils.remove_stale_temps(self.workdir)
         io_utils.remove_stale_temps(self.workdir / "generations")
+        for folder in sorted((self.workdir / "candidates").glob("gen_*")):
+            io_utils.remove_stale_temps(folder)
 
     def load_generation(self, generation: int) -> keras.Model:
         return load_model(self.generation_dir(generation))
+
+    # -- candidates of a generation ---------------------------------------------------------
+    def candidate_dir(self, generation: int, index: int) -> Path:
+        return self.workdir / "candidates" / f"gen_{generation:04d}" / f"cand_{index:03d}"
+
+    def save_candidate(self, generation: int, index: int, model: keras.Model, summary) -> None:
+        def write(tmp: Path) -> None:
+            save_model(model, tmp)
+            io_utils.atomic_write_json(tmp / "candidate.json", summary)
+
+        io_utils.atomic_replace_dir(self.candidate_dir(generation, index), write)
+
+    def finished_candidates(self, generation: int) -> list[dict]:
+        """Summaries of the candidates already drawn for ``generation``, in draw order (only
+        the consecutive ones from 0: a later one without its predecessors is redone)."""
+        found = []
+        while (self.candidate_dir(generation, len(found)) / "candidate.json").is_file():
+            found.append(
+                io_utils.read_json(self.candidate_dir(generation, len(found)) / "candidate.json")
+            )
+        return found
+
+    def load_candidate(self, generation: int, index: int) -> keras.Model:
+        return load_model(self.candidate_dir(generation, index))
 
     def commit_generation(self, model: keras.Model | None, record: Mapping) -> None:
         """Checkpoint first, then the lineage line; then the reports (plots, TensorBoard)."""

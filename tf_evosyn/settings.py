@@ -27,6 +27,11 @@ class EvolutionSettings:
     # differs so much between datasets that a relative floor travels better). Wins if set.
     relative_tolerance: float | None = None
     max_attempts: int = 3  # draws per generation before evolution stops
+    # Offspring drawn per generation (the fittest becomes the parent; see population.py) and
+    # the number of fittest networks each offspring is bred from (m-parent, see mating.py).
+    population: int = 1
+    parents: int = 1
+    efficiency_weight: float = 0.005  # fitness = score + this * log2(cluster efficiency)
     reinitialize: bool = False  # architecture-only heredity instead of inheriting weights
     selection: str = "most_efficient"
     seed: int = 0
@@ -42,6 +47,16 @@ class EvolutionSettings:
             raise ValueError(f"generations must be >= 0, got {self.generations}.")
         if self.epochs_per_generation < 0:
             raise ValueError("epochs_per_generation must be >= 0.")
+        if self.population < 1:
+            raise ValueError(f"population must be >= 1, got {self.population}.")
+        if not 1 <= self.parents <= self.population:
+            raise ValueError(
+                f"parents must be between 1 and population ({self.population}): each "
+                f"offspring is bred from the m fittest of the previous generation; got "
+                f"{self.parents}."
+            )
+        if self.efficiency_weight < 0:
+            raise ValueError(f"efficiency_weight must be >= 0, got {self.efficiency_weight}.")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}.")
         if not 0.0 <= self.accuracy_tolerance <= 1.0:

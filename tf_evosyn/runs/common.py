@@ -26,6 +26,11 @@ OPTIONAL_DEFAULTS = {
     "data.normalize_style": "standardize",
     "data.validation_size": None,  # None: the dataset's default (data/validation.py)
     "evolution.select_on": "validation",
+    "evolution.population": 1,
+    "evolution.parents": 1,
+    "evolution.efficiency_weight": 0.005,
+    "evolution.score_tolerance": None,
+    "evolution.relative_tolerance": None,
 }
 SELECT_ON = ("validation", "test")
 

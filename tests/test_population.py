@@ -1,0 +1,85 @@
+"""Populations and m-parent synthesis in the loop: determinism, records, resume mid-generation."""
+
+import pytest
+
+from tf_evosyn import population
+from tf_evosyn._keras import keras
+from tf_evosyn.evolution import Evolution, EvolutionSettings
+from tf_evosyn.models import lenet5
+
+
+def _compile(model):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+
+def _evolution(workdir, data):
+    settings = EvolutionSettings(
+        generations=2,
+        epochs_per_generation=1,
+        accuracy_tolerance=0.5,
+        population=2,
+        parents=2,
+        seed=5,
+        fit_verbose=0,
+        tensorboard_fit_logs=False,
+    )
+    return Evolution(
+        workdir,
+        compile_fn=_compile,
+        train_data=lambda seed: data.train_dataset(batch_size=64, seed=seed),
+        test_data=data.test_dataset(256),
+        validation_data=data.test_dataset(256).take(1),
+        settings=settings,
+    )
+
+
+def _timeless(records):
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(records)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mnist_small):
+    keras.utils.set_random_seed(0)
+    workdir = tmp_path_factory.mktemp("population")
+    return workdir, _evolution(workdir, mnist_small).run(lenet5(), ancestor_epochs=1)
+
+
+def test_every_candidate_is_recorded_and_the_fittest_is_chosen(reference):
+    _, records = reference
+    for record in records[1:]:
+        candidates = record["candidates"]
+        assert [c["index"] for c in candidates] == [0, 1]
+        best = population.chosen(candidates)
+        assert record["score"] == best["score"] and record["clusters"] == best["clusters"]
+        assert record["parents"] == 2
+        assert best["fitness"] == max(c["fitness"] for c in candidates if c["acceptable"])
+
+
+def test_a_run_killed_mid_generation_resumes_to_the_same_lineage(
+    tmp_path, mnist_small, reference, monkeypatch
+):
+    original = Evolution._draw_candidate
+
+    def killed(self, parents, generation, index, floor):
+        if (generation, index) == (2, 1):
+            raise KeyboardInterrupt("killed after the first draw of generation 2")
+        return original(self, parents, generation, index, floor)
+
+    monkeypatch.setattr(Evolution, "_draw_candidate", killed)
+    keras.utils.set_random_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        _evolution(tmp_path, mnist_small).run(lenet5(), ancestor_epochs=1)
+    assert (tmp_path / "candidates" / "gen_0002" / "cand_000" / "candidate.json").is_file()
+    monkeypatch.setattr(Evolution, "_draw_candidate", original)
+    records = _evolution(tmp_path, mnist_small).run()
+    assert _timeless(records) == _timeless(reference[1])
