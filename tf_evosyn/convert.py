@@ -13,6 +13,7 @@ from absl import logging
 
 from tf_evosyn._keras import keras
 from tf_evosyn.dependency import ELEMENTWISE, SPATIAL, layer_kind
+from tf_evosyn.flatten import flatten_model
 from tf_evosyn.layers import EVOLVABLE_TWINS, EvolvableMixin
 
 # Layers with weights that are not synaptic kernels; they are kept as they are without a warning.
@@ -47,12 +48,6 @@ def _check_model(model: keras.Model) -> None:
             f"{model.name} is not built; give its first layer an input shape, e.g. "
             "keras.Sequential([keras.Input((28, 28, 1)), ...])."
         )
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            raise ValueError(
-                f"Nested model {layer.name!r} inside {model.name!r} is not supported yet: build "
-                "one flat functional model (call the inner model's layers directly)."
-            )
 
 
 def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
@@ -113,6 +108,7 @@ def evolvable(
       strict: raise instead of warn when a layer with weights cannot be evolved.
     """
     _check_model(model)
+    model = flatten_model(model)  # nested Functional/Sequential models become one graph
     skipped = evolvability_report(model)
     if skipped:
         lines = "\n".join(f"  {s.name} ({s.type}): {s.reason}" for s in skipped)
