@@ -199,6 +199,25 @@ def test_cifar10_table_matches_cifar10_json():
     assert seen == expected, "README's CIFAR-10 table misses generations the JSON has"
 
 
+def test_cifar10_throughput_sentence_matches_cifar10_json():
+    models = _results("cifar10.json")["models"]
+    alexnet, resnet = models["alexnet_cifar"]["throughput"], models["resnet56"]["throughput"]
+    match = re.search(
+        r"AlexNet ([\d,]+) img/s \(ancestor\) vs ([\d,]+) img/s \(compacted generation (\d+), "
+        r"([\d.]+)x\)",
+        README,
+    )
+    assert match, "README's AlexNet throughput sentence changed; update this test with it"
+    assert printed_as(match.group(1), alexnet["ancestor"]["images_per_second"])
+    assert printed_as(match.group(2), alexnet["compact_best"]["images_per_second"])
+    assert int(match.group(3)) == alexnet["best_generation"]
+    assert printed_as(match.group(4), alexnet["speedup"])
+    match = re.search(r"single timed epoch \((\d+) vs (\d+) img/s\)", README)
+    assert match, "README's ResNet-56 throughput sentence changed; update this test with it"
+    assert printed_as(match.group(1), resnet["ancestor"]["images_per_second"])
+    assert printed_as(match.group(2), resnet["compact_best"]["images_per_second"])
+
+
 @pytest.mark.parametrize(
     "text, actual, ok",
     [
