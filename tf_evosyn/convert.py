@@ -132,9 +132,7 @@ def evolvable(
     for source in model.layers:
         target = clone.get_layer(source.name)
         if isinstance(target, EvolvableMixin) and not isinstance(source, EvolvableMixin):
-            target.kernel.assign(source.kernel)
-            if source.use_bias:
-                target.bias.assign(source.bias)
+            target.copy_plain_weights(source)
         elif source.weights:
             target.set_weights(source.get_weights())
     return clone
