@@ -60,8 +60,10 @@ def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 skipped.append(SkippedLayer(layer.name, type(layer).__name__, "channels_first"))
             continue
-        if isinstance(layer, _NON_SYNAPTIC_WEIGHTED):
-            continue
+        if isinstance(layer, _NON_SYNAPTIC_WEIGHTED) or all(
+            w.shape.rank <= 1 for w in layer.weights
+        ):
+            continue  # per-channel parameters (normalisation, ConvNeXt's LayerScale), no synapses
         skipped.append(
             SkippedLayer(
                 layer.name,

@@ -3,9 +3,10 @@
 A channel cannot always be removed on its own: the two inputs of an ``Add`` must keep the same
 channels, a ``DepthwiseConv2D`` output channel lives and dies with its input channel, and a
 ``Concatenate`` shifts the channels of its later inputs. :func:`analyze` walks the model's graph
-once and groups the output channels of the layers that own channels (Conv2D, Dense,
-DepthwiseConv2D and their evolvable twins) into coupled groups: the channels of one group must
-live or die together. For each group it records the (layer, channel) members and every layer
+once and groups the output channels of the layers that own channels (Conv2D, grouped Conv2D,
+Dense, SeparableConv2D, DepthwiseConv2D and their evolvable twins; rules in
+:mod:`tf_evosyn.conv_kinds`) into coupled groups: the channels of one group must live or die
+together. For each group it records the (layer, channel) members and every layer
 that reads it, with the input positions it reads (a Dense after a channels-last ``Flatten``
 reads channel ``c`` at rows ``c, c + C, c + 2C, ...``).
 
@@ -536,20 +537,21 @@ def analyze(model: keras.Model) -> DependencyGraph:
             groups.append(ChannelGroup(len(groups)))
         return group_index[root]
 
+    atom_group = np.empty(len(uf.parent), dtype=np.int64)  # looked up once per atom
     for atom in range(len(uf.parent)):
-        group = groups[group_for(atom)]
+        atom_group[atom] = group_for(atom)
+        group = groups[atom_group[atom]]
         group.members.extend(members.get(atom, []))
         group.producers.extend(producers.get(atom, []))
         for why in blocked.get(atom, []):
             if why not in group.reasons:
                 group.reasons.append(why)
     tensor_groups = {
-        tid: np.array([group_for(a) for a in atoms], dtype=np.int64)
-        for tid, atoms in atoms_of.items()
+        tid: atom_group[np.asarray(atoms, dtype=np.int64)] for tid, atoms in atoms_of.items()
     }
     consumers: dict[tuple[int, str, int], list[np.ndarray]] = {}
     for layer_name, input_index, atoms in reads:
-        positions = np.array([group_for(a) for a in atoms], dtype=np.int64)
+        positions = atom_group[np.asarray(atoms, dtype=np.int64)]
         order = np.argsort(positions, kind="stable")
         gids, starts = np.unique(positions[order], return_index=True)
         for gid, chunk in zip(gids, np.split(order, starts[1:]), strict=True):

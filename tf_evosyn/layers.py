@@ -1,16 +1,19 @@
 """Evolvable layers: standard Keras layers plus the state that evolution needs.
 
-Each layer keeps its trainable ``kernel``/``bias`` and four non-trainable buffers, so masks survive
+Each layer keeps its trainable weights and four non-trainable buffers, so masks survive
 ``model.save()``/``load_model()`` and SavedModel export like any other weight:
 
-* ``synapse_mask``      (kernel shape)  1 = synapse alive
-* ``cluster_mask``      (clusters,)     1 = cluster (filter / unit) alive
-* ``synapse_heredity``  (kernel shape)  P(synapse survives | its cluster survives)
-* ``cluster_heredity``  (clusters,)     P(cluster survives); both for the next synthesis
+* ``synapse_mask``      (matrix kernel shape)  1 = synapse alive
+* ``cluster_mask``      (clusters,)            1 = cluster (filter / unit / channel) alive
+* ``synapse_heredity``  (matrix kernel shape)  P(synapse survives | its cluster survives)
+* ``cluster_heredity``  (clusters,)            P(cluster survives); both for the next synthesis
 
-A cluster is one output channel: the last kernel axis for both Conv2D and Dense. The forward pass
-uses ``kernel * synapse_mask * cluster_mask`` and ``bias * cluster_mask``, so a dead cluster emits
-exactly zero and can later be removed physically without changing the network's function.
+A cluster is one output channel: the last axis of the *matrix kernel* (the kernel of Conv2D and
+Dense, the pointwise kernel of SeparableConv2D, the depthwise kernel seen as ``(kh, kw, 1, C*m)``
+for DepthwiseConv2D). SeparableConv2D's depthwise taps are synapses shared by all its clusters,
+with a ``depthwise_mask`` and ``depthwise_heredity`` of their own. The forward pass uses masked
+kernels and ``bias * cluster_mask``, so a dead cluster emits exactly zero and can later be removed
+physically without changing the network's function.
 """
 
 from __future__ import annotations
