@@ -168,3 +168,18 @@ def test_tfmot_round_trip_keeps_depthwise_and_separable_outputs(images):
     back = from_tfmot(pruned)
     assert isinstance(back.get_layer("sep"), EvoSeparableConv2D)
     np.testing.assert_allclose(back(images, training=False).numpy(), expected, atol=1e-5)
+
+
+def test_conv1d_evolves_and_compacts_exactly_on_mnist_rows(mnist_small):
+    """Conv1D (causal and valid) rides the same channel rules: MNIST rows as 28-step sequences."""
+    sequences = mnist_small.test_images[:16].astype(np.float32) / 255.0  # (16, 28, 28)
+    inputs = keras.Input((28, 28))
+    x = conv_bn_relu(inputs, layers.Conv1D(16, 3, padding="causal", name="c1"), "c1")
+    x = conv_bn_relu(x, layers.Conv1D(16, 3, name="c2"), "c2")
+    x = layers.GlobalAveragePooling1D()(x)
+    model = evolved(keras.Model(inputs, layers.Dense(10, name="logits")(x)), seed=9)
+    assert isinstance(model.get_layer("c1"), tf_evosyn.EvoConv1D)
+    offspring, _ = tf_evosyn.synthesize(model, tf_evosyn.ConstantFactor(0.6, 0.9), seed=10)
+    compacted = assert_exact(offspring, sequences)
+    living = offspring.get_layer("c2").living_cluster_mask().sum()
+    assert living < 16 and compacted.get_layer("c2").kernel.shape[-1] == living

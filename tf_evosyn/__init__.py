@@ -13,6 +13,7 @@ from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
 from tf_evosyn.layers import (  # noqa: E402
+    EvoConv1D,
     EvoConv2D,
     EvoDense,
     EvoDepthwiseConv2D,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConstantFactor",
+    "EvoConv1D",
     "EvoConv2D",
     "EvoDense",
     "EvoDepthwiseConv2D",

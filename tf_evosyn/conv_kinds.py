@@ -22,6 +22,7 @@ import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.layers import (
+    EvoConv1D,
     EvoConv2D,
     EvoDense,
     EvoDepthwiseConv2D,
@@ -32,7 +33,7 @@ from tf_evosyn.layers import (
 GROUPED = "grouped"  # grouped Conv2D: group g's inputs and outputs are coupled
 RESHAPE = "reshape"  # Reshape that keeps the last axis: channels pass through
 
-CONV_TYPES = (keras.layers.Conv2D, EvoConv2D)
+CONV_TYPES = (keras.layers.Conv2D, EvoConv2D, keras.layers.Conv1D, EvoConv1D)
 DENSE_TYPES = (keras.layers.Dense, EvoDense)
 SEPARABLE_TYPES = (keras.layers.SeparableConv2D, EvoSeparableConv2D)
 DEPTHWISE_TYPES = (keras.layers.DepthwiseConv2D, EvoDepthwiseConv2D)

@@ -101,7 +101,8 @@ def _is_convertible(layer) -> bool:
 def evolvable(
     model: keras.Model, *, protect_outputs: bool = True, strict: bool = False
 ) -> keras.Model:
-    """A clone of ``model`` with every Conv2D/Dense replaced by EvoConv2D/EvoDense, weights kept.
+    """A flat clone of ``model`` in which every layer with an evolvable twin (Conv1D, Conv2D,
+    Dense, DepthwiseConv2D, SeparableConv2D) is evolvable, weights kept; nested models inlined.
 
     Args:
       model: a built Sequential or Functional tf_keras model.

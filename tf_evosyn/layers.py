@@ -199,6 +199,38 @@ class EvoConv2D(EvolvableMixin, keras.layers.Conv2D):
 
 
 @keras.utils.register_keras_serializable(package=_PACKAGE)
+class EvoConv1D(EvolvableMixin, keras.layers.Conv1D):
+    """``Conv1D`` (also causal or grouped) whose filters and kernel weights can die."""
+
+    plain_type = keras.layers.Conv1D
+
+    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_evolvable(evolve_clusters)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_buffers()
+
+    def call(self, inputs):
+        if self._is_causal:
+            inputs = tf.pad(inputs, self._compute_causal_padding(inputs))
+        kernel = self.masked_kernel()
+        if self.groups > 1:
+            outputs = self._jit_compiled_convolution_op(inputs, kernel)
+        else:
+            outputs = self.convolution_op(inputs, kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.masked_bias(), data_format=self._tf_data_format)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        return self._evolvable_config(super().get_config())
+
+
+@keras.utils.register_keras_serializable(package=_PACKAGE)
 class EvoDense(EvolvableMixin, keras.layers.Dense):
     """``Dense`` whose units (clusters) and kernel weights (synapses) can die."""
 
@@ -341,7 +373,7 @@ class EvoSeparableConv2D(EvolvableMixin, keras.layers.SeparableConv2D):
         return self._evolvable_config(super().get_config())
 
 
-EVOLVABLE_LAYER_TYPES = (EvoConv2D, EvoDense, EvoDepthwiseConv2D, EvoSeparableConv2D)
+EVOLVABLE_LAYER_TYPES = (EvoConv2D, EvoConv1D, EvoDense, EvoDepthwiseConv2D, EvoSeparableConv2D)
 
 # Plain Keras layer type -> its evolvable twin. Exact types only: other subclasses of Conv2D
 # such as Conv2DTranspose have different kernel layouts and must not be converted silently.
