@@ -6,7 +6,7 @@ import pytest
 
 import tf_evosyn
 from tests.helpers import cifar_images, plain_params, random_bn, relative_difference
-from tf_evosyn._keras import keras
+from tf_evosyn._keras import keras, tf
 from tf_evosyn.flatten import flatten_model
 from tf_evosyn.flops import count_flops
 
@@ -96,3 +96,46 @@ def test_transfer_learning_pattern_evolves_compacts_exactly_and_round_trips(imag
     path = tf_evosyn.save_model(offspring, tmp_path / "offspring")
     loaded = tf_evosyn.load_model(path)
     np.testing.assert_allclose(loaded(images).numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_transfer_learning_pattern_evolves_on_real_data_and_exports(datasets_dir, tmp_path):
+    """The user's path: Evolution loop on real CIFAR-10 images, then every export artifact."""
+    from tf_evosyn.evolution import Evolution, EvolutionSettings
+    from tf_evosyn.export import export_model
+
+    with np.load(datasets_dir / "cifar10_subset" / "cifar10_data_batch_1_first4000.npz") as data:
+        x, y = data["x"][:768].astype(np.float32) / 255.0, data["y"][:768]
+    train = tf.data.Dataset.from_tensor_slices((x[:512], y[:512]))
+    test = tf.data.Dataset.from_tensor_slices((x[512:], y[512:])).batch(128)
+
+    def compile_fn(model):
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+
+    keras.utils.set_random_seed(0)
+    settings = EvolutionSettings(
+        generations=1,
+        epochs_per_generation=1,
+        environment=tf_evosyn.ConstantFactor(0.7, 0.9),
+        accuracy_tolerance=1.0,
+        fit_verbose=0,
+        tensorboard_fit_logs=False,
+    )
+    evolution = Evolution(
+        tmp_path / "run",
+        compile_fn=compile_fn,
+        train_data=lambda seed: train.shuffle(512, seed=seed).batch(64),
+        test_data=test,
+        settings=settings,
+    )
+    records = evolution.run(transfer_model(), ancestor_epochs=1)
+    assert [r["generation"] for r in records][-1] == 1
+    best = tf_evosyn.load_model(tmp_path / "run" / "generations" / "gen_0001")
+    result = export_model(best, tmp_path / "export", (x[512:576] * 255).astype(np.uint8))
+    assert result["parameters"]["exported"] < result["parameters"]["model"]
+    differences = result["max_abs_difference"]
+    assert differences["tflite"] < 1e-3 and differences["saved_model"] < 1e-3

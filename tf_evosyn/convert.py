@@ -60,8 +60,10 @@ def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 skipped.append(SkippedLayer(layer.name, type(layer).__name__, "channels_first"))
             continue
-        if isinstance(layer, _NON_SYNAPTIC_WEIGHTED):
-            continue
+        if isinstance(layer, _NON_SYNAPTIC_WEIGHTED) or all(
+            w.shape.rank <= 1 for w in layer.weights
+        ):
+            continue  # per-channel parameters (normalisation, ConvNeXt's LayerScale), no synapses
         skipped.append(
             SkippedLayer(
                 layer.name,
@@ -99,7 +101,8 @@ def _is_convertible(layer) -> bool:
 def evolvable(
     model: keras.Model, *, protect_outputs: bool = True, strict: bool = False
 ) -> keras.Model:
-    """A clone of ``model`` with every Conv2D/Dense replaced by EvoConv2D/EvoDense, weights kept.
+    """A flat clone of ``model`` in which every layer with an evolvable twin (Conv1D, Conv2D,
+    Dense, DepthwiseConv2D, SeparableConv2D) is evolvable, weights kept; nested models inlined.
 
     Args:
       model: a built Sequential or Functional tf_keras model.
@@ -132,9 +135,7 @@ def evolvable(
     for source in model.layers:
         target = clone.get_layer(source.name)
         if isinstance(target, EvolvableMixin) and not isinstance(source, EvolvableMixin):
-            target.kernel.assign(source.kernel)
-            if source.use_bias:
-                target.bias.assign(source.bias)
+            target.copy_plain_weights(source)
         elif source.weights:
             target.set_weights(source.get_weights())
     return clone

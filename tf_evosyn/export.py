@@ -26,7 +26,7 @@ from tf_evosyn import io_utils
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction import compact
 from tf_evosyn.flops import count_flops
-from tf_evosyn.layers import EvoConv2D, EvolvableMixin
+from tf_evosyn.layers import EvolvableMixin
 from tf_evosyn.lineage import LINEAGE_FILENAME, Lineage
 
 ARTIFACTS: dict[str, str] = {
@@ -64,9 +64,7 @@ def plain_copy(model: keras.Model) -> keras.Model:
     def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
         config = layer.get_config()
         if isinstance(layer, EvolvableMixin):
-            config.pop("evolve_clusters", None)
-            cls = keras.layers.Conv2D if isinstance(layer, EvoConv2D) else keras.layers.Dense
-            return cls.from_config(config)
+            return layer.plain_type.from_config(layer.plain_config())
         return type(layer).from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone_layer)
@@ -75,10 +73,7 @@ def plain_copy(model: keras.Model) -> keras.Model:
             continue
         target = copy.get_layer(source.name)
         if isinstance(source, EvolvableMixin):
-            values = [source.masked_kernel().numpy()]
-            if source.use_bias:
-                values.append(source.masked_bias().numpy())
-            target.set_weights(values)
+            target.set_weights(source.plain_weights())
         else:
             target.set_weights(source.get_weights())
     return copy
