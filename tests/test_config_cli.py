@@ -39,6 +39,7 @@ def _error_line(result: subprocess.CompletedProcess, prog: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow: 10-30 s
 def test_misspelt_key_is_one_line_with_a_suggestion(tmp_path):
     result = _run(
         "tf_evosyn.bin.evolve_classification",
@@ -73,6 +74,7 @@ def test_explanation_of_a_missing_config_file(tmp_path):
     assert line == f"--config={tmp_path}/nope.py: no such config file."
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow: 10-30 s
 def test_malformed_value_is_one_line_too(tmp_path):
     result = _run(
         "tf_evosyn.bin.evolve_classification",
@@ -84,6 +86,7 @@ def test_malformed_value_is_one_line_too(tmp_path):
     assert "config.evolution.generations" in line and "three" in line
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow: 10-30 s
 def test_config_check_binary_prints_the_resolved_config_or_one_line():
     result = _run("tf_evosyn.bin.config_cli", f"--config={SMOKE}", "--config.seed=7")
     assert result.returncode == 0, result.stderr[-2000:]
