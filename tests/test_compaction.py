@@ -71,7 +71,7 @@ def random_bn(model: keras.Model, rng: np.random.Generator) -> None:
 def kill(model, dead_clusters: dict[str, list[int]], rng, synapse_survival=0.8) -> None:
     """Random synapse masks; the listed clusters dead, all others alive."""
     for layer in tf_evosyn.evolvable_layers(model):
-        synapses = rng.random(layer.kernel.shape) < synapse_survival
+        synapses = rng.random(layer.matrix_shape) < synapse_survival
         clusters = np.ones(layer.num_clusters, dtype=bool)
         clusters[dead_clusters.get(layer.name, [])] = False
         layer.set_masks(synapses, clusters)
@@ -302,7 +302,7 @@ def test_depthwise_channels_follow_their_input(cifar_images):
     graph = analyze(model)
     assert graph.group_of("expand", 2).members == [("dw", 4), ("dw", 5), ("expand", 2)]
 
-    kill(model, {"expand": [2, 5]}, rng)
+    kill(model, {"expand": [2, 5], "dw": [4, 5, 10, 11]}, rng)  # evolvable dw: a coupled group
     compacted = compact(model, graph)
     assert_equivalent(model, compacted, cifar_images)
     assert channels(compacted, "expand") == 4

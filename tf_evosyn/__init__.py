@@ -12,7 +12,14 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
-from tf_evosyn.layers import EvoConv2D, EvoDense, evolvable_layers  # noqa: E402
+from tf_evosyn.layers import (  # noqa: E402
+    EvoConv1D,
+    EvoConv2D,
+    EvoDense,
+    EvoDepthwiseConv2D,
+    EvoSeparableConv2D,
+    evolvable_layers,
+)
 from tf_evosyn.measures import count_living  # noqa: E402
 from tf_evosyn.model_io import load_model, save_model  # noqa: E402
 from tf_evosyn.synthesis import compute_heredity, synthesize  # noqa: E402
@@ -29,8 +36,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConstantFactor",
+    "EvoConv1D",
     "EvoConv2D",
     "EvoDense",
+    "EvoDepthwiseConv2D",
+    "EvoSeparableConv2D",
     "EvolutionaryPruningCallback",
     "EvolutionarySchedule",
     "KeepMasks",

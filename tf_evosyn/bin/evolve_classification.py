@@ -19,6 +19,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tf_evosyn.bin import config_cli
 from tf_evosyn.data import DataError
 from tf_evosyn.distribute import STRATEGIES
 from tf_evosyn.experiment import ConfigError, run_classification
@@ -59,8 +60,8 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    app.run(main)
+    """Console-script entry point (a misspelt --config.KEY exits with one line, see config_cli)."""
+    app.run(main, flags_parser=config_cli.flags_parser("evosyn-classify"))
 
 
 if __name__ == "__main__":

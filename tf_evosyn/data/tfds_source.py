@@ -34,16 +34,18 @@ def load_tfds_arrays(name: str, data_dir: str | None, download: bool) -> SplitAr
     _check_builder_name(tfds, name)
     where = data_dir or "the default TFDS data dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
     try:
-        (train_x, train_y), (test_x, test_y) = tfds.as_numpy(
-            tfds.load(
-                name,
-                split=["train", "test"],
-                as_supervised=True,
-                batch_size=-1,
-                data_dir=data_dir or None,
-                download=download,
-            )
+        train, test = tfds.load(
+            name,
+            split=["train", "test"],
+            as_supervised=True,
+            data_dir=data_dir or None,
+            download=download,
         )
+        # Batched reads, not batch_size=-1: TFDS sizes that one batch from the split metadata,
+        # and when the metadata has no sizes (mocked or partial datasets) it asks for a
+        # sys.maxsize batch, which aborts the whole process.
+        train_x, train_y = _to_numpy(tfds, train)
+        test_x, test_y = _to_numpy(tfds, test)
     except Exception as e:  # TFDS raises assorted types (AssertionError, OSError, ...)
         raise DataError(
             f"Could not load TFDS dataset {name!r} from {where} (download={download}): "
@@ -56,9 +58,15 @@ def load_tfds_arrays(name: str, data_dir: str | None, download: bool) -> SplitAr
     def _squeeze(images: np.ndarray) -> np.ndarray:
         return images[..., 0] if images.ndim == 4 and images.shape[-1] == 1 else images
 
-    return SplitArrays(
-        _squeeze(np.asarray(train_x)),
-        np.asarray(train_y),
-        _squeeze(np.asarray(test_x)),
-        np.asarray(test_y),
-    )
+    return SplitArrays(_squeeze(train_x), train_y, _squeeze(test_x), test_y)
+
+
+def _to_numpy(tfds, dataset, batch_size: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """All (image, label) pairs of a supervised TFDS split as two numpy arrays."""
+    images, labels = [], []
+    for x, y in tfds.as_numpy(dataset.batch(batch_size)):
+        images.append(np.asarray(x))
+        labels.append(np.asarray(y))
+    if not images:
+        raise ValueError("the split is empty")
+    return np.concatenate(images), np.concatenate(labels)

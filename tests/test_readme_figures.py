@@ -1,0 +1,231 @@
+"""Every figure the README's benchmark tables print comes from benchmarks/results/*.json.
+
+Tables are found by their header row (so sections can move), every number is compared with the
+JSON value at the precision the README prints it, and a README row that has no JSON counterpart
+fails. The main job's timing sentence is checked too.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def _results(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+
+
+def table(first_header_cells: list[str]) -> list[dict[str, str]]:
+    """The README table whose header starts with these cells, as one dict per body row."""
+    lines = README.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and _cells(line)[: len(first_header_cells)] == first_header_cells:
+            header = _cells(line)
+            assert re.fullmatch(r"\|[-|: ]+\|", lines[i + 1].strip()), f"no separator: {line}"
+            rows = []
+            for body in lines[i + 2 :]:
+                if not body.startswith("|"):
+                    break
+                rows.append(dict(zip(header, _cells(body), strict=True)))
+            return rows
+    raise AssertionError(f"README has no table with header {first_header_cells}")
+
+
+def number(text: str) -> tuple[float, int]:
+    """The first number in ``text`` ("1,687", "98.42", "5.28x") and its printed decimals."""
+    match = re.search(r"-?\d[\d,]*(?:\.(\d+))?", text)
+    assert match, f"no number in {text!r}"
+    return float(match.group(0).replace(",", "")), len(match.group(1) or "")
+
+
+def printed_as(text: str, actual: float) -> bool:
+    """Does ``text`` show ``actual`` rounded to the decimals it prints?"""
+    value, decimals = number(text)
+    return abs(actual - value) <= 0.5 * 10.0**-decimals + 1e-9 * max(1.0, abs(value))
+
+
+def check(row: dict, column: str, actual: float, where: str) -> None:
+    assert printed_as(row[column], actual), (
+        f"README {where}, column {column!r}: {row[column]!r} but the JSON has {actual!r}"
+    )
+
+
+def test_main_job_timing_sentence_matches_the_benchmark_run():
+    lineage = _results("mnist_lenet5.json")["lineage"]
+    match = re.search(
+        r"about (\d+) s per ancestor epoch, (\d+)-(\d+) s per\s+fine-tuning epoch of an "
+        r"offspring, ~(\d+) minutes in all",
+        README,
+    )
+    assert match, "README's main-job timing sentence changed; update this test with it"
+    ancestor, low, high, minutes = (int(g) for g in match.groups())
+    assert round(lineage[0]["seconds"] / lineage[0]["epochs"]) == ancestor
+    per_epoch = [r["seconds"] / (r["epochs"] * r["attempts"]) for r in lineage[1:]]
+    assert (round(min(per_epoch)), round(max(per_epoch))) == (low, high)
+    assert round(sum(r["seconds"] for r in lineage) / 60) == minutes
+
+
+def test_lenet5_table_matches_mnist_lenet5_json():
+    results = _results("mnist_lenet5.json")
+    lineage = {r["generation"]: r for r in results["lineage"]}
+    rows = [r for r in table(["gen", "accuracy %", "synapses"]) if r["gen"] != "papers"]
+    assert [int(r["gen"]) for r in rows] == sorted(lineage)
+    best = results["verdict"]["best_generation"]
+    for row in rows:
+        record, where = lineage[int(row["gen"])], f"LeNet-5 gen {row['gen']}"
+        check(row, "accuracy %", 100 * record["accuracy"], where)
+        check(row, "synapses", record["synapses"], where)
+        check(row, "clusters", record["clusters"], where)
+        check(row, "synaptic eff.", record["synaptic_efficiency"], where)
+        check(row, "cluster eff.", record["cluster_efficiency"], where)
+        accepted = row["accepted"]
+        if record["generation"] == 0:
+            assert accepted == "ancestor"
+        else:
+            assert accepted.startswith("yes" if record["accepted"] else "no"), where
+            assert ("(best)" in accepted) == (record["generation"] == best), where
+
+
+def test_lenet5_prose_about_the_best_generation_matches():
+    results = _results("mnist_lenet5.json")
+    best = results["verdict"]["best_generation"]
+    layers = {layer["name"]: layer for layer in results["lineage"][best]["layers"]}
+    match = re.search(
+        r"Generation (\d+) keeps conv1 (\d+)/(\d+) filters, conv2 (\d+)/(\d+), fc1 (\d+)/(\d+)",
+        README,
+    )
+    assert match, "README's sentence about the best LeNet-5 generation changed"
+    values = [int(g) for g in match.groups()]
+    assert values[0] == best
+    for i, name in enumerate(("conv1", "conv2", "fc1")):
+        alive, total = values[1 + 2 * i], values[2 + 2 * i]
+        assert (layers[name]["clusters"], layers[name]["total_clusters"]) == (alive, total), name
+
+
+LATENCY_VARIANTS = {
+    "ancestor": "ancestor",
+    "masked offspring": "masked_offspring",
+    "compacted offspring": "compact_offspring",
+    "TF-MOT pruned + stripped": "tfmot_pruned",
+}
+
+
+def test_latency_table_matches_latency_lenet5_json():
+    variants = _results("latency_lenet5.json")["variants"]
+    rows = table(["variant", "params", "nonzero weights"])
+    assert {r["variant"] for r in rows} == set(LATENCY_VARIANTS)
+    for row in rows:
+        entry, where = variants[LATENCY_VARIANTS[row["variant"]]], f"latency {row['variant']}"
+        check(row, "params", entry["parameters"], where)
+        check(row, "nonzero weights", entry["nonzero_kernel_weights"], where)
+        check(row, "MACs", entry["macs"], where)
+        check(row, "TFLite KB", entry["tflite_bytes"] / 1024, where)
+        for column, key in (
+            ("TFLite 1 thread", "tflite_1t"),
+            ("TFLite 2 threads", "tflite_2t"),
+            ("SavedModel", "savedmodel"),
+        ):
+            check(row, column, entry["latency"][key]["median_ms"], where)
+            speedup = re.search(r"\(([\d.]+)x\)", row[column]).group(1)
+            assert printed_as(speedup, entry["speedup_vs_ancestor"][key]), f"{where} {column}"
+
+
+def _tfmot_name(label: str) -> str:
+    if label == "ancestor":
+        return "ancestor (gen 0)"
+    if m := re.fullmatch(r"TF-MOT (\d+:\d+)", label):
+        return f"tfmot {m.group(1)}"
+    if m := re.fullmatch(r"TF-MOT ([\d.]+)", label):
+        return f"tfmot poly {m.group(1)}"
+    if m := re.fullmatch(r"evolution gen (\d+)", label):
+        return f"evo gen {m.group(1)}"
+    raise AssertionError(f"README TF-MOT table row {label!r} has no JSON counterpart")
+
+
+def test_tfmot_comparison_table_matches_compare_tfmot_json():
+    by_name = {r["name"]: r for r in _results("compare_tfmot.json")["rows"]}
+    rows = table(["row", "acc %", "synapses"])
+    assert rows
+    for row in rows:
+        entry, where = by_name[_tfmot_name(row["row"])], f"TF-MOT table {row['row']}"
+        check(row, "acc %", 100 * entry["accuracy"], where)
+        check(row, "synapses", entry["synapses"], where)
+        check(row, "syn. eff.", entry["synaptic_efficiency"], where)
+        check(row, "clusters", entry["clusters"], where)
+        check(row, "clu. eff.", entry["cluster_efficiency"], where)
+        check(row, "MACs deployed", entry["macs"], where)
+        check(row, "TFLite ms", entry["latency_ms"], where)
+        check(row, "speedup", entry["speedup_vs_ancestor"], where)
+
+
+CIFAR_NETWORKS = {"ResNet-56": "resnet56", "AlexNet": "alexnet_cifar"}
+
+
+def test_cifar10_table_matches_cifar10_json():
+    models = _results("cifar10.json")["models"]
+    rows = table(["network", "gen", "acc %"])
+    network, seen = None, set()
+    for row in rows:
+        network = row["network"] or network  # a blank cell continues the network above
+        model = models[CIFAR_NETWORKS[network]]
+        entry = {g["generation"]: g for g in model["generations"]}[int(row["gen"])]
+        where = f"CIFAR-10 {network} gen {row['gen']}"
+        check(row, "acc %", 100 * entry["accuracy"], where)
+        check(row, "synapses", entry["synapses"], where)
+        check(row, "clusters", entry["clusters"], where)
+        check(row, "syn. eff.", entry["synaptic_efficiency"], where)
+        check(row, "clu. eff.", entry["cluster_efficiency"], where)
+        check(row, "MACs compacted", entry["macs"], where)
+        latency = row["TFLite ms (vs ancestor)"]
+        check(row, "TFLite ms (vs ancestor)", entry["tflite_ms"], where)
+        speedup = re.search(r"\(([\d.]+)x\)", latency).group(1)
+        assert printed_as(speedup, entry["latency_speedup"]), where
+        assert ("rejected" in latency) == (not entry["accepted"]), where
+        seen.add((network, int(row["gen"])))
+    expected = {
+        (label, g["generation"])
+        for label, key in CIFAR_NETWORKS.items()
+        for g in models[key]["generations"]
+    }
+    assert seen == expected, "README's CIFAR-10 table misses generations the JSON has"
+
+
+def test_cifar10_throughput_sentence_matches_cifar10_json():
+    models = _results("cifar10.json")["models"]
+    alexnet, resnet = models["alexnet_cifar"]["throughput"], models["resnet56"]["throughput"]
+    match = re.search(
+        r"AlexNet ([\d,]+) img/s \(ancestor\) vs ([\d,]+) img/s \(compacted generation (\d+), "
+        r"([\d.]+)x\)",
+        README,
+    )
+    assert match, "README's AlexNet throughput sentence changed; update this test with it"
+    assert printed_as(match.group(1), alexnet["ancestor"]["images_per_second"])
+    assert printed_as(match.group(2), alexnet["compact_best"]["images_per_second"])
+    assert int(match.group(3)) == alexnet["best_generation"]
+    assert printed_as(match.group(4), alexnet["speedup"])
+    match = re.search(r"single timed epoch \((\d+) vs (\d+) img/s\)", README)
+    assert match, "README's ResNet-56 throughput sentence changed; update this test with it"
+    assert printed_as(match.group(1), resnet["ancestor"]["images_per_second"])
+    assert printed_as(match.group(2), resnet["compact_best"]["images_per_second"])
+
+
+@pytest.mark.parametrize(
+    "text, actual, ok",
+    [
+        ("98.42", 98.42, True),
+        ("1,687", 1687.1, True),
+        ("5.28x", 5.2813, True),
+        ("5.28x", 5.3, False),
+    ],
+)
+def test_printed_as_compares_at_the_printed_precision(text, actual, ok):
+    assert printed_as(text, actual) is ok
