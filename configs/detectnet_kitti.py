@@ -48,6 +48,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.detection.rect_eps = 0.02
     config.detection.min_height = 22.0
     config.detection.nms_iou = 0.5
+    # 1: DetectNet's coverage loss. > 1 weighs covered cells more: not DetectNet's, an option
+    # for training from scratch on a few images (see tf_evosyn/detection/losses.py).
+    config.detection.coverage_positive_weight = 1.0
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 160

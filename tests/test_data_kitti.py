@@ -175,7 +175,7 @@ def test_bad_png_fails_up_front_and_corrupt_png_fails_naming_the_file(kitti_dir,
     png.write_bytes(png.read_bytes()[:5000])
     data = load_kitti_data(_config(root, validation_fraction=0.34, image_height=16))
     with pytest.raises(Exception, match=r"000002\.png cannot be decoded"):
-        list(data.validation_dataset(1))
+        list(data.test_dataset(1))  # 000002 is the test block
 
 
 def test_class_ids_validates_names():
@@ -194,9 +194,10 @@ def test_id_block_split_is_contiguous_and_deterministic(kitti_dir, records):
     train_ids, _ = data.train_split.image_ids_and_sizes()
     val_ids, val_sizes = data.validation_image_info()
     all_ids = [r.image_id for r in records]
-    assert (data.num_train, data.num_validation) == (82, 21)
-    assert train_ids + val_ids == all_ids
-    assert val_ids == all_ids[-21:]
+    test_ids, _ = data.test_split.image_ids_and_sizes()
+    assert (data.num_train, data.num_validation, data.num_test) == (61, 21, 21)
+    assert train_ids + val_ids + test_ids == all_ids
+    assert val_ids == all_ids[-42:-21] and test_ids == all_ids[-21:]
     assert val_sizes.shape == (21, 2) and val_sizes.dtype == np.int32
     assert "NOT KITTI's benchmark split" in data.description
     again = load_kitti_data(_config(kitti_dir))
@@ -207,8 +208,8 @@ def test_id_block_split_is_contiguous_and_deterministic(kitti_dir, records):
 
 
 def test_validation_pads_bottom_right_and_keeps_kitti_coordinates(kitti_dir, records):
-    data = load_kitti_data(_config(kitti_dir, validation_fraction=0.03))  # 000099, 000100, ...
-    images, gt = next(iter(data.validation_dataset(2)))
+    data = load_kitti_data(_config(kitti_dir, test_fraction=0.03))  # 000100, 001545, 007091
+    images, gt = next(iter(data.test_dataset(2)))
     assert images.shape == (2, 384, 1248, 3) and images.dtype == tf.float32
     assert gt["boxes"].shape == (2, 64, 4) and gt["types"].shape == (2, 64)
     for i, record in enumerate(records[-3:-1]):
@@ -230,7 +231,7 @@ def test_smaller_input_crops_bottom_right_and_clips_boxes(kitti_dir, records):
     data = load_kitti_data(_config(kitti_dir, image_height=192, image_width=640))
     images, gt = next(iter(data.validation_dataset(4)))
     assert images.shape == (4, 192, 640, 3)
-    for i, record in enumerate(records[-21:-17]):
+    for i, record in enumerate(records[-42:-38]):
         np.testing.assert_array_equal(images[i].numpy(), _decoded(record)[:192, :640])
         clipped = [
             (min(o.x1, 640), min(o.y1, 192), min(o.x2, 640), min(o.y2, 192), o.type_id)
@@ -238,7 +239,9 @@ def test_smaller_input_crops_bottom_right_and_clips_boxes(kitti_dir, records):
         ]
         kept = [c for c in clipped if c[2] > c[0] and c[3] > c[1]]
         n = len(kept)
-        np.testing.assert_allclose(gt["boxes"][i, :n].numpy(), [c[:4] for c in kept])
+        np.testing.assert_allclose(
+            gt["boxes"][i, :n].numpy(), np.array([c[:4] for c in kept]).reshape(n, 4)
+        )
         assert gt["types"][i, :n].numpy().tolist() == [c[4] for c in kept]
         assert (gt["types"][i, n:].numpy() == -1).all()
 
@@ -373,7 +376,7 @@ def test_augmentation_config_round_trip_and_validation():
 def test_config_errors_are_clear(kitti_dir):
     with pytest.raises(DataError, match="validation_fraction"):
         load_kitti_data(_config(kitti_dir, validation_fraction=1.0))
-    with pytest.raises(DataError, match="train_limit=500 exceeds the 82"):
+    with pytest.raises(DataError, match="train_limit=500 exceeds the 61"):
         load_kitti_data(_config(kitti_dir, train_limit=500))
     with pytest.raises(DataError, match="data.source"):
         load_kitti_data(_config(kitti_dir, source="idx"))

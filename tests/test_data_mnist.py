@@ -213,9 +213,7 @@ def test_validation_size_is_configurable_and_checked(mnist_dir, tmp_path):
     with pytest.raises(DataError, match="select_on=test"):
         none.validation_dataset(batch_size=8)
     with pytest.raises(DataError, match="validation_size"):
-        load_classification_data(
-            _config(source="idx", data_dir=str(folder), validation_size=10**6)
-        )
+        load_classification_data(_config(source="idx", data_dir=str(folder), validation_size=10**6))
 
 
 def test_limits(mnist_dir, tmp_path, test_split):

@@ -50,8 +50,13 @@ def _lineage(workdir):
     return [json.loads(line) for line in (Path(workdir) / "lineage.jsonl").read_text().splitlines()]
 
 
-def _without_timing(records):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+def _without_timing(value):
+    """Records without wall-clock fields (``seconds``, at any depth: candidates have them)."""
+    if isinstance(value, dict):
+        return {k: _without_timing(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
 
 
 @pytest.fixture(scope="module")

@@ -158,7 +158,7 @@ class KittiData:
 
     @property
     def num_test(self) -> int:
-        return self.test_split.size
+        return self.test_split.size if self.test_split is not None else 0
 
     def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
         """Validation batches in ID order (TFDS: split order), never augmented."""
@@ -166,6 +166,11 @@ class KittiData:
 
     def test_dataset(self, batch_size: int) -> tf.data.Dataset:
         """Test batches in ID order, never augmented (recorded, never decisive)."""
+        if self.test_split is None:
+            raise DataError(
+                "this KITTI source has no test split; use the local folder (ID blocks) or "
+                "TFDS kitti, which has one."
+            )
         return self._evaluation_dataset(self.test_split, batch_size)
 
     def _evaluation_dataset(self, split: Any, batch_size: int) -> tf.data.Dataset:
@@ -283,10 +288,13 @@ def load_kitti_data(data_config: Any) -> KittiData:
         builder = prepared_kitti_builder(tfds_dir, bool(_get(data_config, "download", False)))
         train_split = TfdsKittiSplit(builder, "train", max_boxes, train_limit)
         validation_split = TfdsKittiSplit(builder, "validation", max_boxes)
-        test_split = TfdsKittiSplit(builder, "test", max_boxes)
+        # TFDS kitti has a test split; a hand-prepared copy may not (then no test block).
+        has_test = "test" in builder.info.splits
+        test_split = TfdsKittiSplit(builder, "test", max_boxes) if has_test else None
         description = (
             f"KITTI from TFDS 'kitti' ({tfds_dir or 'default data dir'}): train "
-            f"{train_split.size}, validation {validation_split.size}, test {test_split.size} "
+            f"{train_split.size}, validation {validation_split.size}, test "
+            f"{test_split.size if test_split else 0} "
             "images (TFDS's own split by "
             f"drive, {NOT_BENCHMARK}; TFDS drops DontCare boxes)"
         )

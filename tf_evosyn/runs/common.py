@@ -31,6 +31,7 @@ OPTIONAL_DEFAULTS = {
     "evolution.efficiency_weight": 0.005,
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
+    "detection.coverage_positive_weight": 1.0,
 }
 SELECT_ON = ("validation", "test")
 

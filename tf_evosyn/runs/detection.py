@@ -58,6 +58,7 @@ def detection_task(config: ml_collections.ConfigDict) -> DetectionTask:
             min_height=float(det.min_height),
             nms_iou=float(det.nms_iou),
         ),
+        coverage_positive_weight=float(det.get("coverage_positive_weight", 1.0)),
     )
 
 

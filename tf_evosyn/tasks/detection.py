@@ -61,6 +61,8 @@ class DetectionTask(Task):
     image_shape: tuple[int, int] = (384, 1248)
     stride: int = 16
     decode: DecodeSettings = field(default_factory=DecodeSettings)
+    # 1 = DetectNet's coverage loss; > 1 weighs covered cells more (see CoverageLoss).
+    coverage_positive_weight: float = 1.0
 
     name = "detection"
     supports_distillation = False
@@ -82,7 +84,10 @@ class DetectionTask(Task):
 
     # -- training ---------------------------------------------------------------------------
     def loss(self) -> dict[str, keras.losses.Loss]:
-        return {"coverage": CoverageLoss(), "bbox": BboxLoss()}
+        return {
+            "coverage": CoverageLoss(positive_weight=self.coverage_positive_weight),
+            "bbox": BboxLoss(),
+        }
 
     def loss_weights(self) -> dict[str, float]:
         return dict(DETECTNET_LOSS_WEIGHTS)
