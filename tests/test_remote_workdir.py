@@ -36,6 +36,8 @@ def _smoke_config(mnist_dir: Path):
     config.data.data_dir = str(mnist_dir)
     config.data.train_limit = 1000
     config.data.test_limit = 300
+    config.log.tensorboard_fit_logs = True  # as the full configs: Keras writes to the bucket too
+    config.log.fit_verbose = 0
     return config
 
 
@@ -174,6 +176,9 @@ def test_ram_run_resumes_after_a_crash_to_the_local_lineage(local_run, ram_run):
     assert io_utils.read_json(fs.join(workdir, "status.json"))["state"] == "finished"
     assert fs.read_bytes(fs.join(workdir, "plots", "accuracy.png")).startswith(b"\x89PNG")
     assert [n for n in fs.listdir(fs.join(workdir, "tensorboard")) if "tfevents" in n]
+    assert fs.listdir(fs.join(workdir, "tensorboard", "gen_0002")) == ["train"]
+    # Local directories carry the same marker, so a local run copied to a bucket resumes there.
+    assert (local_run[0] / "generations" / "gen_0002" / io_utils.COMMIT_MARKER).is_file()
     assert "cluster eff." in fs.read_text(fs.join(workdir, "summary.txt"))
 
 
