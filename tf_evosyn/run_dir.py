@@ -23,14 +23,19 @@ The marker is what tells a reader of a lone directory that it is whole; for ``be
 lineage line commits, it is the only commit point. Generation N is written in this order; what a
 crash at each point leaves behind:
 
-1. training/evaluation: nothing of N on disk. Resume redoes N (same seeds, same result).
+0. ``config.json``, ``runtime.json`` (at the start of a session): single files, old or new.
+1. training/evaluation: nothing of N in the run directory but Keras fit logs (with
+   ``log.tensorboard_fit_logs``), which gain a second event file when N is redone. Resume
+   redoes N (same seeds, same result).
 2. writing ``gen_N/``: locally a ``.tmp-gen_N-*`` sibling; remotely ``gen_N/`` without
-   ``COMMITTED``. Resume (:meth:`RunDirectory.prepare`) deletes it and redoes N.
+   ``COMMITTED`` (and a staging copy in the local temp dir, lost with the machine). Resume
+   (:meth:`RunDirectory.prepare`) deletes it and redoes N.
 3. ``gen_N/`` done, ``lineage.jsonl`` not yet rewritten: a complete checkpoint that no lineage
    line names; resume deletes it and redoes N.
 4. ``lineage.jsonl`` rewritten: N is committed; resume continues with N+1.
 5. TensorBoard scalars and plots of N: missing scalars stay missing (TensorBoard shows a gap
-   at step N); the plots are redrawn from the whole lineage at the next commit or resume.
+   at step N); the plots are redrawn from the whole lineage at the next commit and at the end
+   of every session.
 6. ``best/``: stale (an older generation) or, remotely, without marker; readers treat an
    unmarked ``best/`` as missing and a resumed run rewrites it (:meth:`sync_best`).
 7. ``summary.txt``/``status.json``: stale or missing until the run is resumed (rewritten at the
@@ -131,7 +136,9 @@ class RunDirectory:
         io_utils.atomic_replace_dir(self.best_dir, copy_best)
 
     def finish(self, stopped: str | None, best_generation: int) -> str:
-        """Write summary.txt and status.json; returns the summary table."""
+        """Write summary.txt and status.json (and redraw the plots, which a crash right after
+        the last lineage line would leave stale); returns the summary table."""
+        lineage_lib.plot_lineage(self.lineage.records, fs.join(self.workdir, "plots"))
         table = lineage_lib.summary_table(self.lineage.records)
         io_utils.atomic_write_text(fs.join(self.workdir, "summary.txt"), table + "\n")
         status = {
