@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.test_fraction = 0.2
     config.data.train_limit = 0  # all 3200 training images of the subset
     config.data.test_limit = 0  # all 800 held-out images
+    config.data.validation_size = 400  # the last 400 of the 3,200 training images
     config.train.epochs = 1
     config.evolution.generations = 2
     config.evolution.epochs_per_generation = 1

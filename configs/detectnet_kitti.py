@@ -80,6 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.distill_alpha = 0.1
     # Accept offspring whose Car Moderate AP|R40 is at most 10% (relative) below the ancestor's.
     config.evolution.relative_tolerance = 0.1
+    config.evolution.select_on = "validation"  # validation | test (the papers' protocol)
     config.evolution.max_attempts = 3
     config.evolution.reinitialize = False
     config.evolution.selection = "most_efficient"

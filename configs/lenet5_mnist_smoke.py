@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = _base_config()
     config.data.train_limit = 2000
     config.data.test_limit = 500
+    config.data.validation_size = 1000
     config.train.epochs = 1
     config.evolution.generations = 2
     config.evolution.epochs_per_generation = 1

@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.download = True  # let TFDS download when source resolves to tfds
     config.data.train_limit = 0  # use only the first N training examples (0 = all)
     config.data.test_limit = 0
+    # Evolution decides on a validation split held out from the END of the training data
+    # (never on the test split, which is only recorded): data/validation.py.
+    config.data.validation_size = 5000
     config.data.test_fraction = 0.2  # only for data.name=cifar10_subset (no official test split)
     config.data.augment = True  # pad 4 + random 32x32 crop + horizontal flip (training only)
     config.data.normalize = True  # per-channel mean/std of the training images
@@ -99,6 +102,9 @@ def get_config() -> ml_collections.ConfigDict:
     # layer_budget: a re-draw after a rejection takes a smaller step (fraction ** 0.5 ** k).
     config.evolution.retry_relief = 0.5
     config.evolution.accuracy_tolerance = 0.01  # accept offspring within 1 point of the ancestor
+    # validation (default): every decision on the held-out validation split, the test split
+    # only recorded; test: the papers' protocol (selection on the reported test split).
+    config.evolution.select_on = "validation"
     config.evolution.max_attempts = 3
     config.evolution.reinitialize = False  # True: architecture-only heredity
     config.evolution.selection = "most_efficient"  # most_efficient | most_accurate

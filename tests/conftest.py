@@ -78,3 +78,12 @@ def cifar10_subset_file(datasets_dir: Path) -> Path:
     if not path.is_file():
         _missing_data(f"CIFAR-10 subset file {path} not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def kitti_dir(datasets_dir: Path) -> Path:
+    """The real 103-image KITTI object subset (training/image_2 + training/label_2, SOURCE.md)."""
+    path = datasets_dir / "kitti"
+    if not (path / "training" / "image_2").is_dir() or not (path / "training" / "label_2").is_dir():
+        _missing_data(f"KITTI folder {path} (training/image_2, training/label_2) not found")
+    return path

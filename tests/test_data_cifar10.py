@@ -42,6 +42,8 @@ def _config(**overrides) -> ml_collections.ConfigDict:
             "download": False,
             "train_limit": 0,
             "test_limit": 0,
+            # These tests check the readers; the validation split has its own tests below.
+            "validation_size": 0,
         }
     )
     for key, value in overrides.items():
@@ -567,3 +569,16 @@ def test_channel_stats_errors(subset):
         make_classification_dataset(
             grey, subset[1][:16], batch_size=8, training=False, seed=None, normalization=stats
         )
+
+
+def test_subset_validation_is_the_end_of_its_training_part(subset, cifar10_subset_file):
+    """By default the last 1/8 of the subset's 3,200 training images are the validation split
+    that evolution decides on; the 800 test images stay apart."""
+    images, labels = subset
+    config = _config(data_dir=str(cifar10_subset_file.parent))
+    del config["validation_size"]
+    d = load_classification_data(config)
+    assert len(d.train_labels) == 2800 and len(d.validation_labels) == 400
+    np.testing.assert_array_equal(d.validation_images, images[2800:3200])
+    np.testing.assert_array_equal(d.test_images, images[3200:])
+    assert "validation 400 = the last 400 training images" in d.description

@@ -181,11 +181,41 @@ def test_label_out_of_range(mnist_dir, tmp_path, raw_labels):
 
 def test_full_load_via_auto_and_env(full_data, mnist_dir):
     d = full_data
-    assert d.train_images.shape == (60000, 28, 28) and d.test_images.shape == (10000, 28, 28)
-    assert np.bincount(d.train_labels, minlength=10).tolist() == TRAIN_HISTOGRAM
+    assert d.train_images.shape == (55000, 28, 28) and d.test_images.shape == (10000, 28, 28)
+    assert d.validation_images.shape == (5000, 28, 28)
+    all_train = np.concatenate([d.train_labels, d.validation_labels])
+    assert np.bincount(all_train, minlength=10).tolist() == TRAIN_HISTOGRAM
     assert np.bincount(d.test_labels, minlength=10).tolist() == TEST_HISTOGRAM
     assert d.num_classes == 10 and d.input_shape == (28, 28, 1)
-    assert d.description == f"MNIST from IDX files at {mnist_dir} (train 60000, test 10000)"
+    assert d.description == (
+        f"MNIST from IDX files at {mnist_dir} (train 55000, validation 5000 = the last 5000 "
+        "training images, test 10000)"
+    )
+
+
+def test_validation_is_the_end_of_the_training_file_and_never_test(full_data, mnist_dir):
+    """Evolution decides on the validation split: the last 5,000 training images of the IDX
+    file, disjoint from the training images it trains on and from the test split."""
+    raw = load_mnist_idx(mnist_dir)
+    np.testing.assert_array_equal(full_data.validation_images, raw.train_images[-5000:])
+    np.testing.assert_array_equal(full_data.train_images, raw.train_images[:-5000])
+    test_rows = {img.tobytes() for img in full_data.test_images}
+    assert not any(img.tobytes() in test_rows for img in full_data.validation_images[:2000])
+    batches = list(full_data.validation_dataset(batch_size=1000))
+    assert sum(len(y) for _, y in batches) == 5000
+
+
+def test_validation_size_is_configurable_and_checked(mnist_dir, tmp_path):
+    folder = _small_folder(mnist_dir, tmp_path / "m")
+    d = load_classification_data(_config(source="idx", data_dir=str(folder), validation_size=7))
+    assert len(d.validation_images) == 7
+    none = load_classification_data(_config(source="idx", data_dir=str(folder), validation_size=0))
+    with pytest.raises(DataError, match="select_on=test"):
+        none.validation_dataset(batch_size=8)
+    with pytest.raises(DataError, match="validation_size"):
+        load_classification_data(
+            _config(source="idx", data_dir=str(folder), validation_size=10**6)
+        )
 
 
 def test_limits(mnist_dir, tmp_path, test_split):
@@ -196,7 +226,7 @@ def test_limits(mnist_dir, tmp_path, test_split):
     assert len(d.train_images) == len(d.train_labels) == 100
     assert len(d.test_images) == len(d.test_labels) == 50
     np.testing.assert_array_equal(d.test_images, test_split[0][:50])
-    assert "(train 100, test 50)" in d.description
+    assert "(train 100, validation 5000" in d.description and "test 50)" in d.description
 
 
 def test_limit_bigger_than_split(mnist_dir, tmp_path):

@@ -8,8 +8,9 @@ synthesis needs:
 * per evolvable layer, the group of each output channel;
 * per group, the evolvable layers that read it and at which kernel input rows (a dead group
   kills those synapses: they would only ever read zeros or a constant);
-* whether a group may die (every producer is an evolvable, unprotected cluster and it is not a
-  model output), and whether all of its readers are known (so an unread group may die too).
+* whether a group may die (every producer is an evolvable, unprotected cluster, it is not a
+  model output and no barrier pins it), and whether all of its readers are known (so an
+  unread group may die too).
 
 Group heredity generalises the per-layer formula: a group's strength is the mean over its
 members of ``s_c / Z_l`` (each member normalised by its own layer's strongest cluster, so layers
@@ -81,10 +82,13 @@ def plan_coupling(model: keras.Model) -> CouplingPlan:
             continue
         group = ClusterGroup(len(groups), members)
         unprotected = all(evolvable[n].evolve_clusters for n, _ in members)
+        # A group that compaction could not remove (a barrier such as a cross-channel LRN
+        # reads it) never dies: its dead channels would stay in the compacted model.
         group.may_die = (
             len(members) == len(dependency_group.producers)
             and unprotected
             and dependency_group.index not in output_groups
+            and dependency_group.removable
         )
         group.readers_known = dependency_group.removable
         for consumer in dependency_group.consumers:

@@ -22,7 +22,7 @@ import numpy as np
 
 from tf_evosyn._keras import keras
 from tf_evosyn.layers import EvoConv2D, EvoDense
-from tf_evosyn.models.lrn import WithinChannelLRN
+from tf_evosyn.models.lrn import CrossChannelLRN, WithinChannelLRN
 from tf_evosyn.models.shortcut import PadShortcut
 
 # Layer kinds, as the analysis (and compaction) treat them.
@@ -174,6 +174,8 @@ def layer_kind(layer: keras.layers.Layer) -> tuple[str, str]:
         return SCATTER, ""
     if type(layer) is WithinChannelLRN:
         return SPATIAL, ""  # normalises each channel over space only
+    if type(layer) is CrossChannelLRN:
+        return BARRIER, "cross-channel LRN mixes neighbouring channels"
     if isinstance(layer, keras.Model):
         return BARRIER, "nested model"
     return BARRIER, f"layer type {name} is not understood by the channel analysis"

@@ -59,7 +59,9 @@ class Evolution:
         ancestor and on every offspring (each gets a fresh optimizer).
       train_data: a ``tf.data.Dataset`` or, for exact resumability, a function ``seed -> dataset``
         (the loop passes a different seed per generation and attempt).
-      test_data: the evaluation dataset (the task's primary score on it decides acceptance).
+      test_data: the test split: evaluated and recorded every generation (``test_score``,
+        ``test_accuracy`` for classification), never used to decide anything when
+        ``validation_data`` is given.
       settings: :class:`EvolutionSettings`.
       fit_kwargs: extra keyword arguments for ``model.fit`` (callbacks, class weights, ...).
       ancestor_compile_fn: compiles the ancestor for its own training, if it differs from the
@@ -70,6 +72,9 @@ class Evolution:
         are global batches that ``model.fit`` splits across the replicas. Synthesis reads and
         writes the mirrored variables from the host (cross-replica context), see
         :mod:`tf_evosyn.distribute`.
+      validation_data: the data every decision is made on (acceptance, re-draws, early stop,
+        ``best/``): held out from the training data. None: decide on ``test_data``, the papers'
+        protocol (records say ``selection_split: "test"``).
       task: what the network learns and how it is judged (default: classification, top-1
         accuracy). ``compile_fn`` should compile with the task's loss (:meth:`Task.compile`).
     """
@@ -85,6 +90,7 @@ class Evolution:
         ancestor_compile_fn: CompileFn | None = None,
         strategy: tf.distribute.Strategy | None = None,
         task: Task | None = None,
+        validation_data: tf.data.Dataset | None = None,
     ):
         self._teacher_model: keras.Model | None = None
         self.run_dir = RunDirectory(workdir)
@@ -93,6 +99,12 @@ class Evolution:
         self.ancestor_compile_fn = ancestor_compile_fn or compile_fn
         self.train_data = train_data
         self.test_data = test_data
+        self.validation_data = validation_data
+        if validation_data is None:
+            logging.warning(
+                "No validation data: acceptance and best/ are decided on the TEST split (the "
+                "papers' protocol); its figures are then chosen on the data they report."
+            )
         self.settings = settings or EvolutionSettings()
         self.settings.validate()
         self.task = task or ClassificationTask()
@@ -180,8 +192,29 @@ class Evolution:
             self._teacher_model.trainable = False
         return self._teacher_model
 
+    @property
+    def selection_split(self) -> str:
+        return "test" if self.validation_data is None else "validation"
+
     def _evaluate(self, model: keras.Model) -> Evaluation:
-        return self.task.check_score(self.task.evaluate(model, self.test_data))
+        """The evaluation every decision is made on (validation, or test if there is none)."""
+        decide_on = self.test_data if self.validation_data is None else self.validation_data
+        return self.task.check_score(self.task.evaluate(model, decide_on))
+
+    def _test_fields(self, model: keras.Model, finite: bool) -> dict:
+        """The test split's figures, recorded beside the decision split's (never decisive)."""
+        if self.validation_data is None:
+            return {"selection_split": "test"}
+        evaluation = self.task.evaluate(model, self.test_data) if finite else None
+        score = evaluation.score if evaluation and math.isfinite(evaluation.score) else 0.0
+        fields = {
+            "selection_split": "validation",
+            "test_score": score,
+            "test_metrics": dict(evaluation.metrics) if evaluation else {},
+        }
+        if self.task.metric == "accuracy":
+            fields["test_accuracy"] = score
+        return fields
 
     def _score_fields(self, evaluation: Evaluation | None) -> dict:
         """``metric``, ``score`` and ``metrics`` of a record (+ ``accuracy`` when that is the
@@ -218,6 +251,7 @@ class Evolution:
         return {
             "generation": generation,
             **self._score_fields(evaluation),
+            **self._test_fields(model, evaluation is not None),
             "synapses": counts.synapses,
             "clusters": counts.clusters,
             "synaptic_efficiency": synaptic,

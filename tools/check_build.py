@@ -1,9 +1,12 @@
 """Check that the root BUILD file lists every module, test, binary and config, and nothing stale.
 
-    python tools/check_build.py [REPO_ROOT]
+    python tools/check_build.py [REPO_ROOT]            # check
+    python tools/check_build.py --write [REPO_ROOT]    # rewrite BUILD from the files
 
 prints what is missing from (or stale in) BUILD, with a ready-to-paste snippet for each missing
-target, and exits 1 if anything is wrong. No Bazel is needed: BUILD is Starlark, whose simple
+target, and exits 1 if anything is wrong. ``--write`` regenerates every target from the files
+on disk (keeping BUILD's header comment): the way to resolve a merge conflict in BUILD.
+No Bazel is needed: BUILD is Starlark, whose simple
 ``rule(name = "...", srcs = [...])`` calls are also valid Python, so it is read with ``ast`` and
 every attribute must be a literal (lists written out explicitly, no glob()).
 
@@ -245,7 +248,36 @@ def py_binary_snippet(path: str) -> str:
     )
 
 
+def _string_list(items: list[str], indent: str = "        ") -> str:
+    return "".join(f'{indent}"{item}",\n' for item in items)
+
+
+def render_build(root: Path = REPO_ROOT) -> str:
+    """BUILD as the files on disk define it: the library, one binary per bin/ module, one
+    py_test per test file (tagged slow when it uses pytest.mark.slow)."""
+    text = (root / "BUILD").read_text() if (root / "BUILD").exists() else ""
+    header = text[: text.index("package(")] if "package(" in text else ""
+    parts = [
+        header + 'package(default_visibility = ["//visibility:public"])',
+        f'py_library(\n    name = "{LIBRARY}",\n    srcs = [\n'
+        + _string_list(package_modules(root))
+        + "    ],\n    # Experiment configs are loaded by path (ml_collections config_flags), not "
+        "imported.\n    data = [\n"
+        + _string_list(config_files(root))
+        + '    ],\n    imports = ["."],\n)',
+        "# ---- Binaries: one per module in tf_evosyn/bin/ (except __init__.py). ----",
+        *(py_binary_snippet(p) for p in bin_modules(root)),
+        "# ---- Tests: one per tests/test_*.py (pytest files). ----",
+        *(py_test_snippet(p, has_slow_marker(root / p)) for p in pytest_files(root)),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 1 and argv[1] == "--write":
+        root = Path(argv[2]).resolve() if len(argv) > 2 else REPO_ROOT
+        (root / "BUILD").write_text(render_build(root))
+        argv = [argv[0], str(root)]
     root = Path(argv[1]).resolve() if len(argv) > 1 else REPO_ROOT
     try:
         problems = all_problems(root)

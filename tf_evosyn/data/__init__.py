@@ -1,5 +1,6 @@
 """Datasets for tf_evosyn: strict local readers (MNIST IDX, CIFAR-10 python batches, .npz), TFDS
-loader, tf.data pipeline (optional normalisation and CIFAR augmentation), registry."""
+loader, tf.data pipeline (optional normalisation and CIFAR augmentation), registry, and KITTI
+object detection (folder or TFDS, padded ground truth, DetectNet augmentation)."""
 
 from tf_evosyn.data.cifar10 import (
     load_cifar10_python,
@@ -7,6 +8,18 @@ from tf_evosyn.data.cifar10 import (
     read_cifar10_batch,
 )
 from tf_evosyn.data.errors import DataError
+from tf_evosyn.data.kitti import KittiData, load_kitti_data
+from tf_evosyn.data.kitti_augment import DetectNetAugmentation
+from tf_evosyn.data.kitti_labels import (
+    KITTI_TYPES,
+    KittiObject,
+    KittiRecord,
+    class_ids,
+    parse_label_file,
+    parse_label_line,
+    scan_kitti_folder,
+    split_by_id_blocks,
+)
 from tf_evosyn.data.mnist_idx import (
     MnistArrays,
     SplitArrays,
@@ -31,20 +44,31 @@ __all__ = [
     "ClassificationData",
     "DataError",
     "DatasetSpec",
+    "DetectNetAugmentation",
+    "KITTI_TYPES",
+    "KittiData",
+    "KittiObject",
+    "KittiRecord",
     "MnistArrays",
     "SplitArrays",
     "channel_stats",
+    "class_ids",
     "find_mnist_files",
     "load_cifar10_python",
     "load_cifar10_subset",
     "load_classification_data",
+    "load_kitti_data",
     "load_mnist_idx",
     "load_npz_dataset",
     "load_tfds_arrays",
     "make_classification_dataset",
+    "parse_label_file",
+    "parse_label_line",
     "random_crop_flip",
     "read_cifar10_batch",
     "read_idx",
     "read_npz_images",
+    "scan_kitti_folder",
     "split_by_fraction",
+    "split_by_id_blocks",
 ]

@@ -9,149 +9,35 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from absl import logging
 
 from tf_evosyn._keras import tf
-from tf_evosyn.data.cifar10 import (
-    CIFAR10_NUM_CLASSES,
-    CIFAR10_SUBSET_NOTE,
-    load_cifar10_python,
-    load_cifar10_subset,
+from tf_evosyn.data.datasets import (  # noqa: F401  (DatasetSpec/LocalData: their old home)
+    DATASETS,
+    DEFAULT_TEST_FRACTION,
+    DatasetSpec,
+    LocalData,
+    _get,
 )
 from tf_evosyn.data.errors import DataError
-from tf_evosyn.data.mnist_idx import SplitArrays, load_mnist_idx
-from tf_evosyn.data.npz_source import check_test_fraction, load_npz_dataset
+from tf_evosyn.data.mnist_idx import SplitArrays
 from tf_evosyn.data.pipeline import make_classification_dataset
 from tf_evosyn.data.tfds_source import load_tfds_arrays
 from tf_evosyn.data.transforms import ChannelStats, channel_stats
+from tf_evosyn.data.validation import split_validation, validation_count
 
 DATA_DIR_ENV = "EVOSYN_DATA_DIR"
 # 'local' = local files in the dataset's native format; 'idx' is MNIST's name for it (kept for
 # old configs); 'auto' = local if a folder is configured, else TFDS.
 SOURCES = ("auto", "local", "idx", "tfds")
-DEFAULT_TEST_FRACTION = 0.2
 # data.normalize_style: how ``normalize`` maps pixels. 'standardize': (x - mean) / std per
 # channel with pixels in [0, 1]; 'caffe': raw 0-255 pixels minus the per-channel mean, no
 # division (the input scale Caffe's cifar10 examples train on; they subtract the mean image).
 NORMALIZE_STYLES = ("standardize", "caffe")
-
-
-class LocalData(NamedTuple):
-    """What a local loader returns: the arrays, where they came from, and a caveat if any."""
-
-    arrays: SplitArrays
-    where: str
-    note: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """How to load one named dataset from local files and from TFDS, and its pipeline defaults.
-
-    ``load_local(folder, data_config)`` reads the local files (``folder`` is ``data.data_dir`` or
-    ``$EVOSYN_DATA_DIR/<name>``, None if neither is set). ``num_classes`` 0 means "from
-    ``data.num_classes`` or the labels"; an empty ``tfds_name`` means there is no TFDS version.
-    ``augment``/``normalize`` are the defaults of ``data.augment``/``data.normalize``.
-    """
-
-    display_name: str
-    num_classes: int
-    load_local: Callable[[Path | None, Any], LocalData]
-    tfds_name: str = ""
-    local_format: str = "local files"
-    local_aliases: tuple[str, ...] = ()
-    needs_folder: bool = True
-    augment: bool = False
-    normalize: bool = False
-
-
-def _load_mnist(folder: Path | None, config: Any) -> LocalData:
-    return LocalData(load_mnist_idx(folder), f"IDX files at {folder}")
-
-
-def _load_cifar10(folder: Path | None, config: Any) -> LocalData:
-    return LocalData(load_cifar10_python(folder), f"python batches at {folder}")
-
-
-def _load_cifar10_subset(folder: Path | None, config: Any) -> LocalData:
-    fraction = _test_fraction(config)
-    arrays, path = load_cifar10_subset(folder, fraction)
-    note = (
-        f"{CIFAR10_SUBSET_NOTE}; train = its first {len(arrays.train_labels)} images, test = "
-        f"its last {len(arrays.test_labels)} (data.test_fraction={fraction:g}), which is NOT "
-        "the official CIFAR-10 test split"
-    )
-    return LocalData(arrays, str(path), note)
-
-
-def _resolve(path: str, config: Any) -> Path:
-    """``path`` with ~ and $VARS expanded; relative paths are taken inside ``data.data_dir``."""
-    resolved = Path(os.path.expandvars(path)).expanduser()
-    data_dir = str(_get(config, "data_dir", "") or "")
-    if data_dir and not resolved.is_absolute():
-        resolved = Path(os.path.expandvars(data_dir)).expanduser() / resolved
-    return resolved
-
-
-def _load_npz(folder: Path | None, config: Any) -> LocalData:
-    train_file = str(_get(config, "train_file", "") or "")
-    test_file = str(_get(config, "test_file", "") or "")
-    if not train_file:
-        raise DataError(
-            "data.name=npz needs --config.data.train_file=<file.npz> (x uint8 NHWC images, y "
-            "integer labels); add --config.data.test_file=<file.npz> for a separate test set, or "
-            "the last data.test_fraction of train_file is used for testing."
-        )
-    train_path = _resolve(train_file, config)
-    if test_file:
-        test_path = _resolve(test_file, config)
-        arrays = load_npz_dataset(train_path, test_path)
-        return LocalData(arrays, f"npz files {train_path} (train) and {test_path} (test)")
-    fraction = _test_fraction(config)
-    arrays = load_npz_dataset(train_path, None, fraction)
-    where = f"npz file {train_path}, last {fraction:g} as test split"
-    return LocalData(arrays, where)
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        display_name="MNIST",
-        num_classes=10,
-        load_local=_load_mnist,
-        tfds_name="mnist",
-        local_format="IDX files",
-        local_aliases=("idx",),
-    ),
-    "cifar10": DatasetSpec(
-        display_name="CIFAR-10",
-        num_classes=CIFAR10_NUM_CLASSES,
-        load_local=_load_cifar10,
-        tfds_name="cifar10",
-        local_format="python batches (cifar-10-batches-py)",
-        augment=True,
-        normalize=True,
-    ),
-    "cifar10_subset": DatasetSpec(
-        display_name="CIFAR-10 subset",
-        num_classes=CIFAR10_NUM_CLASSES,
-        load_local=_load_cifar10_subset,
-        local_format="the cifar10_subset .npz file",
-        augment=True,
-        normalize=True,
-    ),
-    "npz": DatasetSpec(
-        display_name="NumPy data",
-        num_classes=0,
-        load_local=_load_npz,
-        local_format=".npz files",
-        needs_folder=False,
-    ),
-}
 
 
 @dataclasses.dataclass
@@ -174,6 +60,9 @@ class ClassificationData:
     normalize: bool = False
     channel_stats: ChannelStats | None = None
     normalize_style: str = "standardize"
+    # Held out from the training data (its last images); evolution decides on it.
+    validation_images: np.ndarray | None = None
+    validation_labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.normalize and self.channel_stats is None:
@@ -216,20 +105,29 @@ class ClassificationData:
             normalization=self.normalization,
         )
 
+    def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
+        """Validation batches in order (unshuffled, never augmented); see data/validation.py."""
+        if self.validation_images is None or not len(self.validation_images):
+            raise DataError(
+                "this dataset has no validation split (data.validation_size=0); hold some "
+                "training images out, or select on the test split explicitly with "
+                "--config.evolution.select_on=test (the papers' protocol)."
+            )
+        return make_classification_dataset(
+            self.validation_images,
+            self.validation_labels,
+            batch_size=batch_size,
+            training=False,
+            seed=None,
+            normalization=self.normalization,
+        )
+
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 images -> the float32 NHWC model input the test pipeline feeds (for export)."""
         x = np.asarray(images, dtype=np.float32) / 255.0
         x = x[..., None] if x.ndim == 3 else x
         stats = self.normalization
         return x if stats is None else (x - stats.mean) / stats.std
-
-
-def _get(config: Any, key: str, default: Any) -> Any:
-    """Read ``config.key`` from a ConfigDict or any attribute object, with a default."""
-    try:
-        return getattr(config, key)
-    except (AttributeError, KeyError):
-        return default
 
 
 def _limit(config: Any, key: str) -> int:
@@ -263,10 +161,6 @@ def _apply_limit(images: np.ndarray, labels: np.ndarray, limit: int, split: str,
             f"use at most {len(images)} (or 0 for all)."
         )
     return images[:limit], labels[:limit]
-
-
-def _test_fraction(config: Any) -> float:
-    return check_test_fraction(_get(config, "test_fraction", DEFAULT_TEST_FRACTION))
 
 
 def _flag(config: Any, key: str, default: bool) -> bool:
@@ -342,7 +236,10 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     Keys: ``name`` (mnist | cifar10 | cifar10_subset | npz), ``source``
     ('auto'|'local'|'idx'|'tfds'; 'idx' is MNIST's alias of 'local'), ``data_dir``,
     ``tfds_data_dir``, ``download``, ``train_limit``, ``test_limit``, and, read with defaults so
-    older configs still work: ``test_fraction`` (cifar10_subset, single-file npz; default 0.2),
+    older configs still work: ``validation_size`` / ``validation_fraction`` (the held-out end
+    of the training split that evolution decides on, see :mod:`tf_evosyn.data.validation`;
+    default 5,000 images for MNIST and CIFAR-10), ``test_fraction`` (cifar10_subset,
+    single-file npz; default 0.2),
     ``augment`` / ``normalize`` (None = the dataset's default: on for CIFAR-10, off otherwise),
     ``normalize_style`` (:data:`NORMALIZE_STYLES`, default 'standardize'),
     ``train_file`` / ``test_file`` / ``num_classes`` (npz). Raises :class:`DataError` on any
@@ -407,16 +304,21 @@ def load_classification_data(data_config: Any) -> ClassificationData:
             f"{spec.display_name} from {where}: train images {arrays.train_images.shape[1:]} and "
             f"test images {arrays.test_images.shape[1:]} differ in shape."
         )
-    train_x, train_y = _apply_limit(
-        arrays.train_images, arrays.train_labels, train_limit, "train", "train_limit"
+    held_out = validation_count(name, data_config, len(arrays.train_labels))
+    train_x, train_y, val_x, val_y = split_validation(
+        arrays.train_images, arrays.train_labels, held_out
     )
+    train_x, train_y = _apply_limit(train_x, train_y, train_limit, "train", "train_limit")
     test_x, test_y = _apply_limit(
         arrays.test_images, arrays.test_labels, test_limit, "test", "test_limit"
     )
     input_shape = tuple(int(d) for d in train_x.shape[1:])
     if len(input_shape) == 2:
         input_shape += (1,)
-    description = f"{spec.display_name} from {where} (train {len(train_x)}, test {len(test_x)})"
+    held = f"validation {len(val_x)} = the last {len(val_x)} training images, " if held_out else ""
+    description = (
+        f"{spec.display_name} from {where} (train {len(train_x)}, {held}test {len(test_x)})"
+    )
     if note:
         description += f"; {note}"
     normalized = "normalized" if normalize_style == "standardize" else "mean-subtracted, 0-255"
@@ -435,4 +337,6 @@ def load_classification_data(data_config: Any) -> ClassificationData:
         augment=augment,
         normalize=normalize,
         normalize_style=normalize_style,
+        validation_images=val_x,
+        validation_labels=val_y,
     )

@@ -3,14 +3,16 @@
 import inspect
 
 from tf_evosyn.models.alexnet_cifar import alexnet_cifar
+from tf_evosyn.models.detectnet import detectnet
 from tf_evosyn.models.lenet5 import lenet5
-from tf_evosyn.models.lrn import WithinChannelLRN
+from tf_evosyn.models.lrn import CrossChannelLRN, WithinChannelLRN
 from tf_evosyn.models.resnet_cifar import resnet20, resnet56, resnet_cifar
 from tf_evosyn.models.shortcut import PadShortcut
 
 _MODELS = {
     "lenet5": lenet5,
     "alexnet_cifar": alexnet_cifar,
+    "detectnet": detectnet,
     "resnet20": resnet20,
     "resnet56": resnet56,
 }
@@ -38,16 +40,22 @@ def names() -> list[str]:
 
 def custom_objects() -> dict[str, type]:
     """The zoo's custom layers, for ``keras.utils.custom_object_scope`` when loading models."""
-    return {"PadShortcut": PadShortcut, "WithinChannelLRN": WithinChannelLRN}
+    return {
+        "CrossChannelLRN": CrossChannelLRN,
+        "PadShortcut": PadShortcut,
+        "WithinChannelLRN": WithinChannelLRN,
+    }
 
 
 __all__ = [
+    "CrossChannelLRN",
     "PadShortcut",
     "WithinChannelLRN",
     "accepts_keyword",
     "alexnet_cifar",
     "build",
     "custom_objects",
+    "detectnet",
     "lenet5",
     "names",
     "resnet20",

@@ -1,7 +1,8 @@
-"""Caffe's ``LRN`` layer with ``norm_region: WITHIN_CHANNEL`` (used by cifar10_full).
+"""Caffe's ``LRN`` layer: ``norm_region: WITHIN_CHANNEL`` (used by cifar10_full) and
+``ACROSS_CHANNELS`` (GoogLeNet, hence DetectNet; see :class:`CrossChannelLRN`).
 
-Keras has no such layer: ``tf.nn.local_response_normalization`` is Caffe's ACROSS_CHANNELS mode.
-WITHIN_CHANNEL normalises each value by the squares of its ``local_size x local_size`` spatial
+Keras has neither as a layer; ``tf.nn.local_response_normalization`` is Caffe's ACROSS_CHANNELS
+mode. WITHIN_CHANNEL normalises each value by the squares of its ``local_size x local_size`` spatial
 neighbourhood in the *same* channel::
 
     y = x * (1 + alpha / local_size**2 * sum_{3x3 window, zero padded} x**2) ** -beta
@@ -36,6 +37,49 @@ class WithinChannelLRN(keras.layers.Layer):
         squares = tf.pad(tf.square(inputs), [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         mean = tf.nn.avg_pool2d(squares, self.local_size, 1, "VALID")  # divisor local_size**2
         return inputs * tf.pow(1.0 + self.alpha * mean, -self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"local_size": self.local_size, "alpha": self.alpha, "beta": self.beta})
+        return config
+
+
+@keras.utils.register_keras_serializable(package="tf_evosyn")
+class CrossChannelLRN(keras.layers.Layer):
+    """Caffe LRN, ACROSS_CHANNELS mode (GoogLeNet's ``norm1``/``norm2``), on NHWC input.
+
+    Caffe divides ``alpha`` by ``local_size``::
+
+        y_c = x_c * (1 + alpha / local_size * sum_{|c' - c| <= r} x_c'**2) ** -beta
+
+    with ``r = (local_size - 1) / 2`` (zero padded at the first and last channels), which is
+    ``tf.nn.local_response_normalization`` with ``depth_radius = (local_size - 1) // 2``,
+    ``bias = 1`` and ``alpha = alpha / local_size``. It mixes neighbouring channels, so the
+    channel-dependency analysis treats it as a barrier: the channels that flow into it are never
+    removed. No weights.
+    """
+
+    def __init__(
+        self, local_size: int = 5, alpha: float = 1e-4, beta: float = 0.75, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        if local_size < 1 or local_size % 2 == 0:
+            raise ValueError(f"local_size must be a positive odd number, got {local_size}.")
+        self.local_size = int(local_size)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.nn.local_response_normalization(
+            inputs,
+            depth_radius=(self.local_size - 1) // 2,
+            bias=1.0,
+            alpha=self.alpha / self.local_size,
+            beta=self.beta,
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -21,7 +21,13 @@ from tf_evosyn.data import load_classification_data
 from tf_evosyn.evolution import Evolution
 from tf_evosyn.model_io import load_model
 from tf_evosyn.recipes import make_compile_fn
-from tf_evosyn.runs.common import prepare_workdir, run_with_strategy, write_runtime
+from tf_evosyn.runs.common import (
+    check_selection_of_run,
+    prepare_workdir,
+    run_with_strategy,
+    select_on,
+    write_runtime,
+)
 from tf_evosyn.tasks import ClassificationTask
 
 
@@ -37,6 +43,7 @@ def run_classification(
     cloned and compiled inside its scope.
     """
     validate_config(config)
+    select_on(config)
     return run_with_strategy(
         config, workdir, strategy, lambda wd, st, scale: _run(config, wd, st, scale)
     )
@@ -49,6 +56,10 @@ def _run(
     scale: ScaleSettings,
 ) -> list[dict]:
     data = load_classification_data(config.data)  # validates files before any training
+    split = select_on(config)
+    eval_batch = max(config.train.batch_size, 256)
+    validation_data = data.validation_dataset(eval_batch) if split == "validation" else None
+    check_selection_of_run(workdir, split)
     prepare_workdir(config, workdir)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -65,7 +76,7 @@ def _run(
         ", XLA" if scale.jit_compile else "",
     )
     steps_per_epoch = -(-len(data.train_labels) // batch_size)
-    test_data = data.test_dataset(batch_size=max(batch_size, 256))
+    test_data = data.test_dataset(batch_size=eval_batch)
     task = ClassificationTask()
 
     ancestor, ancestor_epochs = None, 0
@@ -105,6 +116,7 @@ def _run(
         ),
         strategy=strategy,
         task=task,
+        validation_data=validation_data,
     )
     return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
 

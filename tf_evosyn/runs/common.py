@@ -21,7 +21,13 @@ from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 # model.weight_decay None = the model builder's own default (ResNets 1e-4, AlexNet 0.004; LeNet-5
 # has none; a value is passed to models.build as weight_decay=...); data.normalize_style, see
 # tf_evosyn.data.registry.NORMALIZE_STYLES.
-OPTIONAL_DEFAULTS = {"model.weight_decay": None, "data.normalize_style": "standardize"}
+OPTIONAL_DEFAULTS = {
+    "model.weight_decay": None,
+    "data.normalize_style": "standardize",
+    "data.validation_size": None,  # None: the dataset's default (data/validation.py)
+    "evolution.select_on": "validation",
+}
+SELECT_ON = ("validation", "test")
 
 # Where the run executes may change when it is resumed (e.g. on other hardware); what it computes
 # may not: a resumed run must use the same config apart from these keys.
@@ -161,3 +167,30 @@ def run_with_strategy(
         return body(_worker_workdir(workdir, strategy), strategy, scale)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def select_on(config: ml_collections.ConfigDict) -> str:
+    """Which split decides (``evolution.select_on``): validation (default) or test."""
+    value = config.evolution.get("select_on", None) or "validation"
+    if value not in SELECT_ON:
+        raise ConfigError(
+            f"evolution.select_on={value!r}; use 'validation' (decide on the held-out "
+            "validation split) or 'test' (the papers' protocol: decide on the test split)."
+        )
+    return value
+
+
+def check_selection_of_run(workdir: Path, split: str) -> None:
+    """A run started with one selection split cannot resume with the other (its earlier
+    decisions were made on it); runs from before validation selection decided on test."""
+    lineage = lineage_lib.Lineage(workdir / lineage_lib.LINEAGE_FILENAME)
+    if not lineage.records:
+        return
+    before = lineage.records[0].get("selection_split", "test")
+    if before != split:
+        raise ConfigError(
+            f"{workdir} was evolved with decisions on the {before} split; resume it with "
+            f"--config.evolution.select_on={before}"
+            + (" --config.data.validation_size=0" if before == "test" else "")
+            + ", or start a new --workdir."
+        )

@@ -29,7 +29,13 @@ from tf_evosyn.detection import KITTI_TYPES
 from tf_evosyn.evolution import Evolution
 from tf_evosyn.model_io import load_model
 from tf_evosyn.recipes import make_compile_fn
-from tf_evosyn.runs.common import prepare_workdir, run_with_strategy, write_runtime
+from tf_evosyn.runs.common import (
+    check_selection_of_run,
+    prepare_workdir,
+    run_with_strategy,
+    select_on,
+    write_runtime,
+)
 from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
 
 # Keys of config.model passed to the model builder (DetectNet's width and normalisation).
@@ -58,6 +64,7 @@ def detection_task(config: ml_collections.ConfigDict) -> DetectionTask:
 def validate_detection_config(config: ml_collections.ConfigDict) -> None:
     """The shared checks plus what only detection has, before any data is read."""
     validate_config(config)
+    select_on(config)
     data = config.data
     if data.name != "kitti":
         raise ConfigError(f"data.name={data.name!r}: evosyn-detect reads 'kitti'.")
@@ -121,6 +128,8 @@ def _run(
 ) -> list[dict]:
     data = load_kitti_data(config.data)  # validates the whole folder before any training
     task = detection_task(config)
+    split = select_on(config)
+    check_selection_of_run(workdir, split)
     prepare_workdir(config, workdir)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -160,7 +169,8 @@ def _run(
         workdir,
         compile_fn=compile_fn(config.evolution, config.evolution.epochs_per_generation),
         train_data=lambda seed: task.training_pairs(data.train_dataset(batch_size, seed)),
-        test_data=data.validation_dataset(batch_size),
+        test_data=data.test_dataset(batch_size),
+        validation_data=data.validation_dataset(batch_size) if split == "validation" else None,
         settings=build_settings(config),
         ancestor_compile_fn=compile_fn(config.train, config.train.epochs),
         strategy=strategy,
