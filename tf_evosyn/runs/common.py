@@ -180,10 +180,10 @@ def select_on(config: ml_collections.ConfigDict) -> str:
     return value
 
 
-def check_selection_of_run(workdir: Path, split: str) -> None:
+def check_selection_of_run(workdir: str | os.PathLike[str], split: str) -> None:
     """A run started with one selection split cannot resume with the other (its earlier
     decisions were made on it); runs from before validation selection decided on test."""
-    lineage = lineage_lib.Lineage(workdir / lineage_lib.LINEAGE_FILENAME)
+    lineage = lineage_lib.Lineage(fs.join(workdir, lineage_lib.LINEAGE_FILENAME))
     if not lineage.records:
         return
     before = lineage.records[0].get("selection_split", "test")
