@@ -13,14 +13,15 @@ lineage as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from absl import logging
 
 from tf_evosyn import distribute as distribute_lib
+from tf_evosyn import fs
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn import population as population_lib
 from tf_evosyn import records as records_lib
@@ -53,7 +54,7 @@ class Evolution:
     """Runs (and resumes) an evolution in ``workdir``.
 
     Args:
-      workdir: the run directory.
+      workdir: the run directory: a local path or a URL TensorFlow can write (``gs://...``).
       compile_fn: compiles a model with the user's optimizer, loss and metrics; called on the
         ancestor and on every offspring (each gets a fresh optimizer).
       train_data: a ``tf.data.Dataset`` or, for exact resumability, a function ``seed -> dataset``
@@ -80,7 +81,7 @@ class Evolution:
 
     def __init__(
         self,
-        workdir: str | Path,
+        workdir: str | os.PathLike[str],
         compile_fn: CompileFn,
         train_data: TrainData,
         test_data: tf.data.Dataset,
@@ -92,7 +93,8 @@ class Evolution:
         validation_data: tf.data.Dataset | None = None,
     ):
         self._teacher_model: keras.Model | None = None
-        self.workdir = Path(workdir)
+        self.run_dir = RunDirectory(workdir)
+        self.workdir = self.run_dir.workdir
         self.compile_fn = compile_fn
         self.ancestor_compile_fn = ancestor_compile_fn or compile_fn
         self.train_data = train_data
@@ -113,15 +115,14 @@ class Evolution:
             )
         self.fit_kwargs = dict(fit_kwargs or {})
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.run_dir = RunDirectory(self.workdir)
         self.lineage = self.run_dir.lineage
 
     # -- paths ---------------------------------------------------------------------------------
-    def generation_dir(self, generation: int) -> Path:
+    def generation_dir(self, generation: int) -> fs.RunPath:
         return self.run_dir.generation_dir(generation)
 
     @property
-    def best_dir(self) -> Path:
+    def best_dir(self) -> fs.RunPath:
         return self.run_dir.best_dir
 
     # -- public --------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class Evolution:
         if self.settings.tensorboard_fit_logs:
             callbacks.append(
                 keras.callbacks.TensorBoard(
-                    str(self.run_dir.tensorboard_dir / f"gen_{generation:04d}"),
+                    str(fs.join(self.run_dir.tensorboard_dir, f"gen_{generation:04d}")),
                     write_graph=False,
                     profile_batch=0,
                 )

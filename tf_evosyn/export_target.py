@@ -6,9 +6,9 @@ message that says how to fix it.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-from tf_evosyn import io_utils
+from tf_evosyn import fs, io_utils
 from tf_evosyn.lineage import LINEAGE_FILENAME, Lineage
 
 _FIX = "pass the directory an evosyn-classify or evosyn-detect run wrote (its --workdir)"
@@ -18,9 +18,9 @@ class ExportError(ValueError):
     """The run directory or the requested generation cannot be exported (user's to fix)."""
 
 
-def _checkpoint(workdir: Path, generation: int) -> Path:
-    path = workdir / "generations" / f"gen_{generation:04d}" / "model.keras"
-    if not path.is_file():
+def _checkpoint(workdir: fs.RunPath, generation: int) -> fs.RunPath:
+    path = fs.join(workdir, "generations", f"gen_{generation:04d}", "model.keras")
+    if not fs.isfile(path):
         raise ExportError(
             f"{path} is missing: the checkpoint of generation {generation} was deleted or never "
             "written. Restore it, or export another generation with --generation=N."
@@ -29,7 +29,7 @@ def _checkpoint(workdir: Path, generation: int) -> Path:
 
 
 def read_run_records(
-    workdir: Path,
+    workdir: str | os.PathLike[str],
     *,
     described_as: str = "",
     fix: str = _FIX,
@@ -39,10 +39,11 @@ def read_run_records(
 
     ``described_as`` names the directory in messages (default: "run directory WORKDIR").
     """
+    workdir = fs.path(workdir)
     described_as = described_as or f"run directory {workdir}"
-    if not workdir.is_dir():
+    if not fs.isdir(workdir):
         raise error(f"{described_as} does not exist; {fix}.")
-    if not (workdir / LINEAGE_FILENAME).is_file():
+    if not fs.isfile(fs.join(workdir, LINEAGE_FILENAME)):
         raise error(
             f"{workdir} has no {LINEAGE_FILENAME}: it is not an evolution run directory, or its "
             f"ancestor (generation 0) has not finished yet; {fix}."
@@ -53,13 +54,13 @@ def read_run_records(
         raise error(str(exc)) from exc
 
 
-def resolve_target(workdir: str | Path, generation: int | None = None) -> dict:
+def resolve_target(workdir: str | os.PathLike[str], generation: int | None = None) -> dict:
     """Check the run directory and pick what to export, before any expensive work.
 
     Returns {"ancestor": record, "offspring": record, "ancestor_path", "offspring_path",
     "config"}. Raises :class:`ExportError` with a message that says how to fix the problem.
     """
-    workdir = Path(workdir)
+    workdir = fs.path(workdir)
     records = read_run_records(workdir)
     if not records:
         raise ExportError(
@@ -69,16 +70,17 @@ def resolve_target(workdir: str | Path, generation: int | None = None) -> dict:
     by_generation = {r["generation"]: r for r in records}
     accepted = [r["generation"] for r in records if r["accepted"]]
     if generation is None:
-        best = workdir / "best" / "record.json"
-        if not best.is_file():
+        best = fs.join(workdir, "best", "record.json")
+        if not (io_utils.is_committed_dir(fs.parent(best)) and fs.isfile(best)):
             raise ExportError(
-                f"{best} is missing; resume the run (evosyn-classify/evosyn-detect) to rewrite "
+                f"{best} is missing or unfinished (no {io_utils.COMMIT_MARKER} marker beside "
+                "it); resume the run (evosyn-classify/evosyn-detect) to rewrite "
                 f"best/, or choose one with --generation=N (accepted: {accepted})."
             )
         generation = int(io_utils.read_json(best)["generation"])
     if generation not in by_generation:
         raise ExportError(
-            f"generation {generation} not found in {workdir / LINEAGE_FILENAME} (it has "
+            f"generation {generation} not found in {fs.join(workdir, LINEAGE_FILENAME)} (it has "
             f"generations 0..{records[-1]['generation']}); use --generation with one of {accepted}."
         )
     if not by_generation[generation]["accepted"]:
@@ -86,8 +88,8 @@ def resolve_target(workdir: str | Path, generation: int | None = None) -> dict:
             f"generation {generation} was rejected (it did not meet the score floor); "
             f"export an accepted one with --generation=N, N in {accepted}."
         )
-    config_path = workdir / "config.json"
-    if not config_path.is_file():
+    config_path = fs.join(workdir, "config.json")
+    if not fs.isfile(config_path):
         raise ExportError(
             f"{config_path} is missing: the run's data config is needed for the real test "
             "images that verify the export. Restore it from the run's original config."

@@ -1,8 +1,14 @@
-"""Crash-safe file and directory writes.
+"""Crash-safe file and directory writes, on a local disk or any TensorFlow filesystem.
 
 An evolutionary run takes hours and may be killed at any moment (pre-emption, Ctrl-C, OOM).
-Every artefact is therefore written to a temporary sibling, fsynced and renamed into place,
-so a reader always sees either the old or the new content, never a half-written file.
+
+* Local paths: every artefact is written to a temporary sibling, fsynced and renamed into
+  place, so a reader always sees either the old or the new content, never a half-written file.
+* Remote paths (``gs://``, ``s3://``, ``ram://``, see :mod:`tf_evosyn.fs`): a file is one object
+  upload, which object stores publish whole when it completes, so files are written directly.
+  Directories cannot be renamed atomically there, so :func:`atomic_replace_dir` builds the
+  directory locally, uploads it and writes a :data:`COMMIT_MARKER` object last; a directory
+  without its marker is unfinished (:func:`is_committed_dir`) and readers must ignore it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tf_evosyn import fs
+
 __all__ = [
+    "COMMIT_MARKER",
     "TMP_PREFIX",
     "TRASH_PREFIX",
     "atomic_replace_dir",
@@ -27,6 +36,7 @@ __all__ = [
     "atomic_write_text",
     "dumps_json",
     "fsync_dir",
+    "is_committed_dir",
     "read_json",
     "remove_stale_temps",
     "to_jsonable",
@@ -34,6 +44,9 @@ __all__ = [
 
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+# Written last into every directory that atomic_replace_dir commits (locally too, so a run
+# directory copied to a bucket stays valid); its JSON lists the directory's files.
+COMMIT_MARKER = "COMMITTED"
 
 
 @functools.cache
@@ -63,8 +76,12 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via temp file + fsync + rename, so ``path`` is never partial."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> fs.RunPath:
+    """Write ``data`` to ``path`` so that it is never partial: locally temp file + fsync +
+    rename; on an object store one upload (published whole when it completes)."""
+    if fs.is_remote(path):
+        fs.write_bytes(path, data)
+        return fs.path(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", dir=path.parent)
@@ -85,7 +102,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> fs.RunPath:
     """Write UTF-8 ``text`` atomically; see :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -119,15 +136,14 @@ def dumps_json(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), sort_keys=True, indent=2, default=_json_default) + "\n"
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> fs.RunPath:
     """Write ``obj`` as JSON atomically; numpy scalars/arrays become Python numbers/lists."""
     return atomic_write_text(path, dumps_json(obj))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, naming the file in the error if it is corrupt."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = fs.read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -147,15 +163,29 @@ def _rmtree(path: Path) -> None:
             pass
 
 
-def atomic_replace_dir(final_dir: str | os.PathLike[str], build: Callable[[Path], None]) -> Path:
-    """Build a directory in a temp sibling and swap it into ``final_dir``.
+def is_committed_dir(directory: str | os.PathLike[str]) -> bool:
+    """Is ``directory`` a finished :func:`atomic_replace_dir`? Remote: its marker exists.
+    Local: it exists (it appeared by rename; directories older than markers have none)."""
+    if fs.is_remote(directory):
+        return fs.isfile(fs.join(directory, COMMIT_MARKER))
+    return fs.isdir(directory)
 
-    ``build(tmp_dir)`` fills a fresh directory on the same filesystem. On success the old
-    ``final_dir`` (if any) is renamed to a trash name, the new one renamed into place and the
-    trash deleted, so a crash leaves either the complete old or the complete new directory
-    (plus perhaps a stale temp/trash entry that :func:`remove_stale_temps` cleans). If
-    ``build`` raises, the temp dir is removed and ``final_dir`` is untouched.
+
+def atomic_replace_dir(
+    final_dir: str | os.PathLike[str], build: Callable[[Path], None]
+) -> fs.RunPath:
+    """Build a directory with ``build(tmp_dir)`` and make it ``final_dir``, all or nothing.
+
+    ``build`` always fills a fresh *local* directory. Locally it is a temp sibling: on success
+    the old ``final_dir`` (if any) is renamed to a trash name, the new one renamed into place
+    and the trash deleted, so a crash leaves either the complete old or the complete new
+    directory (plus perhaps a stale temp/trash entry that :func:`remove_stale_temps` cleans).
+    Remotely (see module doc) the old marker is deleted first, then the old files, the new
+    files are uploaded and the marker written last: a crash leaves a directory without marker.
+    Either way, if ``build`` raises, ``final_dir`` is untouched.
     """
+    if fs.is_remote(final_dir):
+        return _replace_remote_dir(fs.path(final_dir), build)
     final_dir = Path(final_dir)
     parent = final_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +193,7 @@ def atomic_replace_dir(final_dir: str | os.PathLike[str], build: Callable[[Path]
     try:
         os.chmod(tmp_dir, _default_mode(is_dir=True))
         build(tmp_dir)
+        atomic_write_text(tmp_dir / COMMIT_MARKER, _listing(tmp_dir))
         fsync_dir(tmp_dir)
     except BaseException:
         _rmtree(tmp_dir)
@@ -187,6 +218,28 @@ def atomic_replace_dir(final_dir: str | os.PathLike[str], build: Callable[[Path]
     return final_dir
 
 
+def _listing(directory: Path) -> str:
+    """The marker's content: the directory's files (relative paths), for people and checks."""
+    files = sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if p.is_file() and not p.name.startswith(TMP_PREFIX) and p.name != COMMIT_MARKER
+    )
+    return dumps_json({"files": files})
+
+
+def _replace_remote_dir(final_dir: str, build: Callable[[Path], None]) -> str:
+    with tempfile.TemporaryDirectory(prefix="evosyn_stage_") as tmp:
+        staged = Path(tmp)
+        build(staged)
+        listing = _listing(staged)
+        fs.remove(fs.join(final_dir, COMMIT_MARKER))  # uncommit before touching the old files
+        fs.rmtree(final_dir)
+        fs.copy_tree(staged, final_dir, skip=(COMMIT_MARKER,))
+        fs.write_bytes(fs.join(final_dir, COMMIT_MARKER), listing.encode("utf-8"))
+    return final_dir
+
+
 def _trash_target(entry: Path) -> Path | None:
     """``.trash-<name>-<hex>`` -> ``<parent>/<name>`` (the directory it used to be)."""
     m = re.fullmatch(re.escape(TRASH_PREFIX) + r"(.+)-[0-9a-f]{8}", entry.name)
@@ -198,8 +251,11 @@ def remove_stale_temps(parent_dir: str | os.PathLike[str]) -> list[Path]:
 
     A trash dir whose original name no longer exists means the process died between the two
     renames of :func:`atomic_replace_dir`; that (complete, old) dir is renamed back instead of
-    deleted. Only call this when no other process is writing into ``parent_dir``.
+    deleted. Only call this when no other process is writing into ``parent_dir``. Remote
+    directories have no temps (they are staged locally): nothing to do.
     """
+    if fs.is_remote(parent_dir):
+        return []
     parent = Path(parent_dir)
     if not parent.is_dir():
         return []

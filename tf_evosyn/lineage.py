@@ -12,10 +12,9 @@ import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from tf_evosyn import io_utils
+from tf_evosyn import fs, io_utils
 
 __all__ = [
     "LAYER_KEYS",
@@ -152,26 +151,26 @@ class Lineage:
     """Append-only, crash-safe list of generation records backed by ``lineage.jsonl``.
 
     ``path`` is either the ``.jsonl`` file itself or the run directory that holds
-    ``lineage.jsonl``. Existing records are loaded and validated, so a resumed run continues
-    from ``last_generation + 1``.
+    ``lineage.jsonl``, local or remote (:mod:`tf_evosyn.fs`). Existing records are loaded and
+    validated, so a resumed run continues from ``last_generation + 1``.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        p = Path(path)
-        self.path: Path = p if p.suffix == ".jsonl" else p / LINEAGE_FILENAME
+        p = fs.path(path)
+        self.path: fs.RunPath = p if str(p).endswith(".jsonl") else fs.join(p, LINEAGE_FILENAME)
         self._records: list[dict[str, Any]] = []
-        if self.path.exists():
+        if fs.exists(self.path):
             self._records = self._load()
 
     def _corrupt(self, lineno: int, why: str) -> ValueError:
         return ValueError(
             f"{self.path}, line {lineno}: {why}. The lineage file is corrupt; restore "
-            f"{self.path.name} from a backup, or delete the run directory {self.path.parent} "
-            "to start the run over."
+            f"{fs.basename(self.path)} from a backup, or delete the run directory "
+            f"{fs.parent(self.path)} to start the run over."
         )
 
     def _load(self) -> list[dict[str, Any]]:
-        lines = self.path.read_text(encoding="utf-8").split("\n")
+        lines = fs.read_text(self.path).split("\n")
         while lines and not lines[-1].strip():
             lines.pop()  # the trailing newline (or blank tail) is not a record
         records: list[dict[str, Any]] = []

@@ -10,10 +10,9 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from tf_evosyn import io_utils
+from tf_evosyn import fs, io_utils
 from tf_evosyn.lineage import _is_int, _is_number, metric_of, upgrade_record
 
 # --------------------------------------------------------------------------- summary table
@@ -155,7 +154,7 @@ def _draw_panel(ax: Any, records: Sequence[Mapping[str, Any]], key: str, label: 
         ax.legend(loc="best")
 
 
-def _save_png(fig: Any, path: Path) -> Path:
+def _save_png(fig: Any, path: fs.RunPath) -> fs.RunPath:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     return io_utils.atomic_write_bytes(path, buf.getvalue())
@@ -163,7 +162,7 @@ def _save_png(fig: Any, path: Path) -> Path:
 
 def plot_lineage(
     records: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str]
-) -> list[Path]:
+) -> list[fs.RunPath]:
     """Write score / synaptic / cluster efficiency vs generation PNGs and a combined panel.
 
     Rejected offspring are red crosses, the accepted lineage a blue line; efficiencies use a
@@ -177,18 +176,18 @@ def plot_lineage(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = fs.path(out_dir)
+    fs.makedirs(out)
     records = [upgrade_record(r) for r in records]
     panels = _panels(records)
-    paths: list[Path] = []
+    paths: list[fs.RunPath] = []
     for key, label, log in panels:
         fig = Figure(figsize=(5, 4))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         _draw_panel(ax, records, key, label, log)
         ax.set_title(label.split(" (")[0])
-        paths.append(_save_png(fig, out / f"{key}.png"))
+        paths.append(_save_png(fig, fs.join(out, f"{key}.png")))
 
     fig = Figure(figsize=(15, 4))
     FigureCanvasAgg(fig)
@@ -197,7 +196,7 @@ def plot_lineage(
         _draw_panel(ax, records, key, label, log)
         ax.set_title(label.split(" (")[0])
     fig.tight_layout()
-    paths.append(_save_png(fig, out / "lineage.png"))
+    paths.append(_save_png(fig, fs.join(out, "lineage.png")))
     return paths
 
 
@@ -208,7 +207,7 @@ _DATA_CLASS_SCALAR = 1  # tensorboard SummaryMetadata.DataClass.DATA_CLASS_SCALA
 
 
 def _writer(logdir: str | os.PathLike[str]) -> Any:
-    key = os.path.abspath(os.fspath(logdir))
+    key = fs.absolute(logdir)  # a URL stays a URL (TensorFlow writes events to any filesystem)
     if key not in _WRITERS:
         from tf_evosyn._keras import tf
 

@@ -21,7 +21,7 @@ import ml_collections
 from absl import app, flags
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tf_evosyn import io_utils
+from tf_evosyn import fs, io_utils
 from tf_evosyn.data import DataError
 from tf_evosyn.export import ARTIFACTS, export_model, with_input_shape, write_tflite_pair
 from tf_evosyn.export_target import ExportError, resolve_target
@@ -75,7 +75,16 @@ def export_run(
     data_dir: str | None = None,
     latency_runs: int = 200,
 ) -> dict:
-    """Export one generation of a run to ``output`` and write its report (see module doc)."""
+    """Export one generation of a run to ``output`` and write its report (see module doc).
+
+    ``workdir`` and ``output`` may be URLs (``gs://...``): a remote ``output`` is exported
+    locally, then uploaded, its report last (a report means the export is whole)."""
+    if fs.is_remote(output):
+        with tempfile.TemporaryDirectory(prefix="evosyn_export_") as staged:
+            report = export_run(workdir, staged, generation, num_images, data_dir, latency_runs)
+            fs.copy_tree(staged, output, skip=(REPORT_FILENAME,))
+        io_utils.atomic_write_json(fs.join(output, REPORT_FILENAME), report)
+        return report
     if num_images < 1:
         raise ExportError(f"--num_images must be >= 1, got {num_images}.")
     output = Path(output)
@@ -115,7 +124,7 @@ def export_run(
         return ancestor[key] / offspring[key] if offspring[key] else None
 
     report = {
-        "workdir": str(Path(workdir).resolve()),
+        "workdir": fs.absolute(workdir),
         "generation": offspring["generation"],
         "test_images": len(images),
         "task": spec.task,

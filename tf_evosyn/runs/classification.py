@@ -14,7 +14,7 @@ import ml_collections
 from absl import logging
 
 from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import models
+from tf_evosyn import fs, models
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.config_checks import ScaleSettings, build_settings, model_kwargs, validate_config
 from tf_evosyn.data import load_classification_data
@@ -51,7 +51,7 @@ def run_classification(
 
 def _run(
     config: ml_collections.ConfigDict,
-    workdir: Path,
+    workdir: fs.RunPath,
     strategy: tf.distribute.Strategy,
     scale: ScaleSettings,
 ) -> list[dict]:
@@ -80,7 +80,7 @@ def _run(
     task = ClassificationTask()
 
     ancestor, ancestor_epochs = None, 0
-    if not (workdir / "lineage.jsonl").exists():
+    if not fs.exists(fs.join(workdir, "lineage.jsonl")):
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():  # every variable, masks and heredity buffers too, is mirrored
             if config.train.ancestor_path:

@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
-from pathlib import Path
 
 import ml_collections
 
 from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import io_utils
+from tf_evosyn import fs, io_utils
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.config_checks import SCALE_DEFAULTS, ConfigError, ScaleSettings, scale_settings
@@ -41,11 +41,11 @@ RESUMABLE_CHANGES = ("distribute.",)
 RUNTIME_FILENAME = "runtime.json"
 
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> None:
     """Write config.json, or check that a resumed run uses the same config."""
     resolved = json.loads(config.to_json_best_effort(sort_keys=True))
-    path = workdir / "config.json"
-    if path.exists():
+    path = fs.join(workdir, "config.json")
+    if fs.exists(path):
         previous = _comparable(io_utils.read_json(path))
         current = _comparable(resolved)
         if previous != current:
@@ -59,7 +59,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
                 "Resume with the same config, or use a new --workdir."
             )
         return
-    workdir.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(workdir)
     io_utils.atomic_write_json(path, resolved)
 
 
@@ -90,24 +90,27 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _worker_workdir(workdir: Path, strategy: tf.distribute.Strategy) -> Path:
+def _worker_workdir(workdir: fs.RunPath, strategy: tf.distribute.Strategy) -> fs.RunPath:
     """The chief writes the run directory; every other worker of a multi-worker run keeps a
     private copy under ``workers/`` (all workers run every step, only the chief's files count).
     """
     if distribute_lib.is_chief(strategy):
         return workdir
     resolver = strategy.cluster_resolver
-    return workdir / "workers" / f"{resolver.task_type}_{resolver.task_id}"
+    return fs.join(workdir, "workers", f"{resolver.task_type}_{resolver.task_id}")
 
 
 def write_runtime(
-    workdir: Path, strategy: tf.distribute.Strategy, scale: ScaleSettings, batch_size: int
+    workdir: str | os.PathLike[str],
+    strategy: tf.distribute.Strategy,
+    scale: ScaleSettings,
+    batch_size: int,
 ) -> dict:
     """Record how this invocation runs in ``DIR/runtime.json`` (latest session at the top
     level, earlier sessions of a resumed run under ``previous_sessions``). Kept out of the
     lineage and config.json, whose formats do not depend on the hardware."""
-    path = workdir / RUNTIME_FILENAME
-    previous = io_utils.read_json(path) if path.exists() else None
+    path = fs.join(workdir, RUNTIME_FILENAME)
+    previous = io_utils.read_json(path) if fs.exists(path) else None
     history = []
     if previous:
         history = previous.pop("previous_sessions", [])
@@ -122,7 +125,7 @@ def write_runtime(
         "tensorflow": tf.__version__,
         # -1: a fresh run; otherwise this session resumes after that generation.
         "resumed_after_generation": lineage_lib.Lineage(
-            workdir / lineage_lib.LINEAGE_FILENAME
+            fs.join(workdir, lineage_lib.LINEAGE_FILENAME)
         ).last_generation,
         "previous_sessions": history,
     }
@@ -132,18 +135,19 @@ def write_runtime(
 
 def run_with_strategy(
     config: ml_collections.ConfigDict,
-    workdir: str | Path,
+    workdir: str | os.PathLike[str],
     strategy: tf.distribute.Strategy | None,
-    body: Callable[[Path, tf.distribute.Strategy, ScaleSettings], list[dict]],
+    body: Callable[[fs.RunPath, tf.distribute.Strategy, ScaleSettings], list[dict]],
 ) -> list[dict]:
     """Make the strategy and precision policy ``config`` asks for and run ``body`` under them.
 
     ``strategy``: a ready ``tf.distribute`` strategy; default: the one ``config.distribute``
     names, made here first thing (before TensorFlow initialises devices, which splitting the
     CPU into logical devices needs). ``config.train.batch_size`` is the global batch: each of
-    the N replicas trains on ``batch_size / N`` examples per step.
+    the N replicas trains on ``batch_size / N`` examples per step. ``workdir`` may be any
+    filesystem TensorFlow knows (see :mod:`tf_evosyn.fs`).
     """
-    workdir = Path(workdir)
+    workdir = fs.path(workdir)
     scale = scale_settings(config)
     if strategy is None:
         try:
@@ -182,10 +186,10 @@ def select_on(config: ml_collections.ConfigDict) -> str:
     return value
 
 
-def check_selection_of_run(workdir: Path, split: str) -> None:
+def check_selection_of_run(workdir: str | os.PathLike[str], split: str) -> None:
     """A run started with one selection split cannot resume with the other (its earlier
     decisions were made on it); runs from before validation selection decided on test."""
-    lineage = lineage_lib.Lineage(workdir / lineage_lib.LINEAGE_FILENAME)
+    lineage = lineage_lib.Lineage(fs.join(workdir, lineage_lib.LINEAGE_FILENAME))
     if not lineage.records:
         return
     before = lineage.records[0].get("selection_split", "test")

@@ -15,7 +15,7 @@ import numpy as np
 from absl import logging
 
 from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import models
+from tf_evosyn import fs, models
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.config_checks import (
     ConfigError,
@@ -123,7 +123,7 @@ def run_detection(
 
 def _run(
     config: ml_collections.ConfigDict,
-    workdir: Path,
+    workdir: fs.RunPath,
     strategy: tf.distribute.Strategy,
     scale: ScaleSettings,
 ) -> list[dict]:
@@ -146,7 +146,7 @@ def _run(
     steps_per_epoch = -(-data.num_train // batch_size)
 
     ancestor, ancestor_epochs = None, 0
-    if not (workdir / "lineage.jsonl").exists():
+    if not fs.exists(fs.join(workdir, "lineage.jsonl")):
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             if config.train.ancestor_path:
