@@ -49,7 +49,15 @@ CI_PARAMETERS = {
         "SCHEDULE_EPOCHS": 2,
         "GENERATIONS": 3,
     },
-    # "04_kitti_detection.ipynb": the lead adds it (and its small sizes) once detection lands.
+    "04_kitti_detection.ipynb": {
+        "IMAGE_HEIGHT": 192,
+        "IMAGE_WIDTH": 640,
+        "TRAIN_LIMIT": 8,
+        "ANCESTOR_EPOCHS": 1,
+        "GENERATIONS": 1,
+        "EPOCHS_PER_GENERATION": 1,
+        "DRAW_IMAGES": 2,
+    },
 }
 
 
