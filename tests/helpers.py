@@ -59,3 +59,13 @@ def plain_params(model: keras.Model) -> int:
     for layer in model.layers:
         total += plain_params(layer) if isinstance(layer, keras.Model) else layer_params(layer)
     return total
+
+
+def without_timing(value):
+    """Lineage records without their wall-clock fields (``seconds`` at any depth: every
+    candidate has one), so a resumed run's lineage compares equal to an uninterrupted one."""
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [without_timing(v) for v in value]
+    return value

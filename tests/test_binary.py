@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import without_timing
 from tf_evosyn.lineage import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,15 +50,6 @@ def _run(workdir, datasets_dir, *overrides, check=True):
 
 def _lineage(workdir):
     return [json.loads(line) for line in (Path(workdir) / "lineage.jsonl").read_text().splitlines()]
-
-
-def _without_timing(value):
-    """Records without wall-clock fields (``seconds``, at any depth: candidates have them)."""
-    if isinstance(value, dict):
-        return {k: _without_timing(v) for k, v in value.items() if k != "seconds"}
-    if isinstance(value, list):
-        return [_without_timing(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +106,7 @@ def test_killed_run_resumes_to_the_same_lineage(
     done = len(_lineage(workdir)) if (workdir / "lineage.jsonl").exists() else 0
     assert done < 3
     _run(workdir, datasets_dir)
-    assert _without_timing(_lineage(workdir)) == _without_timing(_lineage(reference_run[0]))
+    assert without_timing(_lineage(workdir)) == without_timing(_lineage(reference_run[0]))
     assert not list(workdir.glob(".tmp-*")) and not list((workdir / "generations").glob(".tmp-*"))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import without_timing
 from tf_evosyn.lineage import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,15 +49,6 @@ def _run(args, datasets_dir, check=True):
 
 def _lineage(workdir):
     return [json.loads(line) for line in (Path(workdir) / "lineage.jsonl").read_text().splitlines()]
-
-
-def _without_timing(value):
-    """Records without wall-clock fields (``seconds``, at any depth: candidates have them)."""
-    if isinstance(value, dict):
-        return {k: _without_timing(v) for k, v in value.items() if k != "seconds"}
-    if isinstance(value, list):
-        return [_without_timing(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +101,7 @@ def test_killed_detection_run_resumes_to_the_same_lineage(tmp_path, detection_ru
     process.wait()
     assert len(_lineage(workdir)) < 3
     _run(_command(workdir), datasets_dir)
-    assert _without_timing(_lineage(workdir)) == _without_timing(_lineage(reference))
+    assert without_timing(_lineage(workdir)) == without_timing(_lineage(reference))
 
 
 def test_export_of_a_detection_run(tmp_path, detection_run):

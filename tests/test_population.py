@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.helpers import without_timing
 from tf_evosyn import population
 from tf_evosyn._keras import keras
 from tf_evosyn.evolution import Evolution, EvolutionSettings
@@ -34,17 +35,6 @@ def _evolution(workdir, data):
         validation_data=data.test_dataset(256).take(1),
         settings=settings,
     )
-
-
-def _timeless(records):
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "seconds"}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return strip(records)
 
 
 @pytest.fixture(scope="module")
@@ -82,4 +72,4 @@ def test_a_run_killed_mid_generation_resumes_to_the_same_lineage(
     assert (tmp_path / "candidates" / "gen_0002" / "cand_000" / "candidate.json").is_file()
     monkeypatch.setattr(Evolution, "_draw_candidate", original)
     records = _evolution(tmp_path, mnist_small).run()
-    assert _timeless(records) == _timeless(reference[1])
+    assert without_timing(records) == without_timing(reference[1])

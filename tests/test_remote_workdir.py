@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import without_timing
 from tf_evosyn import fs, io_utils
 from tf_evosyn.bin.export import REPORT_FILENAME, export_run
 from tf_evosyn.export_target import ExportError, resolve_target
@@ -39,10 +40,6 @@ def _smoke_config(mnist_dir: Path):
     config.log.tensorboard_fit_logs = True  # as the full configs: Keras writes to the bucket too
     config.log.fit_verbose = 0
     return config
-
-
-def _without_timing(records):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
 
 # --------------------------------------------------------------------------- commit protocol
@@ -162,8 +159,8 @@ def test_ram_run_resumes_after_a_crash_to_the_local_lineage(local_run, ram_run):
         "gen2_committed": False,
     }
     assert [r["generation"] for r in records] == [0, 1, 2]
-    assert _without_timing(records) == _without_timing(local_run[1])
-    assert _without_timing(Lineage(workdir).records) == _without_timing(records)
+    assert without_timing(records) == without_timing(local_run[1])
+    assert without_timing(Lineage(workdir).records) == without_timing(records)
     for generation in range(3):
         directory = fs.join(workdir, "generations", f"gen_{generation:04d}")
         assert io_utils.is_committed_dir(directory)
@@ -172,7 +169,7 @@ def test_ram_run_resumes_after_a_crash_to_the_local_lineage(local_run, ram_run):
     assert runtime["resumed_after_generation"] == 1
     local_best = io_utils.read_json(local_run[0] / "best" / "record.json")
     ram_best = io_utils.read_json(fs.join(workdir, "best", "record.json"))
-    assert _without_timing([ram_best]) == _without_timing([local_best])
+    assert without_timing([ram_best]) == without_timing([local_best])
     assert io_utils.read_json(fs.join(workdir, "status.json"))["state"] == "finished"
     assert fs.read_bytes(fs.join(workdir, "plots", "accuracy.png")).startswith(b"\x89PNG")
     assert [n for n in fs.listdir(fs.join(workdir, "tensorboard")) if "tfevents" in n]
@@ -209,8 +206,8 @@ def test_unmarked_best_is_not_exported_and_resume_rewrites_it(ram_run, mnist_dir
         resolve_target(workdir)
     assert resolve_target(workdir, generation=0)["offspring"]["generation"] == 0
     # Resuming the finished run trains nothing and rewrites best/.
-    assert _without_timing(run_classification(_smoke_config(mnist_dir), workdir)) == (
-        _without_timing(records)
+    assert without_timing(run_classification(_smoke_config(mnist_dir), workdir)) == (
+        without_timing(records)
     )
     assert io_utils.is_committed_dir(best)
     assert resolve_target(workdir)["offspring"]["generation"] == expected["generation"]
