@@ -78,17 +78,18 @@ def _run(name: str, data_dir: str) -> dict:
 def table(rows: list[dict]) -> str:
     lines = [
         "| family | constructor | input | passes | params before | params after | removed "
-        "| rel. difference | seconds |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| clusters | rel. difference | seconds |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['family']} | {r['constructor']} | | no: {r['error']} | | | | | |")
+            lines.append(f"| {r['family']} | {r['constructor']} | | no: {r['error']} | | | | | | |")
             continue
         lines.append(
             f"| {r['family']} | {r['constructor']} | {r['input_size']} "
             f"| {'yes' if r['passes'] else 'no'} | {r['params_before']:,} | {r['params_after']:,} "
-            f"| {r['removed_fraction']:.1%} | {r['relative_difference']:.1e} "
+            f"| {r['removed_fraction']:.1%} | {r['clusters_before']:,} -> {r['clusters_after']:,} "
+            f"| {r['relative_difference']:.1e} "
             f"| {r['seconds']:.0f} |"
         )
     return "\n".join(lines)

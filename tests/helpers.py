@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_evosyn._keras import keras
-from tf_evosyn.flops import layer_params
+from tf_evosyn._keras import tf
+from tf_evosyn.zoo import plain_params, randomize_batchnorm
+from tf_evosyn.zoo import relative_difference as zoo_relative_difference
+
+__all__ = ["cifar_images", "plain_params", "random_bn", "relative_difference", "without_timing"]
 
 CIFAR_SUBSET = Path("cifar10_subset") / "cifar10_data_batch_1_first4000.npz"
 
@@ -24,41 +27,19 @@ def cifar_images(datasets_dir: Path, count: int = 32, size: int = 32) -> np.ndar
     with np.load(path) as data:
         images = data["x"][:count].astype(np.float32) / 255.0
     if size != images.shape[1]:
-        import tensorflow as tf
-
         images = tf.image.resize(images, (size, size)).numpy()
     return images
 
 
-def random_bn(model: keras.Model, rng: np.random.Generator) -> None:
-    """Non-trivial BatchNorm statistics (gamma, beta, moving mean and variance), so that dead
-    channels emit non-zero constants that compaction must fold."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            random_bn(layer, rng)
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[-1]
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, c))
-            if layer.center:
-                layer.beta.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_mean.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c))
+# Non-trivial BatchNorm statistics (random gamma, beta, moving mean and variance), so that dead
+# channels emit non-zero constants that compaction must fold; nested models too.
+random_bn = randomize_batchnorm
 
 
 def relative_difference(expected: np.ndarray, actual: np.ndarray) -> float:
-    """max |expected - actual| / max |expected|."""
-    scale = float(np.abs(expected).max())
-    assert scale > 0, "the reference output is all zeros: the check would be vacuous"
-    return float(np.abs(expected - actual).max()) / scale
-
-
-def plain_params(model: keras.Model) -> int:
-    """Parameters of a model as a plain Keras model has them (no mask/heredity buffers)."""
-    total = 0
-    for layer in model.layers:
-        total += plain_params(layer) if isinstance(layer, keras.Model) else layer_params(layer)
-    return total
+    """max |expected - actual| / max |expected|, refusing an all-zero (vacuous) reference."""
+    assert np.abs(expected).max() > 0, "the reference output is all zeros: the check is vacuous"
+    return zoo_relative_difference(expected, actual)
 
 
 def without_timing(value):

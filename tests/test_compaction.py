@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tf_evosyn
+from tests.helpers import random_bn
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction import compact, compaction_report, format_report, plan_compaction
 from tf_evosyn.dependency import analyze
@@ -55,17 +56,6 @@ def channels(model: keras.Model, name: str) -> int:
 
 def plain_params(model: keras.Model) -> int:
     return sum(row["params_before"] for row in compaction_report(model, model))
-
-
-def random_bn(model: keras.Model, rng: np.random.Generator) -> None:
-    """Non-trivial BN statistics, so dead channels become non-zero constants after BN."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[-1]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c))
-            layer.beta.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_mean.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c))
 
 
 def kill(model, dead_clusters: dict[str, list[int]], rng, synapse_survival=0.8) -> None:

@@ -11,6 +11,7 @@ layers non-trivial statistics (so dead channels emit constants that compaction m
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import asdict, dataclass
 
@@ -159,21 +160,29 @@ def check_application(
     keras.utils.set_random_seed(seed)
     model = build_application(constructor, images.shape[1])
     randomize_batchnorm(model, np.random.default_rng(seed))
+    before = plain_params(model)
     parent = evolvable(model)
+    del model  # the largest models need several GB per copy: keep as few alive as possible
+    clusters_before = _clusters(parent)
     offspring, _ = synthesize(parent, ConstantFactor(cluster_factor, 1.0), seed=seed)
+    del parent
     compacted = compact(offspring)
     expected = offspring(images, training=False).numpy()
     difference = relative_difference(expected, compacted(images, training=False).numpy())
-    before, after = plain_params(model), plain_params(compacted)
-    return ZooResult(
+    after = plain_params(compacted)
+    result = ZooResult(
         family=family_of(constructor),
         constructor=constructor,
         input_size=int(images.shape[1]),
         passes=bool(difference <= tolerance and after < before),
         params_before=before,
         params_after=after,
-        clusters_before=_clusters(parent),
+        clusters_before=clusters_before,
         clusters_after=_clusters(offspring),
         relative_difference=difference,
         seconds=time.perf_counter() - start,
     )
+    del offspring, compacted
+    keras.backend.clear_session()  # Keras keeps graph state per model; free it for the next one
+    gc.collect()
+    return result
