@@ -9,9 +9,11 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tf_evosyn.alignment import ChannelAlignment  # noqa: E402
 from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
+from tf_evosyn.flops_budget import FlopsBudget  # noqa: E402
 from tf_evosyn.layers import EvoConv2D, EvoDense, evolvable_layers  # noqa: E402
 from tf_evosyn.measures import count_living  # noqa: E402
 from tf_evosyn.model_io import load_model, save_model  # noqa: E402
@@ -28,11 +30,13 @@ from tf_evosyn.tfmot_schedule import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelAlignment",
     "ConstantFactor",
     "EvoConv2D",
     "EvoDense",
     "EvolutionaryPruningCallback",
     "EvolutionarySchedule",
+    "FlopsBudget",
     "KeepMasks",
     "LayerBudget",
     "SynapseBudget",

@@ -115,6 +115,7 @@ def draw_masks(
     plan = plan_coupling(model)
     heredities = compute_heredity(model, plan=plan)
     layers = {layer.name: layer for layer in evolvable_layers(model)}
+    environment = environment.bind(model, plan, heredities)
 
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     factors: dict[str, tuple[float, float]] = {}
@@ -139,6 +140,7 @@ def draw_masks(
             if int(group) not in group_alive:
                 group_alive[int(group)] = bool(clusters[channel])
     _kill_unread_groups(plan, masks)
+    environment.adjust_masks(model, plan, heredities, masks)
     return masks, factors
 
 
