@@ -16,6 +16,8 @@ from tf_evosyn.config_checks import ConfigError, build_environment
 from tf_evosyn.coupling import plan_coupling
 from tf_evosyn.flops import count_flops
 from tf_evosyn.flops_budget import FlopsBudget, MacsModel
+from tf_evosyn.latency_budget import LatencyBudget
+from tf_evosyn.latency_model import LatencyTable
 from tf_evosyn.models import build
 from tf_evosyn.synthesis import compute_heredity, draw_masks, synthesis_rng
 
@@ -186,6 +188,9 @@ def _evolution_section(**values) -> ml_collections.ConfigDict:
         "flops_budgets": None,
         "align_channels": 0,
         "align_rounding": "nearest",
+        "latency_fraction": 0.7,
+        "latency_ms": None,
+        "latency_threads": 1,
         "synapse_factor": 1.0,
         "budget_max_factor": 5.0,
         "retry_relief": 0.5,
@@ -208,6 +213,8 @@ def test_config_keys_build_the_environments():
         ({"flops_count": "sparse"}, "flops_count"),
         ({"align_channels": -8}, "align_channels must be"),
         ({"align_channels": 8, "align_rounding": "ceil"}, "align_rounding"),
+        ({"environment": "latency_budget", "latency_fraction": None}, "exactly one"),
+        ({"environment": "latency_budget", "latency_threads": 0}, "latency_threads"),
     ],
 )
 def test_bad_config_values_name_the_key(values, message):
@@ -221,3 +228,43 @@ def test_unbound_flops_budget_and_unknown_override_say_what_to_do():
         FlopsBudget(0.5).factors(compute_heredity(model))
     with pytest.raises(ValueError, match="unknown evolvable layers"):
         FlopsBudget(0.5, overrides={"conv9": {"fraction": 0.5}}).solve(macs_model(model))
+
+
+def small_convnet() -> keras.Model:
+    """Two convolutions and a classifier: a handful of layer geometries to time."""
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(24, 3, padding="same", activation="relu", name="c1")(inputs)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x))
+
+
+@pytest.mark.slow
+def test_latency_budget_measures_once_and_tightens_with_the_budget(tmp_path):
+    model = tf_evosyn.evolvable(small_convnet())
+    plan = plan_coupling(model)
+    heredities = compute_heredity(model, plan=plan)
+    budget = LatencyBudget(fraction=0.5, cache_dir=str(tmp_path))
+    macs, layers = budget.cost_model(model, plan, heredities)
+    cache = LatencyTable(1, tmp_path)
+    measured = dict(cache.times)
+    assert len(measured) >= 6 and cache.path.is_file()
+    assert set(layers) == {"c1", "c2", "logits"}
+    for layer in layers.values():  # a larger layer is never predicted faster
+        assert np.all(np.diff(layer.times, axis=0) >= 0) and np.all(np.diff(layer.times) >= 0)
+    budget.cost_model(model, plan, heredities)
+    assert LatencyTable(1, tmp_path).times == measured  # cached: nothing measured again
+    kept = {}
+    for fraction in (0.3, 0.9):
+        bound = LatencyBudget(fraction=fraction, cache_dir=str(tmp_path)).bind(
+            model, plan, heredities
+        )
+        kept[fraction] = np.mean(
+            [
+                macs.drawn_macs(draw_masks(model, bound, synthesis_rng(s, 1))[0]).sum()
+                for s in range(10)
+            ]
+        )
+    assert kept[0.3] < kept[0.9] <= macs.parent_macs().sum()
+    with pytest.raises(ValueError, match="exactly one"):
+        LatencyBudget(fraction=0.5, milliseconds=2.0)

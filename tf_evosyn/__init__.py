@@ -14,6 +14,7 @@ from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
 from tf_evosyn.flops_budget import FlopsBudget  # noqa: E402
+from tf_evosyn.latency_budget import LatencyBudget  # noqa: E402
 from tf_evosyn.layers import EvoConv2D, EvoDense, evolvable_layers  # noqa: E402
 from tf_evosyn.measures import count_living  # noqa: E402
 from tf_evosyn.model_io import load_model, save_model  # noqa: E402
@@ -38,6 +39,7 @@ __all__ = [
     "EvolutionarySchedule",
     "FlopsBudget",
     "KeepMasks",
+    "LatencyBudget",
     "LayerBudget",
     "SynapseBudget",
     "clone_with_weights",

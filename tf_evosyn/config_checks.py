@@ -16,10 +16,11 @@ from tf_evosyn import alignment, flops_budget, models
 from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import environment as environment_lib
 from tf_evosyn.flops_budget import FlopsBudget
+from tf_evosyn.latency_budget import LatencyBudget
 from tf_evosyn.recipes import OPTIMIZERS, RECIPE_DEFAULTS, SCHEDULES, recipe
 from tf_evosyn.settings import EvolutionSettings
 
-ENVIRONMENTS = ("constant", "synapse_budget", "layer_budget", "flops_budget")
+ENVIRONMENTS = ("constant", "synapse_budget", "layer_budget", "flops_budget", "latency_budget")
 
 # Scale knobs, read with these defaults so configs and run directories older than them still work.
 SCALE_DEFAULTS = {
@@ -253,7 +254,28 @@ def _flops_budget(evo: ml_collections.ConfigDict) -> FlopsBudget:
     )
 
 
+def _latency_budget(evo: ml_collections.ConfigDict) -> LatencyBudget:
+    fraction = evo.get("latency_fraction", None)
+    milliseconds = evo.get("latency_ms", None)
+    if (fraction is None) == (milliseconds is None):
+        raise ConfigError(
+            "evolution.environment='latency_budget' needs exactly one of "
+            "evolution.latency_fraction (share of the parent's measured latency, e.g. 0.7) and "
+            "evolution.latency_ms (a per-offspring budget in ms); set the other to None."
+        )
+    if fraction is not None and (not _is_number(fraction) or not 0.0 < fraction <= 1.0):
+        raise ConfigError(f"evolution.latency_fraction must be in (0, 1], got {fraction!r}.")
+    if milliseconds is not None and (not _is_number(milliseconds) or milliseconds <= 0):
+        raise ConfigError(f"evolution.latency_ms must be a number > 0, got {milliseconds!r}.")
+    threads = evo.get("latency_threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"evolution.latency_threads must be an integer >= 1, got {threads!r}.")
+    return LatencyBudget(fraction, milliseconds, threads, max_factor=evo.budget_max_factor)
+
+
 def _base_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:
+    if evo.environment == "latency_budget":
+        return _latency_budget(evo)
     if evo.environment == "flops_budget":
         return _flops_budget(evo)
     if evo.environment == "constant":
