@@ -12,7 +12,8 @@ Latency depends on shapes only, so the lineages are drawn from a random-init Res
 * each of these with ChannelAlignment(multiple=16) (XNNPACK's x86 output-channel tile).
 
 For each compacted variant it prints the TFLite op histogram, the whole-model latency
-(interleaved rounds; TFLite per-op profiling is not exposed by the pip interpreter, so each
+(interleaved rounds; with 1 thread the invoking thread's CPU time, which a loaded machine does
+not inflate with waits; TFLite per-op profiling is not exposed by the pip interpreter, so each
 Conv2D/Dense is timed alone as a one-layer model: tf_evosyn.latency_model), the modelled time of
 block conv1s (their *outputs* shrink) and conv2s (their *inputs* shrink), the unmodelled rest
 (adds, pads, gathers, pooling), the MACs ratio, the speedup and the share of the promised saving
@@ -56,12 +57,20 @@ ENVIRONMENTS = {
     "constant_0.75": ConstantFactor(0.75, 1.0),
     "flops_0.7": FlopsBudget(0.7),
 }
-PROBES = [  # (in, out) of a 3x3 conv at 32x32: does a channel step of 3 buy anything?
-    (16, 16),
-    (16, 13),
-    (16, 8),
-    (13, 16),
-    (8, 16),
+PROBES = [  # (size, in, out) of a 3x3 conv: which channel steps buy time?
+    (32, 16, 16),
+    (32, 16, 13),
+    (32, 16, 8),
+    (32, 13, 16),
+    (32, 8, 16),
+    (8, 64, 64),
+    (8, 64, 56),
+    (8, 64, 48),
+    (8, 64, 33),
+    (8, 64, 32),
+    (8, 56, 64),
+    (8, 48, 64),
+    (8, 32, 64),
 ]
 
 
@@ -125,15 +134,15 @@ def main(argv):
     samples = {name: [] for name in paths}
     for _ in range(_ROUNDS.value):
         for name, path in paths.items():
-            ms = tflite_latency(path, (1, 32, 32, 3), _THREADS.value, _RUNS.value, 10)["median_ms"]
-            samples[name].append(ms)
+            result = tflite_latency(path, (1, 32, 32, 3), _THREADS.value, _RUNS.value, 10)
+            samples[name].append(result["cpu_median_ms" if _THREADS.value == 1 else "median_ms"])
     results["load_average"].append(os.getloadavg())
     probes = {}
-    for cin, cout in PROBES:
-        shape = LayerShape("conv", 32, 32, cin, cout, 3, 1, "same")
-        probes[f"{cin}->{cout}"] = {"ms": table.latency(shape), "macs": shape.macs()}
+    for size, cin, cout in PROBES:
+        shape = LayerShape("conv", size, size, cin, cout, 3, 1, "same")
+        probes[f"{size}x{size} {cin}->{cout}"] = {"ms": table.latency(shape), "macs": shape.macs()}
     table.save()
-    results["probes_3x3_32x32"] = probes
+    results["probes_3x3"] = probes
 
     base = results["variants"]["ancestor"]
     base_ms = statistics.median(samples["ancestor"])
@@ -181,8 +190,8 @@ def main(argv):
         f"{results['load_average'][0][0]:.2f} -> {results['load_average'][1][0]:.2f}"
     )
     print(common.format_table(header, rows))
-    print("3x3 conv at 32x32 alone (in->out: ms, MACs):")
-    print(", ".join(f"{k}: {v['ms']:.4f} ms / {v['macs']:,}" for k, v in probes.items()))
+    print("3x3 conv alone (size in->out: ms, MACs):")
+    print("\n".join(f"{k}: {v['ms']:.4f} ms / {v['macs']:,}" for k, v in probes.items()))
     common.write_results(_OUTPUT.value, results)
 
 

@@ -115,7 +115,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.flops_budgets = None
     # > 1: keep every layer's living channels a multiple of this (8 suits XNNPACK and GPUs).
     config.evolution.align_channels = 0
-    config.evolution.align_rounding = "nearest"  # nearest | down | up
+    config.evolution.align_rounding = "stochastic"  # stochastic | nearest | down | up
     # latency_budget: keep latency_fraction of the parent's measured Conv2D/Dense time, or at
     # most latency_ms (set the other None), timed with TFLite at latency_threads threads.
     config.evolution.latency_fraction = 0.7

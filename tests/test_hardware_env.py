@@ -127,12 +127,32 @@ def test_aligned_count(current, parent, floor, rounding, expected):
     assert aligned_count(current, parent, floor, 8, rounding) == expected
 
 
+def test_stochastic_rounding_keeps_the_drawn_count_in_expectation():
+    rng = np.random.default_rng(0)
+    counts = [aligned_count(13, 32, 0, 8, "stochastic", rng) for _ in range(4000)]
+    assert set(counts) == {8, 16}
+    assert np.mean(counts) == pytest.approx(13, abs=0.15)
+
+
+def test_aligned_flops_budget_keeps_its_budget_on_average():
+    model = tf_evosyn.evolvable(residual())
+    macs = macs_model(model)
+    budget = ChannelAlignment(FlopsBudget(0.5), multiple=8)
+    drawn = []
+    for seed in range(DRAWS):
+        masks = draw_masks(model, budget, synthesis_rng(seed, 1))[0]
+        assert all(m[1].sum() % 8 == 0 for name, m in masks.items() if name != "logits")
+        drawn.append(macs.drawn_macs(masks).sum())
+    parent = macs.parent_macs().sum()
+    assert abs(np.mean(drawn) - 0.5 * parent) < 4 * np.std(drawn) / np.sqrt(DRAWS) + 0.02 * parent
+
+
 def test_alignment_keeps_channels_multiples_of_k_and_compacts_exactly(cifar10_subset_file):
     with np.load(cifar10_subset_file) as data:
         images = data["x"][:16, 8:24, 8:24].astype(np.float32) / 255.0
     model = tf_evosyn.evolvable(residual())
     randomise_batchnorm(model, np.random.default_rng(0))
-    environment = ChannelAlignment(environment_lib.ConstantFactor(0.8), multiple=8)
+    environment = ChannelAlignment(environment_lib.ConstantFactor(0.8), 8, "nearest")
     changed = False
     for seed in range(4):
         offspring, _ = tf_evosyn.synthesize(model, environment, seed=seed)

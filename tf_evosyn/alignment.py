@@ -6,7 +6,10 @@ is drawn, :class:`ChannelAlignment` moves each family of coupled cluster groups 
 layers whose channels live or die together, see :mod:`tf_evosyn.coupling`) to an allowed count:
 a multiple of ``multiple`` no larger than the parent's living count, or the parent's count
 itself. Clusters are killed weakest first and revived strongest first, by group heredity, so the
-environment's pressure decides *how many* steps and heredity decides *which* clusters.
+environment's pressure decides *how many* steps and heredity decides *which* clusters. With the
+default 'stochastic' rounding a family drawn at 13 of 16 channels keeps 16 or drops to 8 with
+probabilities that preserve the expected count (13), so a budget environment still meets its
+budget on average while every shrink that happens is a whole block the hardware can skip.
 
 A revived cluster gets back its parent synapses (those reading living inputs), and the synapses
 of readers that read it come back too; a killed cluster takes the synapses reading it along.
@@ -21,13 +24,23 @@ from tf_evosyn import environment as environment_lib
 from tf_evosyn.environment import EnvironmentalFactor
 from tf_evosyn.heredity import LayerHeredity
 
-ROUNDINGS = ("nearest", "down", "up")
+ROUNDINGS = ("stochastic", "nearest", "down", "up")
 
 
-def aligned_count(current: int, parent: int, floor: int, multiple: int, rounding: str) -> int:
-    """The allowed living count closest to ``current`` in the ``rounding`` direction.
+def aligned_count(
+    current: int,
+    parent: int,
+    floor: int,
+    multiple: int,
+    rounding: str,
+    rng: np.random.Generator | None = None,
+) -> int:
+    """The allowed living count next to ``current`` in the ``rounding`` direction.
 
     Allowed: multiples of ``multiple`` in [max(floor, 1), parent], and ``parent`` itself.
+    'stochastic' picks the lower neighbour with probability (upper - current) / (upper - lower),
+    so the expected count is the drawn one: the environment's budget holds in expectation and
+    every shrink that happens is a whole block.
     """
     allowed = [m for m in range(multiple, parent + 1, multiple) if m >= max(floor, 1)]
     allowed = sorted(set(allowed) | {parent})
@@ -43,6 +56,11 @@ def aligned_count(current: int, parent: int, floor: int, multiple: int, rounding
         return above[0]
     if not above:
         return below[-1]
+    if rounding == "stochastic":
+        if rng is None:
+            raise ValueError("rounding='stochastic' needs a random generator (rng).")
+        lower, upper = below[-1], above[0]
+        return lower if rng.random() < (upper - current) / (upper - lower) else upper
     return above[0] if above[0] - current <= current - below[-1] else below[-1]
 
 
@@ -51,7 +69,8 @@ def align_masks(
     heredities: list[LayerHeredity],
     masks: dict[str, tuple[np.ndarray, np.ndarray]],
     multiple: int,
-    rounding: str = "nearest",
+    rounding: str = "stochastic",
+    rng: np.random.Generator | None = None,
 ) -> None:
     """Align the living groups of every family of ``plan`` in place (module docstring)."""
     by_name = {h.name: h for h in heredities}
@@ -64,7 +83,7 @@ def align_masks(
         parent_alive = [g for g in groups if _alive(g, lambda n: by_name[n].cluster_alive)]
         living = [g for g in parent_alive if _alive(g, lambda n: masks[n][1])]
         fixed = [g for g in living if not g.may_die]
-        target = aligned_count(len(living), len(parent_alive), len(fixed), multiple, rounding)
+        target = aligned_count(len(living), len(parent_alive), len(fixed), multiple, rounding, rng)
         strength = {g.index: _group_prob(g, by_name) for g in parent_alive}
         if target < len(living):
             victims = sorted((g for g in living if g.may_die), key=lambda g: strength[g.index])
@@ -121,10 +140,12 @@ class ChannelAlignment(EnvironmentalFactor):
     Args:
       base: the environment that sets the factors (serialised form or instance).
       multiple: k, e.g. 8 (GPU tensor cores, XNNPACK's float tiles); 1 changes nothing.
-      rounding: 'nearest' (ties keep more), 'down' (never keeps more than drawn) or 'up'.
+      rounding: 'stochastic' (the lower or upper block, so that the expected count is the drawn
+        one: the base environment's budget holds in expectation), 'nearest' (ties keep more),
+        'down' (never keeps more than drawn) or 'up'.
     """
 
-    def __init__(self, base=None, multiple: int = 8, rounding: str = "nearest"):
+    def __init__(self, base=None, multiple: int = 8, rounding: str = "stochastic"):
         self.base = environment_lib.get(base)
         if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
             raise ValueError(f"multiple must be an integer >= 1, got {multiple!r}.")
@@ -144,10 +165,10 @@ class ChannelAlignment(EnvironmentalFactor):
     def for_attempt(self, attempt):
         return ChannelAlignment(self.base.for_attempt(attempt), self.multiple, self.rounding)
 
-    def adjust_masks(self, model, plan, heredities, masks):
-        self.base.adjust_masks(model, plan, heredities, masks)
+    def adjust_masks(self, model, plan, heredities, masks, rng=None):
+        self.base.adjust_masks(model, plan, heredities, masks, rng)
         if self.multiple > 1:
-            align_masks(plan, heredities, masks, self.multiple, self.rounding)
+            align_masks(plan, heredities, masks, self.multiple, self.rounding, rng)
 
     def get_config(self):
         return {

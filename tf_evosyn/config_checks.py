@@ -225,7 +225,7 @@ def build_environment(evo: ml_collections.ConfigDict) -> environment_lib.Environ
         )
     if multiple <= 1:
         return environment
-    rounding = evo.get("align_rounding", "nearest")
+    rounding = evo.get("align_rounding", "stochastic")
     if rounding not in alignment.ROUNDINGS:
         raise ConfigError(
             f"evolution.align_rounding={rounding!r}; use one of {alignment.ROUNDINGS}."

@@ -42,10 +42,10 @@ class EnvironmentalFactor:
         del model, plan, heredities
         return self
 
-    def adjust_masks(self, model, plan, heredities, masks) -> None:
+    def adjust_masks(self, model, plan, heredities, masks, rng=None) -> None:
         """Edit the drawn ``masks`` (layer -> (synapses, clusters)) in place after sampling, e.g.
-        to align channel counts. Default: no change."""
-        del model, plan, heredities, masks
+        to align channel counts (``rng``: the draw's random stream). Default: no change."""
+        del model, plan, heredities, masks, rng
 
     def for_attempt(self, attempt: int) -> EnvironmentalFactor:
         """The environment for the ``attempt``-th draw of a generation (0 = first draw).

@@ -268,8 +268,8 @@ class SolvedFactors(EnvironmentalFactor):
         del parent_synapses
         return self.solved[layer.name]
 
-    def adjust_masks(self, model, plan, heredities, masks):
-        self.source.adjust_masks(model, plan, heredities, masks)
+    def adjust_masks(self, model, plan, heredities, masks, rng=None):
+        self.source.adjust_masks(model, plan, heredities, masks, rng)
 
     def get_config(self):
         return self.source.get_config()

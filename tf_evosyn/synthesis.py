@@ -140,7 +140,7 @@ def draw_masks(
             if int(group) not in group_alive:
                 group_alive[int(group)] = bool(clusters[channel])
     _kill_unread_groups(plan, masks)
-    environment.adjust_masks(model, plan, heredities, masks)
+    environment.adjust_masks(model, plan, heredities, masks, rng)
     return masks, factors
 
 
