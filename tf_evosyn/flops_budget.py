@@ -154,7 +154,8 @@ class FlopsBudget(EnvironmentalFactor):
       count: 'dense' counts the compacted network's MACs (whole clusters and input channels; the
         solved factor applies to clusters and ``synapse_factor`` stays constant); 'living' counts
         living synapses (the same solved factor applies to clusters and synapses).
-      synapse_factor: the constant synapse factor for ``count='dense'``.
+      synapse_factor: the constant synapse factor for ``count='dense'``; above 1 it is generous
+        (probabilities clip at 1), which slows the loss of synapses that MACs do not count.
       max_factor: > 1 lets the environment be generous (probabilities clip at 1).
       overrides: layer name -> {"fraction": f}: that layer keeps ``f`` of its clusters' cost.
       retry_relief: a re-draw ``k`` keeps ``fraction ** ((1 - retry_relief) ** k)``.
@@ -173,10 +174,15 @@ class FlopsBudget(EnvironmentalFactor):
         if count not in COUNTS:
             raise ValueError(f"count must be one of {COUNTS}, got {count!r}.")
         self.count = count
-        self.synapse_factor = _check_fraction("synapse_factor", synapse_factor)
         if max_factor < 1.0:
             raise ValueError(f"max_factor must be >= 1, got {max_factor}.")
         self.max_factor = float(max_factor)
+        if not 0.0 < float(synapse_factor) <= self.max_factor:
+            raise ValueError(
+                f"synapse_factor must be in (0, max_factor={self.max_factor}], got "
+                f"{synapse_factor}."
+            )
+        self.synapse_factor = float(synapse_factor)
         if not 0.0 <= retry_relief < 1.0:
             raise ValueError(f"retry_relief must be in [0, 1), got {retry_relief}.")
         self.retry_relief = float(retry_relief)

@@ -10,8 +10,9 @@ Measuring command (writes the cache; the cache key is the CPU model and the thre
 
     python -m tf_evosyn.latency_model --model=resnet56 --threads=1
 
-A model's predicted latency is the sum of its layers' times (the other ops -- additions,
-pooling, padding -- are not modelled; their share is reported beside the prediction).
+A model's predicted latency is the sum of its layers' times, each less the cost of invoking the
+smallest one-layer model (paid once per invoke, not once per layer); the other ops --
+additions, pooling, padding -- are not modelled (their share is reported beside predictions).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class LayerShape:
         else:
             out_w = -(-self.width // self.stride)
         return out_h * out_w * self.kernel**2 * self.in_channels * self.out_channels
+
+
+OVERHEAD_SHAPE = LayerShape("dense", 1, 1, 1, 1)
 
 
 def layer_shapes(model: keras.Model) -> dict[str, LayerShape]:
@@ -156,13 +160,21 @@ class LatencyTable:
             self.times = dict(json.loads(self.path.read_text())["times_ms"])
         self._dirty = False
 
-    def latency(self, shape: LayerShape) -> float:
-        """Median ms of ``shape`` (measured once, then read from the cache)."""
+    def raw_latency(self, shape: LayerShape) -> float:
+        """Median ms of an invoke of ``shape`` alone (measured once, then read from the cache)."""
         key = shape.key()
         if key not in self.times:
             self.times[key] = measure_shape(shape, self.threads, self.runs)
             self._dirty = True
         return self.times[key]
+
+    def overhead(self) -> float:
+        """Ms of invoking the smallest model (Dense 1 -> 1): paid once per invoke, not per layer."""
+        return self.raw_latency(OVERHEAD_SHAPE)
+
+    def latency(self, shape: LayerShape) -> float:
+        """Ms ``shape`` adds to a model's invoke: its time alone minus the invoke overhead."""
+        return max(self.raw_latency(shape) - self.overhead(), 0.0)
 
     def save(self) -> None:
         if self._dirty:
