@@ -2,6 +2,13 @@
 
     python benchmarks/latency.py --workdir=RUN [--output=benchmarks/results/latency.json]
         [--generation=N] [--runs=200] [--rounds=3] [--tf_threads=1]
+    python benchmarks/latency.py --networks=lenet5,resnet56,alexnet_cifar,detectnet
+        [--generations=3] [--flops_fraction=0] [--align_channels=0]
+        [--output=benchmarks/results/latency_networks.json]
+
+The second form times every generation of each network's lineage at 1 and 2 threads with the
+MACs ratio, the share of the promised saving and the latency model's predicted speedup (see
+benchmarks/latency_lineages.py).
 
 For a finished run, exports and times side by side (TFLite with XNNPACK at 1 and 2 threads, and
 the TF SavedModel signature):
@@ -58,7 +65,14 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds over all variant
 _TF_THREADS = flags.DEFINE_integer(
     "tf_threads", 1, "TF intra-op threads for the SavedModel timings (0 = TF's default)."
 )
-flags.mark_flags_as_required(["workdir"])
+_NETWORKS = flags.DEFINE_list(
+    "networks", [], "Per-generation tables of these networks' lineages instead of --workdir."
+)
+_GENERATIONS = flags.DEFINE_integer("generations", 3, "--networks: generations drawn.")
+_FLOPS_FRACTION = flags.DEFINE_float(
+    "flops_fraction", 0.0, "--networks: > 0 draws with FlopsBudget(fraction), not the config's."
+)
+_ALIGN = flags.DEFINE_integer("align_channels", 0, "--networks: ChannelAlignment multiple.")
 
 VARIANTS = ("ancestor", "masked_offspring", "compact_offspring", "tfmot_pruned")
 SETTINGS = ("tflite_1t", "tflite_2t", "savedmodel")
@@ -173,9 +187,70 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def networks_main() -> None:
+    """``--networks``: a per-generation table per network (benchmarks/latency_lineages.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import latency_lineages as lineages
+
+    from tf_evosyn.latency_model import LatencyTable
+
+    table = LatencyTable(threads=1)
+    results = {
+        "networks": {},
+        "flags": {
+            "generations": _GENERATIONS.value,
+            "flops_fraction": _FLOPS_FRACTION.value,
+            "align_channels": _ALIGN.value,
+            "rounds": _ROUNDS.value,
+            "runs": _RUNS.value,
+        },
+    }
+    for network in _NETWORKS.value:
+        if network not in lineages.CONFIGS:
+            raise app.UsageError(f"--networks: {network!r} unknown; use {list(lineages.CONFIGS)}.")
+    for network in _NETWORKS.value:
+        environment = lineages.environment_for(network, _FLOPS_FRACTION.value, _ALIGN.value)
+        recorded = lineages.ROOT / "benchmarks" / "results" / "mnist_lenet5.json"
+        if network == "lenet5" and not _FLOPS_FRACTION.value and not _ALIGN.value:
+            lineage, generations = lineages.recorded_lenet5_lineage(recorded)
+            source = f"layer widths recorded in {recorded.name} (trained run)"
+        else:
+            lineage = lineages.drawn_lineage(network, _GENERATIONS.value, environment)
+            generations = list(range(len(lineage)))
+            source = f"architecture-only lineage drawn with {environment!r}"
+        rows = lineages.lineage_rows(lineage, generations, table, _ROUNDS.value, _RUNS.value)
+        results["networks"][network] = {
+            "source": source,
+            "rows": rows,
+            "input_shape": list(lineage[0].inputs[0].shape[1:]),
+        }
+        print(
+            f"\n{network} ({source}); input {tuple(lineage[0].inputs[0].shape[1:])}; TFLite "
+            f"XNNPACK batch 1; load average {rows[0]['load_average'][0]:.2f} -> "
+            f"{rows[0]['load_average'][1]:.2f}"
+        )
+        print(lineages.format_rows(rows))
+    io_utils.atomic_write_json(
+        Path(_OUTPUT.value),
+        {
+            **results,
+            "platform": {
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "tensorflow": tf.__version__,
+            },
+        },
+    )
+    print(f"Wrote {_OUTPUT.value}")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if _NETWORKS.value:
+        return networks_main()
+    if not _WORKDIR.value:
+        raise app.UsageError("Give --workdir=RUN (one run) or --networks=lenet5,resnet56,...")
     if _TF_THREADS.value:  # must happen before TensorFlow initialises its runtime
         tf.config.threading.set_intra_op_parallelism_threads(_TF_THREADS.value)
         tf.config.threading.set_inter_op_parallelism_threads(_TF_THREADS.value)

@@ -79,6 +79,19 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.budget_max_factor = 5.0
     config.evolution.cluster_budget_fraction = 0.8
     config.evolution.retry_relief = 0.5
+    # flops_budget: each offspring keeps flops_fraction of its parent's MACs ('dense': what the
+    # compacted network computes, or 'living' synapses); flops_budgets pins single layers.
+    config.evolution.flops_fraction = 0.7
+    config.evolution.flops_count = "dense"
+    config.evolution.flops_budgets = None
+    # > 1: keep every layer's living channels a multiple of this (8 suits XNNPACK and GPUs).
+    config.evolution.align_channels = 0
+    config.evolution.align_rounding = "stochastic"  # stochastic | nearest | down | up
+    # latency_budget: keep latency_fraction of the parent's measured Conv2D/Dense time, or at
+    # most latency_ms (set the other None), timed with TFLite at latency_threads threads.
+    config.evolution.latency_fraction = 0.7
+    config.evolution.latency_ms = None
+    config.evolution.latency_threads = 1
     config.evolution.distill_temperature = 0.0
     config.evolution.distill_alpha = 0.1
     # Accept offspring whose Car Moderate AP|R40 is at most 10% (relative) below the ancestor's.

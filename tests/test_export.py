@@ -130,6 +130,7 @@ def test_latency_helpers_report_their_runs(exported):
     for result in (tflite, saved):
         assert result["runs"] == 7
         assert 0 < result["median_ms"] <= result["p90_ms"]
+    assert 0 < tflite["cpu_median_ms"]  # the invoking thread's CPU time (1 thread)
 
 
 # -- run directories and the binary ------------------------------------------------------------

@@ -9,9 +9,12 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tf_evosyn.alignment import ChannelAlignment  # noqa: E402
 from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
+from tf_evosyn.flops_budget import FlopsBudget  # noqa: E402
+from tf_evosyn.latency_budget import LatencyBudget  # noqa: E402
 from tf_evosyn.layers import (  # noqa: E402
     EvoConv1D,
     EvoConv2D,
@@ -35,6 +38,7 @@ from tf_evosyn.tfmot_schedule import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelAlignment",
     "ConstantFactor",
     "EvoConv1D",
     "EvoConv2D",
@@ -43,7 +47,9 @@ __all__ = [
     "EvoSeparableConv2D",
     "EvolutionaryPruningCallback",
     "EvolutionarySchedule",
+    "FlopsBudget",
     "KeepMasks",
+    "LatencyBudget",
     "LayerBudget",
     "SynapseBudget",
     "clone_with_weights",

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import ml_collections
 
+from tf_evosyn import alignment, flops_budget, models
 from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import environment as environment_lib
-from tf_evosyn import models
+from tf_evosyn.flops_budget import FlopsBudget
+from tf_evosyn.latency_budget import LatencyBudget
 from tf_evosyn.recipes import OPTIMIZERS, RECIPE_DEFAULTS, SCHEDULES, recipe
 from tf_evosyn.settings import EvolutionSettings
 
-ENVIRONMENTS = ("constant", "synapse_budget", "layer_budget")
+ENVIRONMENTS = ("constant", "synapse_budget", "layer_budget", "flops_budget", "latency_budget")
 
 # Scale knobs, read with these defaults so configs and run directories older than them still work.
 SCALE_DEFAULTS = {
@@ -213,6 +215,69 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict:
 
 
 def build_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:
+    """The environment the ``evolution`` section asks for, aligned when ``align_channels`` > 1."""
+    environment = _base_environment(evo)
+    multiple = evo.get("align_channels", 0)
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 0:
+        raise ConfigError(
+            f"evolution.align_channels must be an integer >= 0 (0 or 1 = off, 8 = keep every "
+            f"layer's living channels a multiple of 8), got {multiple!r}."
+        )
+    if multiple <= 1:
+        return environment
+    rounding = evo.get("align_rounding", "stochastic")
+    if rounding not in alignment.ROUNDINGS:
+        raise ConfigError(
+            f"evolution.align_rounding={rounding!r}; use one of {alignment.ROUNDINGS}."
+        )
+    return alignment.ChannelAlignment(environment, multiple, rounding)
+
+
+def _flops_budget(evo: ml_collections.ConfigDict) -> FlopsBudget:
+    fraction = evo.get("flops_fraction", None)
+    if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
+        raise ConfigError(
+            "evolution.environment='flops_budget' needs evolution.flops_fraction in (0, 1]: the "
+            f"share of the parent's MACs each offspring keeps (e.g. 0.7), got {fraction!r}."
+        )
+    count = evo.get("flops_count", "dense")
+    if count not in flops_budget.COUNTS:
+        raise ConfigError(f"evolution.flops_count={count!r}; use one of {flops_budget.COUNTS}.")
+    overrides = evo.get("flops_budgets", None)
+    return FlopsBudget(
+        fraction,
+        count=count,
+        synapse_factor=evo.synapse_factor,
+        max_factor=evo.budget_max_factor,
+        overrides=overrides.to_dict() if overrides is not None else None,
+        retry_relief=evo.get("retry_relief", 0.0),
+    )
+
+
+def _latency_budget(evo: ml_collections.ConfigDict) -> LatencyBudget:
+    fraction = evo.get("latency_fraction", None)
+    milliseconds = evo.get("latency_ms", None)
+    if (fraction is None) == (milliseconds is None):
+        raise ConfigError(
+            "evolution.environment='latency_budget' needs exactly one of "
+            "evolution.latency_fraction (share of the parent's measured latency, e.g. 0.7) and "
+            "evolution.latency_ms (a per-offspring budget in ms); set the other to None."
+        )
+    if fraction is not None and (not _is_number(fraction) or not 0.0 < fraction <= 1.0):
+        raise ConfigError(f"evolution.latency_fraction must be in (0, 1], got {fraction!r}.")
+    if milliseconds is not None and (not _is_number(milliseconds) or milliseconds <= 0):
+        raise ConfigError(f"evolution.latency_ms must be a number > 0, got {milliseconds!r}.")
+    threads = evo.get("latency_threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"evolution.latency_threads must be an integer >= 1, got {threads!r}.")
+    return LatencyBudget(fraction, milliseconds, threads, max_factor=evo.budget_max_factor)
+
+
+def _base_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:
+    if evo.environment == "latency_budget":
+        return _latency_budget(evo)
+    if evo.environment == "flops_budget":
+        return _flops_budget(evo)
     if evo.environment == "constant":
         return environment_lib.ConstantFactor(evo.cluster_factor, evo.synapse_factor)
     if evo.environment == "layer_budget":

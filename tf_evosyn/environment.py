@@ -35,6 +35,18 @@ class EnvironmentalFactor:
         """
         raise NotImplementedError
 
+    def bind(self, model, plan, heredities) -> EnvironmentalFactor:
+        """The environment for drawing one offspring of ``model`` (its coupling ``plan`` and
+        parent ``heredities``). Models that budget the whole network (FLOPs, latency) solve
+        their factors here; per-layer models return themselves."""
+        del model, plan, heredities
+        return self
+
+    def adjust_masks(self, model, plan, heredities, masks, rng=None) -> None:
+        """Edit the drawn ``masks`` (layer -> (synapses, clusters)) in place after sampling, e.g.
+        to align channel counts (``rng``: the draw's random stream). Default: no change."""
+        del model, plan, heredities, masks, rng
+
     def for_attempt(self, attempt: int) -> EnvironmentalFactor:
         """The environment for the ``attempt``-th draw of a generation (0 = first draw).
 

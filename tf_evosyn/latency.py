@@ -20,13 +20,16 @@ def _interpreter(tflite_path: str | Path, threads: int):
     return Interpreter(model_path=str(tflite_path), num_threads=threads)
 
 
-def _summary(seconds: list[float]) -> dict:
+def _summary(seconds: list[float], cpu_seconds: list[float] | None = None) -> dict:
     ms = np.asarray(seconds) * 1e3
-    return {
+    summary = {
         "median_ms": float(statistics.median(ms)),
         "p90_ms": float(np.percentile(ms, 90)),
         "runs": len(ms),
     }
+    if cpu_seconds is not None:
+        summary["cpu_median_ms"] = float(statistics.median(cpu_seconds)) * 1e3
+    return summary
 
 
 def tflite_latency(
@@ -48,12 +51,13 @@ def tflite_latency(
     interpreter.set_tensor(inp["index"], rng.random(input_shape, dtype=np.float32))
     for _ in range(warmup):
         interpreter.invoke()
-    seconds = []
+    seconds, cpu_seconds = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         interpreter.invoke()
         seconds.append(time.perf_counter() - start)
-    return _summary(seconds)
+        cpu_seconds.append(time.thread_time() - cpu_start)
+    return _summary(seconds, cpu_seconds)
 
 
 def savedmodel_latency(

@@ -121,6 +121,7 @@ def draw_masks(
     plan = plan_coupling(model)
     heredities = compute_heredity(model, plan=plan)
     layers = {layer.name: layer for layer in evolvable_layers(model)}
+    environment = environment.bind(model, plan, heredities)
 
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     factors: dict[str, tuple[float, float]] = {}
@@ -145,6 +146,7 @@ def draw_masks(
             if int(group) not in group_alive:
                 group_alive[int(group)] = bool(clusters[channel])
     _kill_unread_groups(plan, masks)
+    environment.adjust_masks(model, plan, heredities, masks, rng)
     return masks, factors
 
 

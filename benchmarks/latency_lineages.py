@@ -1,0 +1,173 @@
+"""Per-generation latency of each paper network's offspring (for ``latency.py --networks``).
+
+Latency depends on shapes only, so a lineage here is *architecture-only*: it is drawn from a
+random-init ancestor with the network's config environment (configs/*.py), or, for LeNet-5, it
+rebuilds the layer widths recorded by the trained run in benchmarks/results/mnist_lenet5.json.
+Every generation is compacted, converted to TFLite and timed at 1 and 2 threads in interleaved
+rounds; the table gives the MACs ratio, the speedups, the share of the promised saving
+(1 - 1/speedup) / (1 - 1/MACs ratio) and the speedup predicted by the measured layer model
+(tf_evosyn.latency_model). 1-thread times are the invoking thread's CPU time per invoke (robust
+to the load of a shared machine), 2-thread times are wall time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import common
+
+import tf_evosyn
+from tf_evosyn._keras import keras
+from tf_evosyn.alignment import ChannelAlignment
+from tf_evosyn.compaction import compact
+from tf_evosyn.config_checks import build_environment
+from tf_evosyn.export import convert_to_tflite, save_serving_model
+from tf_evosyn.flops import count_flops
+from tf_evosyn.flops_budget import FlopsBudget
+from tf_evosyn.latency import tflite_latency
+from tf_evosyn.latency_model import LatencyTable
+from tf_evosyn.models import build
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "lenet5": "lenet5_mnist",
+    "resnet56": "resnet56_cifar10",
+    "alexnet_cifar": "alexnet_cifar10",
+    "detectnet": "detectnet_kitti",
+}
+# DetectNet is timed at a quarter of KITTI's 384x1248 (a full-size invoke takes seconds on a
+# shared 2-core machine); its layer widths, and so the ratios, are those of the full network.
+BUILD_KWARGS = {"detectnet": {"input_shape": (96, 320, 3)}}
+THREADS = (1, 2)
+CLOCK = {1: "cpu_median_ms", 2: "median_ms"}
+
+
+def _config(network: str):
+    path = ROOT / "configs" / f"{CONFIGS[network]}.py"
+    spec = importlib.util.spec_from_file_location(CONFIGS[network], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def environment_for(network: str, flops_fraction: float, align_channels: int):
+    """The network's config environment, or FlopsBudget(flops_fraction) if > 0; aligned if k > 1."""
+    if flops_fraction > 0:
+        environment = FlopsBudget(flops_fraction)
+    else:
+        environment = build_environment(_config(network).evolution)
+    return ChannelAlignment(environment, align_channels) if align_channels > 1 else environment
+
+
+def drawn_lineage(network: str, generations: int, environment) -> list[keras.Model]:
+    """Compacted generations 0..``generations`` of a random-init ancestor (seed 0)."""
+    keras.utils.set_random_seed(0)
+    model = tf_evosyn.evolvable(build(network, **BUILD_KWARGS.get(network, {})))
+    lineage = [compact(model)]
+    for generation in range(1, generations + 1):
+        model, _ = tf_evosyn.synthesize(model, environment, seed=0, generation=generation)
+        lineage.append(compact(model))
+    return lineage
+
+
+def recorded_lenet5_lineage(path: Path) -> tuple[list[keras.Model], list[int]]:
+    """LeNet-5 at the layer widths of each accepted generation of a recorded run."""
+    records = [r for r in json.loads(path.read_text())["lineage"] if r.get("accepted", True)]
+    keras.utils.set_random_seed(0)
+    ancestor = tf_evosyn.evolvable(build("lenet5"))
+    lineage, generations = [], []
+    for record in records:
+        widths = {layer["name"]: layer["clusters"] for layer in record.get("layers", [])}
+        model = tf_evosyn.clone_with_weights(ancestor)
+        for layer in tf_evosyn.evolvable_layers(model):
+            clusters = layer.living_cluster_mask().copy()
+            clusters[widths.get(layer.name, clusters.size) :] = False
+            layer.set_masks(layer.living_synapse_mask() & clusters, clusters)
+        lineage.append(compact(model))
+        generations.append(int(record["generation"]))
+    return lineage, generations
+
+
+def time_lineage(lineage: list[keras.Model], rounds: int, runs: int) -> dict:
+    """Median ms per generation and thread count, interleaved over rounds."""
+    shape = (1, *lineage[0].inputs[0].shape[1:])
+    with tempfile.TemporaryDirectory(prefix="evosyn_lineage_") as tmp:
+        paths = []
+        for i, model in enumerate(lineage):
+            saved = save_serving_model(model, Path(tmp) / f"g{i}" / "saved_model")
+            paths.append(convert_to_tflite(saved, Path(tmp) / f"g{i}" / "model.tflite"))
+        probe = tflite_latency(paths[0], shape, 1, runs=3, warmup=1)["median_ms"]
+        runs = max(5, min(runs, int(1500 / max(probe, 1e-3))))  # ~1.5 s per measurement
+        samples = {t: [[] for _ in paths] for t in THREADS}
+        for _ in range(rounds):
+            for threads in THREADS:
+                for i, path in enumerate(paths):
+                    result = tflite_latency(path, shape, threads, runs=runs, warmup=3)
+                    # 1 thread: the invoking thread's CPU time (a loaded machine's waits left
+                    # out); 2 threads: wall time (CPU time would add both threads up)
+                    samples[threads][i].append(result[CLOCK[threads]])
+    return {t: [statistics.median(s) for s in per_gen] for t, per_gen in samples.items()}
+
+
+def share(speedup: float, macs_ratio: float) -> float | None:
+    """(1 - 1/speedup) / (1 - 1/MACs ratio); None when nothing was promised."""
+    if macs_ratio <= 1.0 + 1e-9:
+        return None
+    return (1 - 1 / speedup) / (1 - 1 / macs_ratio)
+
+
+def lineage_rows(
+    lineage: list[keras.Model], generations: list[int], table: LatencyTable, rounds: int, runs: int
+) -> list[dict]:
+    load_before = os.getloadavg()[0]
+    times = time_lineage(lineage, rounds, runs)
+    load_after = os.getloadavg()[0]
+    macs = [count_flops(model).total_dense_macs for model in lineage]
+    modelled = [sum(table.predict(model).values()) for model in lineage]
+    rows = []
+    for i, generation in enumerate(generations):
+        ratio = macs[0] / macs[i]
+        speedups = {t: times[t][0] / times[t][i] for t in THREADS}
+        rows.append(
+            {
+                "generation": generation,
+                "macs": macs[i],
+                "macs_ratio": ratio,
+                "ms": {t: times[t][i] for t in THREADS},
+                "speedup": speedups,
+                "share_of_promised_saving": {t: share(speedups[t], ratio) for t in THREADS},
+                "predicted_speedup": modelled[0] / modelled[i],
+                "modelled_ms": modelled[i],
+                "load_average": [load_before, load_after],
+            }
+        )
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    header = ["gen", "MACs", "MACs ratio", "1t ms", "1t speedup", "1t share", "2t ms"]
+    header += ["2t speedup", "2t share", "predicted"]
+    body = [
+        [
+            str(r["generation"]),
+            f"{r['macs']:,}",
+            f"{r['macs_ratio']:.2f}x",
+            f"{r['ms'][1]:.3f}",
+            f"{r['speedup'][1]:.2f}x",
+            fmt(r["share_of_promised_saving"][1], ".2f"),
+            f"{r['ms'][2]:.3f}",
+            f"{r['speedup'][2]:.2f}x",
+            fmt(r["share_of_promised_saving"][2], ".2f"),
+            f"{r['predicted_speedup']:.2f}x",
+        ]
+        for r in rows
+    ]
+    return common.format_table(header, body)

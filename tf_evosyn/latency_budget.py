@@ -1,0 +1,149 @@
+"""LatencyBudget: an environment that keeps a fraction (or a number of ms) of measured latency.
+
+Driven by :mod:`tf_evosyn.latency_model`: for every Conv2D/Dense geometry of the parent (input
+size, kernel, stride) the layer is timed alone on this machine at a small grid of input and
+output channel counts (multiples of 8 / 16 and the parent's count), cached per machine. Between
+grid points the time is linear in input channels and a step in output channels (the next grid
+point up: XNNPACK computes output channels in tiles). The expected offspring's latency is the
+sum over layers of that time at the layer's expected living input and output channels (from the
+same closed form as :class:`~tf_evosyn.flops_budget.FlopsBudget`), and one factor shared by all
+layers is solved by bisection. Only Conv2D/Dense time is modelled (additions, pooling and pads
+are not); a ``milliseconds`` target applies to that modelled time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tf_evosyn import environment as environment_lib
+from tf_evosyn.environment import EnvironmentalFactor, _check_fraction, _solve_factor
+from tf_evosyn.flops_budget import MacsModel, SolvedFactors
+from tf_evosyn.latency_model import LatencyTable, LayerShape, layer_shapes
+
+IN_STEP, OUT_STEP, MAX_POINTS = 8, 16, 5
+
+
+def _grid(parent: int, step: int) -> list[int]:
+    """Up to MAX_POINTS channel counts in (0, parent], always including ``parent``."""
+    points = list(range(step, parent, step)) or []
+    if len(points) > MAX_POINTS - 1:
+        picks = np.linspace(0, len(points) - 1, MAX_POINTS - 1).round().astype(int)
+        points = [points[i] for i in sorted(set(picks))]
+    return sorted(set(points) | {1, parent}) if parent < step else sorted(set(points) | {parent})
+
+
+class LayerLatency:
+    """Measured time of one layer geometry over a (input, output channels) grid."""
+
+    def __init__(self, shape: LayerShape, table: LatencyTable):
+        self.inputs = np.array(_grid(shape.in_channels, IN_STEP), float)
+        self.outputs = np.array(_grid(shape.out_channels, OUT_STEP), float)
+        times = np.array(
+            [
+                [table.latency(shape.with_channels(cin, cout)) for cout in self.outputs]
+                for cin in self.inputs
+            ]
+        )
+        # timing noise must not make a smaller layer slower than a larger one
+        self.times = np.maximum.accumulate(np.maximum.accumulate(times, axis=0), axis=1)
+
+    def __call__(self, in_channels: float, out_channels: float) -> float:
+        column = min(int(np.searchsorted(self.outputs, out_channels - 1e-9)), len(self.outputs) - 1)
+        return float(np.interp(in_channels, self.inputs, self.times[:, column], left=0.0))
+
+
+class LatencyBudget(EnvironmentalFactor):
+    """Resource target on measured latency: keep ``fraction`` of the parent's modelled time, or
+    at most ``milliseconds`` of it (exactly one of the two).
+
+    Args:
+      fraction / milliseconds: the budget per offspring.
+      threads: TFLite threads the cost model is measured with (the deployment's).
+      max_factor: > 1 lets the environment be generous (probabilities clip at 1).
+      cache_dir: where the per-machine table lives (default ~/.cache/tf_evosyn/latency or
+        $EVOSYN_LATENCY_CACHE).
+    """
+
+    def __init__(
+        self,
+        fraction: float | None = None,
+        milliseconds: float | None = None,
+        threads: int = 1,
+        max_factor: float = 10.0,
+        cache_dir: str | None = None,
+    ):
+        if (fraction is None) == (milliseconds is None):
+            raise ValueError("LatencyBudget needs exactly one of fraction= or milliseconds=.")
+        self.fraction = None if fraction is None else _check_fraction("fraction", fraction)
+        if milliseconds is not None and not float(milliseconds) > 0:
+            raise ValueError(f"milliseconds must be > 0, got {milliseconds}.")
+        self.milliseconds = None if milliseconds is None else float(milliseconds)
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}.")
+        self.threads = int(threads)
+        if max_factor < 1.0:
+            raise ValueError(f"max_factor must be >= 1, got {max_factor}.")
+        self.max_factor = float(max_factor)
+        self.cache_dir = cache_dir
+
+    def layer_factors(self, layer, parent_synapses):
+        raise RuntimeError(
+            "LatencyBudget times the whole model: call bind(model, plan, heredities) first "
+            "(tf_evosyn.synthesize does)."
+        )
+
+    def cost_model(self, model, plan, heredities) -> tuple[MacsModel, dict[str, LayerLatency]]:
+        table = LatencyTable(self.threads, self.cache_dir)
+        shapes = layer_shapes(model)
+        macs = MacsModel(model, plan, heredities, "dense")
+        parent = [(1e9, 1e9)] * len(macs.layers)
+        cin, cout = self.expected_channels(macs, parent)
+        layers = {}
+        for cost, i_alive, o_alive in zip(macs.layers, cin, cout, strict=True):
+            name = cost.heredity.name
+            if name in shapes:
+                shape = shapes[name].with_channels(round(i_alive), round(o_alive))
+                layers[name] = LayerLatency(shape, table)
+        table.save()
+        return macs, layers
+
+    @staticmethod
+    def expected_channels(macs: MacsModel, factors) -> tuple[np.ndarray, np.ndarray]:
+        """Expected living (input rows, output channels) of every layer under ``factors``."""
+        group_p = macs.group_probs(factors)
+        cin = np.array(
+            [np.where(c.input_groups >= 0, group_p[c.input_groups], 1.0).sum() for c in macs.layers]
+        )
+        cout = np.array([(group_p[c.groups] * c.heredity.cluster_alive).sum() for c in macs.layers])
+        return cin, cout
+
+    def predicted_ms(self, macs: MacsModel, layers: dict[str, LayerLatency], factors) -> float:
+        cin, cout = self.expected_channels(macs, factors)
+        return sum(
+            layers[c.heredity.name](i, o)
+            for c, i, o in zip(macs.layers, cin, cout, strict=True)
+            if c.heredity.name in layers
+        )
+
+    def bind(self, model, plan, heredities) -> EnvironmentalFactor:
+        macs, layers = self.cost_model(model, plan, heredities)
+        n = len(macs.layers)
+        parent_ms = self.predicted_ms(macs, layers, [(1e9, 1e9)] * n)
+        target = self.milliseconds if self.fraction is None else self.fraction * parent_ms
+        factor = _solve_factor(
+            lambda f: self.predicted_ms(macs, layers, [(f, 1.0)] * n), target, self.max_factor
+        )
+        names = [c.heredity.name for c in macs.layers]
+        return SolvedFactors(self, {name: (factor, 1.0) for name in names})
+
+    def get_config(self):
+        return {
+            "fraction": self.fraction,
+            "milliseconds": self.milliseconds,
+            "threads": self.threads,
+            "max_factor": self.max_factor,
+            "cache_dir": self.cache_dir,
+        }
+
+
+environment_lib._register(LatencyBudget)
