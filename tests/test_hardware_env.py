@@ -5,9 +5,10 @@ from config keys with clear errors."""
 import ml_collections
 import numpy as np
 import pytest
-from test_coupled_synthesis import assert_compacts_exactly, randomise_batchnorm
+from test_coupled_synthesis import assert_compacts_exactly
 
 import tf_evosyn
+from tests.helpers import random_bn
 from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.alignment import ChannelAlignment, aligned_count
@@ -151,7 +152,7 @@ def test_alignment_keeps_channels_multiples_of_k_and_compacts_exactly(cifar10_su
     with np.load(cifar10_subset_file) as data:
         images = data["x"][:16, 8:24, 8:24].astype(np.float32) / 255.0
     model = tf_evosyn.evolvable(residual())
-    randomise_batchnorm(model, np.random.default_rng(0))
+    random_bn(model, np.random.default_rng(0))
     environment = ChannelAlignment(environment_lib.ConstantFactor(0.8), 8, "nearest")
     changed = False
     for seed in range(4):

@@ -35,9 +35,10 @@ OPTIONAL_DEFAULTS = {
 }
 SELECT_ON = ("validation", "test")
 
-# Where the run executes may change when it is resumed (e.g. on other hardware); what it computes
-# may not: a resumed run must use the same config apart from these keys.
-RESUMABLE_CHANGES = ("distribute.",)
+# Where the run executes may change when it is resumed (e.g. on other hardware), and how long
+# it goes on (more generations continue a finished run: earlier ones are not affected); what
+# it computes may not: a resumed run must use the same config apart from these keys.
+RESUMABLE_CHANGES = ("distribute.", "evolution.generations", "log.")
 RUNTIME_FILENAME = "runtime.json"
 
 
