@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import without_timing
 
-from tests.helpers import without_timing
 from tf_evosyn.lineage import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -3,9 +3,9 @@ the masked model computes (on real images), and it is smaller exactly where remo
 
 import numpy as np
 import pytest
+from helpers import random_bn
 
 import tf_evosyn
-from tests.helpers import random_bn
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction import compact, compaction_report, format_report, plan_compaction
 from tf_evosyn.dependency import analyze

@@ -3,9 +3,9 @@ residual and concatenating networks stay consistent and compact exactly (on real
 
 import numpy as np
 import pytest
+from helpers import random_bn
 
 import tf_evosyn
-from tests.helpers import random_bn
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction import compact, plan_compaction
 from tf_evosyn.coupling import group_cluster_probs, plan_coupling

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import without_timing
 
-from tests.helpers import without_timing
 from tf_evosyn.lineage import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parent.parent

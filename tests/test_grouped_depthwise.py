@@ -5,9 +5,9 @@ exact compaction on real images with non-trivial BatchNorm statistics."""
 
 import numpy as np
 import pytest
+from helpers import cifar_images, plain_params, random_bn, relative_difference
 
 import tf_evosyn
-from tests.helpers import cifar_images, plain_params, random_bn, relative_difference
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction import compact
 from tf_evosyn.dependency import analyze

@@ -5,10 +5,10 @@ from config keys with clear errors."""
 import ml_collections
 import numpy as np
 import pytest
+from helpers import random_bn
 from test_coupled_synthesis import assert_compacts_exactly
 
 import tf_evosyn
-from tests.helpers import random_bn
 from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.alignment import ChannelAlignment, aligned_count

@@ -3,9 +3,9 @@ deeper nestings) into one graph that evolves, compacts exactly, saves and export
 
 import numpy as np
 import pytest
+from helpers import cifar_images, plain_params, random_bn, relative_difference
 
 import tf_evosyn
-from tests.helpers import cifar_images, plain_params, random_bn, relative_difference
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.flatten import flatten_model
 from tf_evosyn.flops import count_flops

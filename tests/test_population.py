@@ -1,8 +1,8 @@
 """Populations and m-parent synthesis in the loop: determinism, records, resume mid-generation."""
 
 import pytest
+from helpers import without_timing
 
-from tests.helpers import without_timing
 from tf_evosyn import population
 from tf_evosyn._keras import keras
 from tf_evosyn.evolution import Evolution, EvolutionSettings

@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import without_timing
 
-from tests.helpers import without_timing
 from tf_evosyn import fs, io_utils
 from tf_evosyn.bin.export import REPORT_FILENAME, export_run
 from tf_evosyn.export_target import ExportError, resolve_target

@@ -3,8 +3,8 @@ evolves, compacts exactly (relative difference <= 1e-4 with non-trivial BatchNor
 and shrinks. One constructor per family by default; ``--zoo=all`` runs every constructor."""
 
 import pytest
+from helpers import cifar_images
 
-from tests.helpers import cifar_images
 from tf_evosyn import zoo
 
 
