@@ -16,6 +16,16 @@ import pytest  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--zoo",
+        choices=("default", "all"),
+        default="default",
+        help="tests/test_zoo_coverage.py: one Keras Applications constructor per family "
+        "(default) or every constructor (all)",
+    )
+
+
 def _missing_data(reason: str):
     """Skip locally; in CI the real datasets are part of the contract, so fail loudly."""
     if os.environ.get("CI"):

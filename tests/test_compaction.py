@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tf_evosyn
+from tests.helpers import random_bn
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction import compact, compaction_report, format_report, plan_compaction
 from tf_evosyn.dependency import analyze
@@ -57,21 +58,10 @@ def plain_params(model: keras.Model) -> int:
     return sum(row["params_before"] for row in compaction_report(model, model))
 
 
-def random_bn(model: keras.Model, rng: np.random.Generator) -> None:
-    """Non-trivial BN statistics, so dead channels become non-zero constants after BN."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[-1]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c))
-            layer.beta.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_mean.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c))
-
-
 def kill(model, dead_clusters: dict[str, list[int]], rng, synapse_survival=0.8) -> None:
     """Random synapse masks; the listed clusters dead, all others alive."""
     for layer in tf_evosyn.evolvable_layers(model):
-        synapses = rng.random(layer.kernel.shape) < synapse_survival
+        synapses = rng.random(layer.matrix_shape) < synapse_survival
         clusters = np.ones(layer.num_clusters, dtype=bool)
         clusters[dead_clusters.get(layer.name, [])] = False
         layer.set_masks(synapses, clusters)
@@ -302,7 +292,7 @@ def test_depthwise_channels_follow_their_input(cifar_images):
     graph = analyze(model)
     assert graph.group_of("expand", 2).members == [("dw", 4), ("dw", 5), ("expand", 2)]
 
-    kill(model, {"expand": [2, 5]}, rng)
+    kill(model, {"expand": [2, 5], "dw": [4, 5, 10, 11]}, rng)  # evolvable dw: a coupled group
     compacted = compact(model, graph)
     assert_equivalent(model, compacted, cifar_images)
     assert channels(compacted, "expand") == 4

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tf_evosyn
+from tests.helpers import random_bn
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction import compact, plan_compaction
 from tf_evosyn.coupling import group_cluster_probs, plan_coupling
@@ -62,17 +63,6 @@ def inception_style() -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(10, name="logits")(x)
     return keras.Model(inputs, outputs, name="inception_style")
-
-
-def randomise_batchnorm(model: keras.Model, rng: np.random.Generator) -> None:
-    """Non-trivial BN statistics, so dead channels become non-zero constants after BN."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[-1]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c))
-            layer.beta.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_mean.assign(rng.uniform(-0.5, 0.5, c))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c))
 
 
 def evolve(model: keras.Model, generations: int, environment) -> list[keras.Model]:
@@ -153,7 +143,7 @@ def test_group_probability_pools_the_members_strengths():
 def test_residual_evolution_keeps_groups_whole_and_compacts_exactly(cifar_images):
     keras.utils.set_random_seed(0)
     model = tf_evosyn.evolvable(resnet_style())
-    randomise_batchnorm(model, np.random.default_rng(1))
+    random_bn(model, np.random.default_rng(1))
     lineage = evolve(model, 3, tf_evosyn.ConstantFactor(0.7, 0.8))
     previous = clusters(lineage[0])
     for offspring in lineage[1:]:
@@ -198,7 +188,7 @@ def test_resnet56_option_a_evolution_compacts_exactly_across_stages(cifar_images
 
     keras.utils.set_random_seed(0)
     model = tf_evosyn.evolvable(resnet56())
-    randomise_batchnorm(model, np.random.default_rng(2))
+    random_bn(model, np.random.default_rng(2))
     plan = plan_coupling(model)
     # Stage 1's 16 channels run through all 27 blocks: option A carries them into the middle
     # of stage 2 (positions 8..23) and stage 3 (24..39); the zero channels couple stage 2's

@@ -15,7 +15,14 @@ from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
 from tf_evosyn.flops_budget import FlopsBudget  # noqa: E402
 from tf_evosyn.latency_budget import LatencyBudget  # noqa: E402
-from tf_evosyn.layers import EvoConv2D, EvoDense, evolvable_layers  # noqa: E402
+from tf_evosyn.layers import (  # noqa: E402
+    EvoConv1D,
+    EvoConv2D,
+    EvoDense,
+    EvoDepthwiseConv2D,
+    EvoSeparableConv2D,
+    evolvable_layers,
+)
 from tf_evosyn.measures import count_living  # noqa: E402
 from tf_evosyn.model_io import load_model, save_model  # noqa: E402
 from tf_evosyn.synthesis import compute_heredity, synthesize  # noqa: E402
@@ -33,8 +40,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ChannelAlignment",
     "ConstantFactor",
+    "EvoConv1D",
     "EvoConv2D",
     "EvoDense",
+    "EvoDepthwiseConv2D",
+    "EvoSeparableConv2D",
     "EvolutionaryPruningCallback",
     "EvolutionarySchedule",
     "FlopsBudget",

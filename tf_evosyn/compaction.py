@@ -22,6 +22,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.conv_kinds import (
+    GROUPED,
+    RESHAPE,
+    apply_op,
+    depthwise_constants,
+    depthwise_weights,
+    grouped_weights,
+    is_tf_elementwise_op,
+    merge_values,
+    producer_weights,
+    reads_input,
+)
 from tf_evosyn.dependency import (
     BARRIER,
     BATCHNORM,
@@ -40,7 +52,7 @@ from tf_evosyn.dependency import (
     analyze,
 )
 from tf_evosyn.flops import layer_params
-from tf_evosyn.layers import EvoConv2D, EvolvableMixin
+from tf_evosyn.layers import EvolvableMixin
 from tf_evosyn.models.lrn import WithinChannelLRN
 
 
@@ -94,31 +106,10 @@ def _conv_pads(layer: keras.layers.Layer, input_shape: tuple) -> bool:
     return False
 
 
-def _kernel(layer) -> np.ndarray:
-    if isinstance(layer, EvolvableMixin):
-        return layer.masked_kernel().numpy()
-    return layer.kernel.numpy()
-
-
-def _reads_input(layer) -> np.ndarray:
-    """Per kernel input channel: does any living synapse read it? (A channel read only by dead
-    synapses contributes nothing, whatever it holds, so padding cannot make it inexact.)"""
-    kernel = _kernel(layer)
-    return np.any(kernel.reshape(-1, *kernel.shape[-2:]) != 0, axis=(0, 2))
-
-
-def _bias(layer, clusters: int) -> np.ndarray:
-    if not layer.use_bias:
-        return np.zeros(clusters, dtype=np.float32)
-    if isinstance(layer, EvolvableMixin):
-        return layer.masked_bias().numpy()
-    return layer.bias.numpy()
-
-
 def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarray) -> np.ndarray:
     """Constant value of each output channel given the inputs' constants (NaN: not constant)."""
     layer, kind = node.layer, node.kind
-    if kind == PRODUCER:
+    if kind in (PRODUCER, GROUPED):
         # A dead cluster emits activation(0): its masked kernel and bias are zero.
         out = np.full(dead_out.shape, np.nan)
         if dead_out.any():
@@ -126,16 +117,8 @@ def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarr
         return out
     k = inputs[0] if inputs else None
     if kind == DEPTHWISE:
-        kernel = layer.depthwise_kernel.numpy()  # (kh, kw, C, m)
-        m = kernel.shape[-1]
-        bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[2] * m)
-        ks = np.repeat(k, m)
-        if _conv_pads(layer, node.input_shapes[0]):
-            # Zero padding: constant only where the input is exactly 0 (output = bias).
-            out = np.where(ks == 0, bias, np.nan)
-        else:
-            out = ks * kernel.sum(axis=(0, 1)).reshape(-1) + bias
-        return _activate(layer.activation, out)
+        pads = _conv_pads(layer, node.input_shapes[0])
+        return _activate(layer.activation, depthwise_constants(layer, k, pads))
     if kind == BATCHNORM:
         mean = layer.moving_mean.numpy()
         var = layer.moving_variance.numpy()
@@ -147,7 +130,11 @@ def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarr
             return k
         if isinstance(layer, keras.layers.Activation):
             return _activate(layer.activation, k)
+        if is_tf_elementwise_op(layer):
+            return _as_float(apply_op(layer, node.call_args, node.call_kwargs, k))
         return _as_float(layer.call(tf.constant(k[None, :], dtype=tf.float32)))[0]
+    if kind == RESHAPE:
+        return k
     if kind == SPATIAL:
         if isinstance(layer, (keras.layers.ZeroPadding2D, WithinChannelLRN)):
             # Borders see zeros: a constant stays one only if it is 0.
@@ -157,6 +144,8 @@ def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarr
         return np.tile(k, dead_out.size // max(k.size, 1))
     if kind == MERGE:
         stacked = np.stack(inputs)
+        if (values := merge_values(layer, stacked)) is not None:
+            return values
         if isinstance(layer, keras.layers.Add):
             return stacked.sum(axis=0)
         if isinstance(layer, keras.layers.Subtract):
@@ -221,11 +210,11 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
             k = inputs[0]
             dead_in = dead[in_groups]
             name = node.layer.name
-            pads = isinstance(node.layer, keras.layers.Conv2D) and _conv_pads(
+            pads = getattr(node.layer, "kernel_size", None) is not None and _conv_pads(
                 node.layer, node.input_shapes[0]
             )
             # A dead channel read only by dead synapses contributes nothing, whatever it holds.
-            reads = _reads_input(node.layer)
+            reads = reads_input(node.layer)
             for position in np.flatnonzero(dead_in & (k != 0) & reads):
                 gid = int(in_groups[position])
                 if not np.isfinite(k[position]):
@@ -262,11 +251,9 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
 
 
 def _plain_config(layer: keras.layers.Layer) -> tuple[type, dict]:
-    config = layer.get_config()
     if isinstance(layer, EvolvableMixin):
-        config.pop("evolve_clusters", None)
-        return (keras.layers.Conv2D if isinstance(layer, EvoConv2D) else keras.layers.Dense), config
-    return type(layer), config
+        return layer.plain_type, layer.plain_config()
+    return type(layer), layer.get_config()
 
 
 def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.Model:
@@ -289,30 +276,17 @@ def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.M
         if node.kind == INPUT:
             continue
         cls, config = _plain_config(layer)
+        in_keep = plan.keep(node.input_ids[0]) if node.input_ids else None
         if node.kind == PRODUCER:
-            in_id, out_id = node.input_ids[0], node.output_ids[0]
-            in_keep, out_keep = plan.keep(in_id), plan.keep(out_id)
-            kernel = _kernel(layer)
-            bias = _bias(layer, kernel.shape[-1]).astype(np.float64)
-            gone = ~in_keep
-            if gone.any():
-                k = np.nan_to_num(plan.constants[in_id][gone])
-                part = kernel[..., gone, :].astype(np.float64)
-                part = part.reshape(-1, *part.shape[-2:])  # (spatial taps, inputs, outputs)
-                bias = bias + np.einsum("sio,i->o", part, k)
-            kernel = kernel[..., in_keep, :][..., out_keep]
-            bias = bias[out_keep].astype(np.float32)
-            config["filters" if "filters" in config else "units"] = int(out_keep.sum())
-            if not config.get("use_bias", True) and np.any(bias != 0):
-                config["use_bias"] = True
-            weights[name] = [kernel, bias] if config.get("use_bias", True) else [kernel]
+            out_keep, constants = plan.keep(node.output_ids[0]), plan.constants[node.input_ids[0]]
+            weights[name] = producer_weights(layer, config, in_keep, out_keep, constants)
+        elif node.kind == GROUPED:
+            weights[name] = grouped_weights(layer, config, in_keep, plan.keep(node.output_ids[0]))
         elif node.kind == DEPTHWISE:
-            keep = plan.keep(node.input_ids[0])
-            kernel = layer.depthwise_kernel.numpy()[:, :, keep, :]
-            weights[name] = [kernel]
-            if layer.use_bias:
-                m = layer.depthwise_kernel.shape[-1]
-                weights[name].append(layer.bias.numpy().reshape(-1, m)[keep].reshape(-1))
+            weights[name] = depthwise_weights(layer, in_keep)
+        elif node.kind == RESHAPE:
+            config["target_shape"] = (*config["target_shape"][:-1], int(in_keep.sum()))
+            weights[name] = []
         elif node.kind == BATCHNORM:
             keep = plan.keep(node.input_ids[0])
             weights[name] = {
@@ -385,6 +359,8 @@ def _replay(
 
 
 def _channels(layer: keras.layers.Layer) -> int | None:
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return int(layer.pointwise_kernel.shape[-1])
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         shape = layer.depthwise_kernel.shape
         return int(shape[-2] * shape[-1])

@@ -13,6 +13,7 @@ from absl import logging
 
 from tf_evosyn._keras import keras
 from tf_evosyn.dependency import ELEMENTWISE, SPATIAL, layer_kind
+from tf_evosyn.flatten import flatten_model
 from tf_evosyn.layers import EVOLVABLE_TWINS, EvolvableMixin
 
 # Layers with weights that are not synaptic kernels; they are kept as they are without a warning.
@@ -47,12 +48,6 @@ def _check_model(model: keras.Model) -> None:
             f"{model.name} is not built; give its first layer an input shape, e.g. "
             "keras.Sequential([keras.Input((28, 28, 1)), ...])."
         )
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            raise ValueError(
-                f"Nested model {layer.name!r} inside {model.name!r} is not supported yet: build "
-                "one flat functional model (call the inner model's layers directly)."
-            )
 
 
 def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
@@ -65,8 +60,10 @@ def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 skipped.append(SkippedLayer(layer.name, type(layer).__name__, "channels_first"))
             continue
-        if isinstance(layer, _NON_SYNAPTIC_WEIGHTED):
-            continue
+        if isinstance(layer, _NON_SYNAPTIC_WEIGHTED) or all(
+            w.shape.rank <= 1 for w in layer.weights
+        ):
+            continue  # per-channel parameters (normalisation, ConvNeXt's LayerScale), no synapses
         skipped.append(
             SkippedLayer(
                 layer.name,
@@ -104,7 +101,8 @@ def _is_convertible(layer) -> bool:
 def evolvable(
     model: keras.Model, *, protect_outputs: bool = True, strict: bool = False
 ) -> keras.Model:
-    """A clone of ``model`` with every Conv2D/Dense replaced by EvoConv2D/EvoDense, weights kept.
+    """A flat clone of ``model`` in which every layer with an evolvable twin (Conv1D, Conv2D,
+    Dense, DepthwiseConv2D, SeparableConv2D) is evolvable, weights kept; nested models inlined.
 
     Args:
       model: a built Sequential or Functional tf_keras model.
@@ -113,6 +111,7 @@ def evolvable(
       strict: raise instead of warn when a layer with weights cannot be evolved.
     """
     _check_model(model)
+    model = flatten_model(model)  # nested Functional/Sequential models become one graph
     skipped = evolvability_report(model)
     if skipped:
         lines = "\n".join(f"  {s.name} ({s.type}): {s.reason}" for s in skipped)
@@ -136,9 +135,7 @@ def evolvable(
     for source in model.layers:
         target = clone.get_layer(source.name)
         if isinstance(target, EvolvableMixin) and not isinstance(source, EvolvableMixin):
-            target.kernel.assign(source.kernel)
-            if source.use_bias:
-                target.bias.assign(source.bias)
+            target.copy_plain_weights(source)
         elif source.weights:
             target.set_weights(source.get_weights())
     return clone

@@ -95,7 +95,8 @@ def plan_coupling(model: keras.Model) -> CouplingPlan:
             if kinds.get(consumer.layer_name) != PRODUCER:
                 continue  # pass-through layers: their own readers are listed as well
             if consumer.layer_name in evolvable:
-                group.readers.append((consumer.layer_name, consumer.indices))
+                reader = evolvable[consumer.layer_name]  # input channels -> kernel rows
+                group.readers.append((consumer.layer_name, reader.kernel_rows(consumer.indices)))
             else:
                 group.readers_known = False  # a plain layer reads it with living weights
         for name, channel in members:

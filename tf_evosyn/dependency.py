@@ -3,9 +3,10 @@
 A channel cannot always be removed on its own: the two inputs of an ``Add`` must keep the same
 channels, a ``DepthwiseConv2D`` output channel lives and dies with its input channel, and a
 ``Concatenate`` shifts the channels of its later inputs. :func:`analyze` walks the model's graph
-once and groups the output channels of the layers that own channels (Conv2D, Dense,
-DepthwiseConv2D and their evolvable twins) into coupled groups: the channels of one group must
-live or die together. For each group it records the (layer, channel) members and every layer
+once and groups the output channels of the layers that own channels (Conv2D, grouped Conv2D,
+Dense, SeparableConv2D, DepthwiseConv2D and their evolvable twins; rules in
+:mod:`tf_evosyn.conv_kinds`) into coupled groups: the channels of one group must live or die
+together. For each group it records the (layer, channel) members and every layer
 that reads it, with the input positions it reads (a Dense after a channels-last ``Flatten``
 reads channel ``c`` at rows ``c, c + C, c + 2C, ...``).
 
@@ -21,7 +22,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tf_evosyn._keras import keras
-from tf_evosyn.layers import EvoConv2D, EvoDense
+from tf_evosyn.conv_kinds import (
+    BINARY_OPS,
+    CONV_TYPES,
+    DENSE_TYPES,
+    DEPTHWISE_TYPES,
+    GROUPED,
+    RESHAPE,
+    SEPARABLE_TYPES,
+    exact_type,
+    grouped_atoms,
+    is_tf_elementwise_op,
+    reshape_keeps_channels,
+    tf_op_operands,
+)
+from tf_evosyn.layers import EvolvableMixin
 from tf_evosyn.models.lrn import CrossChannelLRN, WithinChannelLRN
 from tf_evosyn.models.shortcut import PadShortcut
 
@@ -120,16 +135,10 @@ def _channels_last(layer: keras.layers.Layer) -> bool:
 
 
 def is_producer(layer: keras.layers.Layer) -> bool:
-    """Conv2D/Dense (plain, exact type, or evolvable): owns channels, reads every input channel.
-
-    Exact types only: Conv2DTranspose, SeparableConv2D ... subclass Conv2D with other layouts.
+    """Conv2D/Dense/SeparableConv2D (plain, exact type, or evolvable): owns channels, reads
+    every input channel. Exact types only: Conv2DTranspose ... subclass Conv2D with other layouts.
     """
-    if isinstance(layer, (EvoConv2D, EvoDense)) or type(layer) in (
-        keras.layers.Conv2D,
-        keras.layers.Dense,
-    ):
-        return getattr(layer, "groups", 1) == 1 and _channels_last(layer)
-    return False
+    return layer_kind(layer)[0] == PRODUCER
 
 
 def layer_kind(layer: keras.layers.Layer) -> tuple[str, str]:
@@ -137,27 +146,22 @@ def layer_kind(layer: keras.layers.Layer) -> tuple[str, str]:
     name = type(layer).__name__
     if isinstance(layer, keras.layers.InputLayer):
         return INPUT, ""
-    if isinstance(layer, (EvoConv2D, EvoDense)) or type(layer) in (
-        keras.layers.Conv2D,
-        keras.layers.Dense,
-    ):
-        if getattr(layer, "groups", 1) != 1:
-            return BARRIER, "grouped convolution is not supported"
+    if exact_type(layer, CONV_TYPES + DENSE_TYPES + SEPARABLE_TYPES + DEPTHWISE_TYPES):
         if not _channels_last(layer):
             return BARRIER, "channels_first is not supported"
-        return PRODUCER, ""
-    if type(layer) is keras.layers.DepthwiseConv2D:
-        if not _channels_last(layer):
-            return BARRIER, "channels_first is not supported"
-        return DEPTHWISE, ""
+        if exact_type(layer, DEPTHWISE_TYPES):
+            return DEPTHWISE, ""
+        return (GROUPED if getattr(layer, "groups", 1) != 1 else PRODUCER), ""
     if type(layer) is keras.layers.BatchNormalization:
         return BATCHNORM, ""  # the node loop checks that it normalises the channel axis
     if type(layer) is keras.layers.Activation:
         if activation_name(layer) in ELEMENTWISE_ACTIVATIONS:
             return ELEMENTWISE, ""
         return BARRIER, f"activation {activation_name(layer)!r} is not known to be element-wise"
-    if isinstance(layer, _ELEMENTWISE_TYPES):
-        return ELEMENTWISE, ""
+    if isinstance(layer, _ELEMENTWISE_TYPES) or is_tf_elementwise_op(layer):
+        return ELEMENTWISE, ""  # a TF op also needs scalar other operands (see analyze)
+    if type(layer) is keras.layers.Reshape:
+        return RESHAPE, ""  # if it keeps the channel axis (see analyze)
     if isinstance(layer, _SPATIAL_TYPES):
         if not _channels_last(layer):
             return BARRIER, "channels_first is not supported"
@@ -403,11 +407,22 @@ def analyze(model: keras.Model) -> DependencyGraph:
             kind, reason = BARRIER, "input with an unknown channel count"
         if kind != BARRIER and len(outputs) != 1:
             kind, reason = BARRIER, "layers with several outputs are not supported"
-        if kind in (PRODUCER, DEPTHWISE, BATCHNORM, ELEMENTWISE, SPATIAL, FLATTEN, SCATTER):
+        if kind == ELEMENTWISE and is_tf_elementwise_op(layer):
+            tensors, scalars = tf_op_operands(node.call_args, node.call_kwargs or {})
+            if tensors == 2 and scalars and layer.symbol in BINARY_OPS:
+                kind = MERGE  # x + y, x * y of two tensors: like keras Add/Multiply
+            elif tensors != 1 or not scalars:
+                kind, reason = BARRIER, "TF op with non-scalar operands"
+        single = (PRODUCER, GROUPED, DEPTHWISE, BATCHNORM, ELEMENTWISE, SPATIAL, FLATTEN, SCATTER)
+        if kind in single + (RESHAPE,):
             if len(inputs) != 1:
                 kind, reason = BARRIER, f"{len(inputs)} inputs where one is expected"
         if kind in (MERGE, CONCAT) and len(inputs) < 2:
             kind, reason = BARRIER, "merge of fewer than two inputs"
+        if kind == RESHAPE and not reshape_keeps_channels(
+            tuple(in_tensors[0].shape), tuple(outputs[0].shape)
+        ):
+            kind, reason = BARRIER, "Reshape that changes the channel axis"
         if kind == FLATTEN and any(d is None for d in in_tensors[0].shape[1:]):
             kind, reason = BARRIER, "Flatten of a tensor with unknown dimensions"
         if kind == MERGE and len({len(a) for a in inputs}) != 1:
@@ -422,7 +437,7 @@ def analyze(model: keras.Model) -> DependencyGraph:
                 kind, reason = BARRIER, "Concatenate of tensors of different ranks"
 
         # Shared weighted layers: the same weight index must hold for every call.
-        if kind in (PRODUCER, DEPTHWISE, BATCHNORM):
+        if kind in (PRODUCER, GROUPED, DEPTHWISE, BATCHNORM):
             if layer.name in first_inputs:
                 for a, b in zip(first_inputs[layer.name][0], inputs[0], strict=True):
                     uf.union(a, b)
@@ -441,7 +456,7 @@ def analyze(model: keras.Model) -> DependencyGraph:
         for index, atoms in enumerate(inputs):
             reads.append((layer.name, index, atoms))
         out_id = output_ids[0]
-        if kind == PRODUCER:
+        if kind in (PRODUCER, GROUPED):
             if layer.name not in producer_atoms:
                 atoms = uf.new(channels(outputs[0]))
                 for channel, atom in enumerate(atoms):
@@ -449,15 +464,21 @@ def analyze(model: keras.Model) -> DependencyGraph:
                     producers[int(atom)] = [(layer.name, channel)]
                 producer_atoms[layer.name] = atoms
             atoms_of[out_id] = producer_atoms[layer.name]
+            if kind == GROUPED:  # a group's inputs and outputs live or die together
+                for a, b in grouped_atoms(layer.groups, inputs[0], atoms_of[out_id]):
+                    uf.union(a, b)
         elif kind == DEPTHWISE:
             multiplier = int(layer.depth_multiplier)
             atoms = np.repeat(inputs[0], multiplier)
             if layer.name not in producer_atoms:
+                evolvable = isinstance(layer, EvolvableMixin)  # its channels are clusters too
                 for channel, atom in enumerate(atoms):
                     members.setdefault(int(atom), []).append((layer.name, channel))
+                    if evolvable:
+                        producers.setdefault(int(atom), []).append((layer.name, channel))
                 producer_atoms[layer.name] = atoms
             atoms_of[out_id] = atoms
-        elif kind in (BATCHNORM, ELEMENTWISE, SPATIAL):
+        elif kind in (BATCHNORM, ELEMENTWISE, SPATIAL, RESHAPE):
             atoms_of[out_id] = inputs[0]
         elif kind == FLATTEN:
             spatial = int(np.prod(in_tensors[0].shape[1:-1], dtype=np.int64))
@@ -486,7 +507,9 @@ def analyze(model: keras.Model) -> DependencyGraph:
                     for a, b in zip(inputs[0], other, strict=True):
                         uf.union(a, b)
                 atoms_of[out_id] = inputs[0]
-        if kind in (PRODUCER, DEPTHWISE) and activation_name(layer) not in ELEMENTWISE_ACTIVATIONS:
+        if kind in (PRODUCER, GROUPED, DEPTHWISE) and (
+            activation_name(layer) not in ELEMENTWISE_ACTIVATIONS
+        ):
             # Its inputs may still shrink, but its own channels cannot (e.g. softmax).
             reason = f"activation {activation_name(layer)!r} is not element-wise"
             barriers.append(Barrier(layer.name, type(layer).__name__, reason))
@@ -516,20 +539,21 @@ def analyze(model: keras.Model) -> DependencyGraph:
             groups.append(ChannelGroup(len(groups)))
         return group_index[root]
 
+    atom_group = np.empty(len(uf.parent), dtype=np.int64)  # looked up once per atom
     for atom in range(len(uf.parent)):
-        group = groups[group_for(atom)]
+        atom_group[atom] = group_for(atom)
+        group = groups[atom_group[atom]]
         group.members.extend(members.get(atom, []))
         group.producers.extend(producers.get(atom, []))
         for why in blocked.get(atom, []):
             if why not in group.reasons:
                 group.reasons.append(why)
     tensor_groups = {
-        tid: np.array([group_for(a) for a in atoms], dtype=np.int64)
-        for tid, atoms in atoms_of.items()
+        tid: atom_group[np.asarray(atoms, dtype=np.int64)] for tid, atoms in atoms_of.items()
     }
     consumers: dict[tuple[int, str, int], list[np.ndarray]] = {}
     for layer_name, input_index, atoms in reads:
-        positions = np.array([group_for(a) for a in atoms], dtype=np.int64)
+        positions = atom_group[np.asarray(atoms, dtype=np.int64)]
         order = np.argsort(positions, kind="stable")
         gids, starts = np.unique(positions[order], return_index=True)
         for gid, chunk in zip(gids, np.split(order, starts[1:]), strict=True):

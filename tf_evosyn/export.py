@@ -43,7 +43,7 @@ from tf_evosyn.latency import (  # noqa: F401  (their home before the split)
     savedmodel_latency,
     tflite_latency,
 )
-from tf_evosyn.layers import EvoConv2D, EvolvableMixin
+from tf_evosyn.layers import EvolvableMixin
 
 ARTIFACTS: dict[str, str] = {
     "saved_model": "saved_model",
@@ -78,9 +78,7 @@ def plain_copy(model: keras.Model) -> keras.Model:
     def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
         config = layer.get_config()
         if isinstance(layer, EvolvableMixin):
-            config.pop("evolve_clusters", None)
-            cls = keras.layers.Conv2D if isinstance(layer, EvoConv2D) else keras.layers.Dense
-            return cls.from_config(config)
+            return layer.plain_type.from_config(layer.plain_config())
         return type(layer).from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone_layer)
@@ -89,10 +87,7 @@ def plain_copy(model: keras.Model) -> keras.Model:
             continue
         target = copy.get_layer(source.name)
         if isinstance(source, EvolvableMixin):
-            values = [source.masked_kernel().numpy()]
-            if source.use_bias:
-                values.append(source.masked_bias().numpy())
-            target.set_weights(values)
+            target.set_weights(source.plain_weights())
         else:
             target.set_weights(source.get_weights())
     return copy

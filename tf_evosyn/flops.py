@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tf_evosyn._keras import keras
-from tf_evosyn.layers import MASK_NAMES, EvolvableMixin
+from tf_evosyn.layers import EvolvableMixin
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,9 @@ def layer_params(layer: keras.layers.Layer) -> int:
         return 0
     if isinstance(layer, EvolvableMixin):
         return sum(
-            int(np.prod(w.shape))
-            for w in layer.weights
-            if not w.name.split("/")[-1].split(":")[0].startswith(MASK_NAMES)
+            int(np.prod(getattr(layer, attr).shape))
+            for attr in layer.weight_attrs
+            if attr != "bias" or layer.use_bias
         )
     return int(layer.count_params())
 
@@ -123,7 +123,7 @@ def _living_params(layer: keras.layers.Layer) -> int:
     if not isinstance(layer, EvolvableMixin):
         return layer_params(layer)
     clusters = int(layer.living_cluster_mask().sum())
-    return int(layer.living_synapse_mask().sum()) + (clusters if layer.use_bias else 0)
+    return layer.living_synapse_count() + (clusters if layer.use_bias else 0)
 
 
 def _positions(shape) -> int:
@@ -205,7 +205,7 @@ def count_flops(model: keras.Model) -> FlopsReport:
                 continue
             dense += macs
             if isinstance(layer, EvolvableMixin):
-                living += int(layer.living_synapse_mask().sum()) * _positions(out_shape)
+                living += layer.living_synapse_count() * _positions(out_shape)
             else:
                 living += macs
         rows.append(

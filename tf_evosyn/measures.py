@@ -35,13 +35,12 @@ def count_living(model: keras.Model) -> ModelCount:
     """Living synapses and clusters, in total and per evolvable layer."""
     layers = []
     for layer in evolvable_layers(model):
-        synapse_alive = layer.living_synapse_mask()
         layers.append(
             LayerCount(
                 name=layer.name,
-                synapses=int(synapse_alive.sum()),
+                synapses=layer.living_synapse_count(),
                 clusters=int(layer.living_cluster_mask().sum()),
-                total_synapses=int(synapse_alive.size),
+                total_synapses=layer.synapse_count(),
                 total_clusters=layer.num_clusters,
             )
         )

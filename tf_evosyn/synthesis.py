@@ -18,8 +18,14 @@ from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.convert import clone_with_weights
 from tf_evosyn.coupling import CouplingPlan, group_cluster_probs, plan_coupling
-from tf_evosyn.heredity import LayerHeredity, layer_heredity, sample_layer
-from tf_evosyn.layers import EvolvableMixin, evolvable_layers
+from tf_evosyn.heredity import (
+    LayerHeredity,
+    apply_factor,
+    layer_heredity,
+    sample_layer,
+    synapse_heredity,
+)
+from tf_evosyn.layers import EvolvableMixin, EvoSeparableConv2D, evolvable_layers
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ def compute_heredity(
     heredities = [
         layer_heredity(
             layer.name,
-            layer.kernel.numpy(),
+            layer.matrix_kernel().numpy(),
             layer.living_synapse_mask(),
             layer.living_cluster_mask(),
             evolve_clusters=layer.evolve_clusters,
@@ -67,7 +73,7 @@ def compute_heredity(
 
 def _input_alive(layer, plan: CouplingPlan, group_alive: dict[int, bool]) -> np.ndarray:
     """Boolean (kernel input dim,) mask: False where the input reads a dead group."""
-    alive = np.ones(layer.kernel.shape[-2], dtype=bool)
+    alive = np.ones(layer.matrix_shape[-2], dtype=bool)
     for group, rows in plan.reads(layer.name):
         if group_alive.get(group) is False:
             alive[rows] = False
@@ -144,6 +150,40 @@ def draw_masks(
     return masks, factors
 
 
+def draw_shared_synapses(
+    model: keras.Model,
+    masks: dict[str, tuple[np.ndarray, np.ndarray]],
+    factors: dict[str, tuple[float, float]],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Depthwise taps of separable layers (synapses shared by all clusters), after ``masks``.
+
+    A depthwise channel lives while a living pointwise synapse reads it; its taps survive with
+    P(j) = exp(|w_j| / z - 1) times the layer's synapse factor, and it keeps its strongest tap.
+    The heredity is written to the layer's ``depthwise_heredity`` buffer.
+    """
+    shared = {}
+    for layer in evolvable_layers(model):
+        if not isinstance(layer, EvoSeparableConv2D):
+            continue
+        synapses = masks[layer.name][0]
+        rows_read = synapses.reshape(-1, *synapses.shape[-2:]).any(axis=(0, 2))
+        kernel = layer.depthwise_kernel.numpy()
+        alive = layer.living_depthwise_mask() & rows_read.reshape(kernel.shape[2:])
+        probs = synapse_heredity(kernel, alive)
+        layer.depthwise_heredity.assign(probs.astype(np.float32))
+        drawn = (rng.random(kernel.shape) < apply_factor(probs, factors[layer.name][1])) & alive
+        flat_drawn, flat_probs = (
+            drawn.reshape(-1, alive[0, 0].size),
+            probs.reshape(-1, alive[0, 0].size),
+        )
+        for channel in np.flatnonzero(alive.reshape(-1, alive[0, 0].size).any(axis=0)):
+            if not flat_drawn[:, channel].any():
+                flat_drawn[np.argmax(flat_probs[:, channel]), channel] = True
+        shared[layer.name] = flat_drawn.reshape(kernel.shape)
+    return shared
+
+
 def synthesize(
     parent: keras.Model,
     environment: environment_lib.EnvironmentalFactor | dict | None = None,
@@ -167,6 +207,7 @@ def synthesize(
         raise ValueError("The parent has no evolvable layers; call tf_evosyn.evolvable(model).")
     rng = synthesis_rng(seed, generation, attempt)
     masks, factors = draw_masks(parent, environment.for_attempt(attempt), rng)
+    shared = draw_shared_synapses(parent, masks, factors, rng)
 
     offspring = clone_with_weights(parent)
     if reinitialize:
@@ -174,10 +215,9 @@ def synthesize(
         fresh = keras.models.clone_model(parent)
         for layer in fresh.layers:
             if isinstance(layer, EvolvableMixin):
-                target = offspring.get_layer(layer.name)
-                target.kernel.assign(layer.kernel)
-                if layer.use_bias:
-                    target.bias.assign(layer.bias)
+                offspring.get_layer(layer.name).copy_plain_weights(layer)
     for layer in evolvable_layers(offspring):
         layer.set_masks(*masks[layer.name])
+        if layer.name in shared:
+            layer.set_depthwise_mask(shared[layer.name])
     return offspring, SynthesisRecord(int(seed), int(generation), int(attempt), factors)

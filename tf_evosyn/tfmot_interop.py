@@ -37,9 +37,17 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.convert import _check_model, output_layers
-from tf_evosyn.layers import EVOLVABLE_TWINS, EvolvableMixin, evolvable_layers
+from tf_evosyn.layers import (
+    EVOLVABLE_TWINS,
+    EvoConv2D,
+    EvoDense,
+    EvolvableMixin,
+    evolvable_layers,
+    matrix_kernel_of,
+)
 
-_PLAIN_TWINS = {evolvable: plain for plain, evolvable in EVOLVABLE_TWINS.items()}
+# Layers TF-MOT wraps; other evolvable layers (depthwise, separable) become plain, fixed layers.
+_PLAIN_TWINS = {EvoConv2D: keras.layers.Conv2D, EvoDense: keras.layers.Dense}
 
 
 @keras.utils.register_keras_serializable(package="tf_evosyn")
@@ -90,7 +98,7 @@ def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
     plain stripped layer, a non-zero weight say so; a cluster lives iff any of its synapses does.
     """
     inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
-    kernel = inner.kernel.numpy()
+    kernel = matrix_kernel_of(inner)
     if isinstance(layer, PruneLowMagnitude):
         synapses = kernel_pruning_vars(layer)[1].numpy() > 0.5
     elif isinstance(inner, EvolvableMixin):
@@ -133,17 +141,18 @@ def to_tfmot(evolved: keras.Model) -> keras.Model:
     def clone_layer(layer):
         config = layer.get_config()
         if isinstance(layer, EvolvableMixin):
-            plain_type = _PLAIN_TWINS.get(type(layer))
-            if plain_type is None:
-                raise ValueError(f"{layer.name}: no plain Keras twin for {type(layer).__name__}.")
-            config.pop("evolve_clusters", None)
-            return PruneLowMagnitude(plain_type.from_config(config), pruning_schedule=KeepMasks())
+            plain = layer.plain_type.from_config(layer.plain_config())
+            if type(layer) not in _PLAIN_TWINS:
+                return plain
+            return PruneLowMagnitude(plain, pruning_schedule=KeepMasks())
         return type(layer).from_config(config)
 
     pruned = keras.models.clone_model(evolved, clone_function=clone_layer)
     wrappers = wrapped_layers(pruned)
     for layer in evolved.layers:
-        if isinstance(layer, EvolvableMixin):
+        if isinstance(layer, EvolvableMixin) and layer.name not in wrappers:
+            pruned.get_layer(layer.name).set_weights(layer.plain_weights())
+        elif isinstance(layer, EvolvableMixin):
             inner = wrappers[layer.name].layer
             inner.kernel.assign(layer.kernel)
             if layer.use_bias:
@@ -204,9 +213,7 @@ def from_tfmot(
         if isinstance(inner, EvolvableMixin):
             target.set_weights(inner.get_weights())  # heredity buffers come along
         elif isinstance(target, EvolvableMixin):
-            target.kernel.assign(inner.kernel)
-            if inner.use_bias:
-                target.bias.assign(inner.bias)
+            target.copy_plain_weights(inner)
         else:
             target.set_weights(inner.get_weights())
             continue
