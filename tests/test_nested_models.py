@@ -53,6 +53,7 @@ def test_flatten_inlines_every_depth_keeps_weights_and_makes_names_unique(images
     keras.utils.set_random_seed(0)
     model = nested_twice()
     random_bn(model, np.random.default_rng(0))
+    assert tf_evosyn.evolvability_report(model) == []  # looks inside the nested models
     flat = flatten_model(model)
     assert not any(isinstance(layer, keras.Model) for layer in flat.layers)
     names = [layer.name for layer in flat.layers]
@@ -105,9 +106,9 @@ def test_transfer_learning_pattern_evolves_on_real_data_and_exports(datasets_dir
     from tf_evosyn.export import export_model
 
     with np.load(datasets_dir / "cifar10_subset" / "cifar10_data_batch_1_first4000.npz") as data:
-        x, y = data["x"][:768].astype(np.float32) / 255.0, data["y"][:768]
-    train = tf.data.Dataset.from_tensor_slices((x[:512], y[:512]))
-    test = tf.data.Dataset.from_tensor_slices((x[512:], y[512:])).batch(128)
+        x, y = data["x"][:384].astype(np.float32) / 255.0, data["y"][:384]
+    train = tf.data.Dataset.from_tensor_slices((x[:256], y[:256]))
+    test = tf.data.Dataset.from_tensor_slices((x[256:], y[256:])).batch(128)
 
     def compile_fn(model):
         model.compile(
@@ -128,14 +129,14 @@ def test_transfer_learning_pattern_evolves_on_real_data_and_exports(datasets_dir
     evolution = Evolution(
         tmp_path / "run",
         compile_fn=compile_fn,
-        train_data=lambda seed: train.shuffle(512, seed=seed).batch(64),
+        train_data=lambda seed: train.shuffle(256, seed=seed).batch(64),
         test_data=test,
         settings=settings,
     )
     records = evolution.run(transfer_model(), ancestor_epochs=1)
     assert [r["generation"] for r in records][-1] == 1
     best = tf_evosyn.load_model(tmp_path / "run" / "generations" / "gen_0001")
-    result = export_model(best, tmp_path / "export", (x[512:576] * 255).astype(np.uint8))
+    result = export_model(best, tmp_path / "export", (x[256:320] * 255).astype(np.uint8))
     assert result["parameters"]["exported"] < result["parameters"]["model"]
     differences = result["max_abs_difference"]
     assert differences["tflite"] < 1e-3 and differences["saved_model"] < 1e-3
