@@ -5,14 +5,12 @@ from config keys with clear errors."""
 import ml_collections
 import numpy as np
 import pytest
-from helpers import random_bn
-from test_coupled_synthesis import assert_compacts_exactly
 
 import tf_evosyn
 from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.alignment import ChannelAlignment, aligned_count
-from tf_evosyn.compaction import compact
+from tf_evosyn.compaction import compact, plan_compaction
 from tf_evosyn.config_checks import ConfigError, build_environment
 from tf_evosyn.coupling import plan_coupling
 from tf_evosyn.flops import count_flops
@@ -21,6 +19,7 @@ from tf_evosyn.latency_budget import LatencyBudget
 from tf_evosyn.latency_model import LatencyTable
 from tf_evosyn.models import build
 from tf_evosyn.synthesis import compute_heredity, draw_masks, synthesis_rng
+from tf_evosyn.zoo import randomize_batchnorm
 
 DRAWS = 40
 
@@ -41,6 +40,14 @@ def residual(width: int = 24) -> keras.Model:
     x = layers.ReLU()(layers.Add()([conv_bn(x, 40, "b2_proj", 2, 1), y]))
     outputs = layers.Dense(10, name="logits")(layers.GlobalAveragePooling2D()(x))
     return keras.Model(inputs, outputs)
+
+
+def assert_compacts_exactly(model: keras.Model, images: np.ndarray) -> None:
+    assert not plan_compaction(model).kept_dead
+    expected = model(images, training=False).numpy()
+    actual = compact(model)(images, training=False).numpy()
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
 
 
 def macs_model(model, count="dense") -> MacsModel:
@@ -152,7 +159,7 @@ def test_alignment_keeps_channels_multiples_of_k_and_compacts_exactly(cifar10_su
     with np.load(cifar10_subset_file) as data:
         images = data["x"][:16, 8:24, 8:24].astype(np.float32) / 255.0
     model = tf_evosyn.evolvable(residual())
-    random_bn(model, np.random.default_rng(0))
+    randomize_batchnorm(model, np.random.default_rng(0))
     environment = ChannelAlignment(environment_lib.ConstantFactor(0.8), 8, "nearest")
     changed = False
     for seed in range(4):

@@ -53,6 +53,7 @@ def test_flatten_inlines_every_depth_keeps_weights_and_makes_names_unique(images
     keras.utils.set_random_seed(0)
     model = nested_twice()
     random_bn(model, np.random.default_rng(0))
+    assert tf_evosyn.evolvability_report(model) == []  # looks inside the nested models
     flat = flatten_model(model)
     assert not any(isinstance(layer, keras.Model) for layer in flat.layers)
     names = [layer.name for layer in flat.layers]

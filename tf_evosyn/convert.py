@@ -51,9 +51,12 @@ def _check_model(model: keras.Model) -> None:
 
 
 def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
-    """Layers with weights that evolution leaves untouched, and why."""
+    """Layers with weights that evolution leaves untouched, and why (inside nested models too)."""
     skipped = []
     for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            skipped.extend(evolvability_report(layer))
+            continue
         if not layer.weights or isinstance(layer, EvolvableMixin):
             continue
         if type(layer) in EVOLVABLE_TWINS:

@@ -81,8 +81,8 @@ def layer_shapes(model: keras.Model) -> dict[str, LayerShape]:
     """The shape of every Conv2D (not depthwise/separable) and Dense layer of a plain model."""
     shapes = {}
     for layer in model.layers:
-        if type(layer).__name__ in ("DepthwiseConv2D", "SeparableConv2D"):
-            continue
+        if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+            continue  # not modelled: their cost is not a function of (in, out) channels alone
         if isinstance(layer, keras.layers.Conv2D):
             if layer.kernel_size[0] != layer.kernel_size[1] or layer.strides[0] != layer.strides[1]:
                 continue
