@@ -32,6 +32,16 @@ OPTIONAL_DEFAULTS = {
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
     "detection.coverage_positive_weight": 1.0,
+    # Hardware-aware environments (read only by the environment that names them; alignment
+    # off = as before).
+    "evolution.align_channels": 0,
+    "evolution.align_rounding": "stochastic",
+    "evolution.flops_fraction": 0.7,
+    "evolution.flops_count": "dense",
+    "evolution.flops_budgets": None,
+    "evolution.latency_fraction": 0.7,
+    "evolution.latency_ms": None,
+    "evolution.latency_threads": 1,
 }
 SELECT_ON = ("validation", "test")
 
