@@ -447,4 +447,4 @@ def test_mirrored_offspring_checkpoint_loads_with_binary_monotone_masks(
     # 128 test images (test_limit keeps the first ones).
     first_128 = mnist_small.test_dataset(batch_size=128).take(1)
     accuracy = evaluate_accuracy(offspring, first_128)
-    assert accuracy == pytest.approx(record["accuracy"], abs=1 / 128 + 1e-9)
+    assert accuracy == pytest.approx(record["test_accuracy"], abs=1 / 128 + 1e-9)

@@ -45,6 +45,8 @@ def _tfds_config(name: str, tfds_dir: Path, download: bool, **extra) -> ml_colle
             "download": download,
             "train_limit": 0,
             "test_limit": 0,
+            # These tests compare TFDS's data with the local files; no validation hold-out.
+            "validation_size": 0,
             **extra,
         }
     )
