@@ -1,20 +1,8 @@
-"""KITTI object types, in the order the KITTI reader numbers them (``types`` holds indices).
+"""KITTI object types, as the detection maths uses them: the one definition lives with the
+KITTI label reader (``tf_evosyn.data.kitti_labels``); ``types`` tensors hold indices into it."""
 
-Kept in its own tiny module so the lead can replace it by the one definition in
-``tf_evosyn/data/kitti.py`` when both branches land.
-"""
-
-KITTI_TYPES: tuple[str, ...] = (
-    "Car",
-    "Van",
-    "Truck",
-    "Pedestrian",
-    "Person_sitting",
-    "Cyclist",
-    "Tram",
-    "Misc",
-    "DontCare",
-)
-"""Index i of ``types`` means ``KITTI_TYPES[i]``; -1 marks a padding row."""
+from tf_evosyn.data.kitti_labels import KITTI_TYPES
 
 KITTI_TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(KITTI_TYPES)}
+
+__all__ = ["KITTI_TYPES", "KITTI_TYPE_INDEX"]
