@@ -11,23 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import ml_collections
-from absl import logging
 
-from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import fs, models
-from tf_evosyn._keras import keras, tf
-from tf_evosyn.config_checks import ScaleSettings, build_settings, model_kwargs, validate_config
+from tf_evosyn import fs
+from tf_evosyn._keras import tf
+from tf_evosyn.config_checks import ScaleSettings, model_kwargs, validate_config
 from tf_evosyn.data import load_classification_data
-from tf_evosyn.evolution import Evolution
-from tf_evosyn.model_io import load_model
-from tf_evosyn.recipes import make_compile_fn
-from tf_evosyn.runs.common import (
-    check_selection_of_run,
-    prepare_workdir,
-    run_with_strategy,
-    select_on,
-    write_runtime,
-)
+from tf_evosyn.runs.common import run_with_strategy, select_on
+from tf_evosyn.runs.evolve import TaskData, evolve_task
 from tf_evosyn.tasks import ClassificationTask
 
 
@@ -56,69 +46,25 @@ def _run(
     scale: ScaleSettings,
 ) -> list[dict]:
     data = load_classification_data(config.data)  # validates files before any training
-    split = select_on(config)
-    eval_batch = max(config.train.batch_size, 256)
-    validation_data = data.validation_dataset(eval_batch) if split == "validation" else None
-    check_selection_of_run(workdir, split)
-    prepare_workdir(config, workdir)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-
     batch_size = config.train.batch_size
-    runtime = write_runtime(workdir, strategy, scale, batch_size)
-    logging.info(
-        "Strategy %s: %d replica(s), global batch %d (%d per replica), %s%s.",
-        runtime["strategy"],
-        runtime["num_replicas"],
-        batch_size,
-        runtime["per_replica_batch_size"],
-        scale.mixed_precision,
-        ", XLA" if scale.jit_compile else "",
-    )
-    steps_per_epoch = -(-len(data.train_labels) // batch_size)
-    test_data = data.test_dataset(batch_size=eval_batch)
-    task = ClassificationTask()
-
-    ancestor, ancestor_epochs = None, 0
-    if not fs.exists(fs.join(workdir, "lineage.jsonl")):
-        keras.utils.set_random_seed(config.seed)
-        with strategy.scope():  # every variable, masks and heredity buffers too, is mirrored
-            if config.train.ancestor_path:
-                ancestor = load_model(config.train.ancestor_path)
-            else:
-                ancestor = models.build(
-                    config.model.name,
-                    input_shape=data.input_shape,
-                    num_classes=data.num_classes,
-                    **model_kwargs(config),
-                )
-                ancestor_epochs = config.train.epochs
-            # Mixed precision: every layer in the policy, float32 logits.
-            ancestor = distribute_lib.with_precision(ancestor, scale.mixed_precision)
-    evolution = Evolution(
+    eval_batch = max(batch_size, 256)
+    return evolve_task(
+        config,
         workdir,
-        compile_fn=make_compile_fn(
-            config.evolution,
-            config.evolution.epochs_per_generation,
-            steps_per_epoch,
-            jit_compile=scale.jit_compile,
-            task=task,
+        strategy,
+        scale,
+        TaskData(
+            task=ClassificationTask(),
+            description=data.description,
+            num_train=len(data.train_labels),
+            input_shape=data.input_shape,
+            num_classes=data.num_classes,
+            train_data=lambda seed: data.train_dataset(batch_size=batch_size, seed=seed),
+            test_data=lambda: data.test_dataset(batch_size=eval_batch),
+            validation_data=lambda: data.validation_dataset(eval_batch),
+            model_kwargs=model_kwargs(config),
         ),
-        train_data=lambda seed: data.train_dataset(batch_size=batch_size, seed=seed),
-        test_data=test_data,
-        settings=build_settings(config),
-        ancestor_compile_fn=make_compile_fn(
-            config.train,
-            config.train.epochs,
-            steps_per_epoch,
-            jit_compile=scale.jit_compile,
-            task=task,
-        ),
-        strategy=strategy,
-        task=task,
-        validation_data=validation_data,
     )
-    return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
 
 
 def classification_export_spec(config: ml_collections.ConfigDict, num_images: int):

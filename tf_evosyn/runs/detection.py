@@ -12,30 +12,22 @@ from pathlib import Path
 
 import ml_collections
 import numpy as np
-from absl import logging
 
-from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import fs, models
-from tf_evosyn._keras import keras, tf
+from tf_evosyn import fs
+from tf_evosyn._keras import tf
 from tf_evosyn.config_checks import (
     ConfigError,
     ScaleSettings,
-    build_settings,
     model_kwargs,
     validate_config,
 )
 from tf_evosyn.data.kitti import load_kitti_data
 from tf_evosyn.detection import KITTI_TYPES
-from tf_evosyn.evolution import Evolution
-from tf_evosyn.model_io import load_model
-from tf_evosyn.recipes import make_compile_fn
 from tf_evosyn.runs.common import (
-    check_selection_of_run,
-    prepare_workdir,
     run_with_strategy,
     select_on,
-    write_runtime,
 )
+from tf_evosyn.runs.evolve import TaskData, evolve_task
 from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
 
 # Keys of config.model passed to the model builder (DetectNet's width and normalisation).
@@ -129,55 +121,24 @@ def _run(
 ) -> list[dict]:
     data = load_kitti_data(config.data)  # validates the whole folder before any training
     task = detection_task(config)
-    split = select_on(config)
-    check_selection_of_run(workdir, split)
-    prepare_workdir(config, workdir)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
     batch_size = config.train.batch_size
-    runtime = write_runtime(workdir, strategy, scale, batch_size)
-    logging.info(
-        "Strategy %s: %d replica(s), global batch %d; data: %s",
-        runtime["strategy"],
-        runtime["num_replicas"],
-        batch_size,
-        data.description,
-    )
-    steps_per_epoch = -(-data.num_train // batch_size)
-
-    ancestor, ancestor_epochs = None, 0
-    if not fs.exists(fs.join(workdir, "lineage.jsonl")):
-        keras.utils.set_random_seed(config.seed)
-        with strategy.scope():
-            if config.train.ancestor_path:
-                ancestor = load_model(config.train.ancestor_path)
-            else:
-                ancestor = models.build(
-                    config.model.name,
-                    input_shape=data.input_shape,
-                    num_classes=len(task.class_names),
-                    **detection_model_kwargs(config),
-                )
-                ancestor_epochs = config.train.epochs
-            ancestor = distribute_lib.with_precision(ancestor, scale.mixed_precision)
-
-    def compile_fn(section: ml_collections.ConfigDict, epochs: int):
-        return make_compile_fn(
-            section, epochs, steps_per_epoch, jit_compile=scale.jit_compile, task=task
-        )
-
-    evolution = Evolution(
+    return evolve_task(
+        config,
         workdir,
-        compile_fn=compile_fn(config.evolution, config.evolution.epochs_per_generation),
-        train_data=lambda seed: task.training_pairs(data.train_dataset(batch_size, seed)),
-        test_data=data.test_dataset(batch_size),
-        validation_data=data.validation_dataset(batch_size) if split == "validation" else None,
-        settings=build_settings(config),
-        ancestor_compile_fn=compile_fn(config.train, config.train.epochs),
-        strategy=strategy,
-        task=task,
+        strategy,
+        scale,
+        TaskData(
+            task=task,
+            description=data.description,
+            num_train=data.num_train,
+            input_shape=data.input_shape,
+            num_classes=len(task.class_names),
+            train_data=lambda seed: task.training_pairs(data.train_dataset(batch_size, seed)),
+            test_data=lambda: data.test_dataset(batch_size),
+            validation_data=lambda: data.validation_dataset(batch_size),
+            model_kwargs=detection_model_kwargs(config),
+        ),
     )
-    return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
 
 
 DECODING_DOC = (
