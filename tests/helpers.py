@@ -1,10 +1,17 @@
-"""Helpers shared by the compaction tests: real images, random BatchNorm statistics, exactness.
+"""Helpers shared by tests: real images, random BatchNorm statistics, exactness, and running
+the binaries as subprocesses (start, kill, read the lineage).
 
 Kept out of conftest.py on purpose: these are plain functions, imported where they are used.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +21,18 @@ from tf_evosyn._keras import tf
 from tf_evosyn.zoo import plain_params, randomize_batchnorm
 from tf_evosyn.zoo import relative_difference as zoo_relative_difference
 
-__all__ = ["cifar_images", "plain_params", "random_bn", "relative_difference", "without_timing"]
+__all__ = [
+    "binary_command",
+    "binary_env",
+    "cifar_images",
+    "plain_params",
+    "random_bn",
+    "read_lineage",
+    "relative_difference",
+    "run_and_kill",
+    "run_binary",
+    "without_timing",
+]
 
 CIFAR_SUBSET = Path("cifar10_subset") / "cifar10_data_batch_1_first4000.npz"
 
@@ -50,3 +68,66 @@ def without_timing(value):
     if isinstance(value, list):
         return [without_timing(v) for v in value]
     return value
+
+
+# -- the binaries, run as a user runs them (subprocesses from the repository root) ---------------
+REPO = Path(__file__).resolve().parent.parent
+
+
+def binary_command(module: str, config: Path, workdir: Path, *overrides: str) -> list[str]:
+    """``python -m tf_evosyn.bin.<module> --config=... --workdir=... [overrides]``."""
+    return [
+        sys.executable,
+        "-m",
+        f"tf_evosyn.bin.{module}",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        *overrides,
+    ]
+
+
+def binary_env(datasets_dir: Path) -> dict:
+    return dict(os.environ, EVOSYN_DATA_DIR=str(datasets_dir), TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def run_binary(
+    args: list[str], datasets_dir: Path, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """Run ``args``; with ``check`` a non-zero exit fails with the end of its stderr."""
+    result = subprocess.run(
+        args,
+        env=binary_env(datasets_dir),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"binary failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def read_lineage(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(workdir) / "lineage.jsonl").read_text().splitlines()]
+
+
+def run_and_kill(
+    args: list[str], datasets_dir: Path, workdir: Path, lines_before_kill: int, timeout: float
+) -> None:
+    """Start ``args`` and SIGKILL it once lineage.jsonl has ``lines_before_kill`` lines."""
+    process = subprocess.Popen(
+        args,
+        env=binary_env(datasets_dir),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    lineage = Path(workdir) / "lineage.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if lineage.exists() and len(lineage.read_text().splitlines()) >= lines_before_kill:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -1,15 +1,10 @@
 """The evosyn-classify binary end to end on real MNIST: run directory, resume, bad input."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import without_timing
+from helpers import binary_command, read_lineage, run_and_kill, run_binary, without_timing
 
 from tf_evosyn.lineage import REQUIRED_KEYS
 
@@ -19,37 +14,11 @@ pytestmark = pytest.mark.slow
 
 
 def _command(workdir, *overrides):
-    return [
-        sys.executable,
-        "-m",
-        "tf_evosyn.bin.evolve_classification",
-        f"--config={SMOKE}",
-        f"--workdir={workdir}",
-        *overrides,
-    ]
-
-
-def _env(datasets_dir):
-    env = dict(os.environ, EVOSYN_DATA_DIR=str(datasets_dir), TF_CPP_MIN_LOG_LEVEL="2")
-    return env
+    return binary_command("evolve_classification", SMOKE, workdir, *overrides)
 
 
 def _run(workdir, datasets_dir, *overrides, check=True):
-    result = subprocess.run(
-        _command(workdir, *overrides),
-        env=_env(datasets_dir),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"binary failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return result
-
-
-def _lineage(workdir):
-    return [json.loads(line) for line in (Path(workdir) / "lineage.jsonl").read_text().splitlines()]
+    return run_binary(_command(workdir, *overrides), datasets_dir, check=check, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +30,7 @@ def reference_run(tmp_path_factory, datasets_dir):
 
 def test_two_generation_run_leaves_a_complete_run_directory(reference_run):
     workdir, result = reference_run
-    records = _lineage(workdir)
+    records = read_lineage(workdir)
     assert [r["generation"] for r in records] == [0, 1, 2]
     for record in records:
         assert set(REQUIRED_KEYS) <= set(record)
@@ -78,35 +47,16 @@ def test_two_generation_run_leaves_a_complete_run_directory(reference_run):
     assert "synaptic eff." in result.stdout and "cluster eff." in result.stdout
 
 
-def _run_and_kill(workdir, datasets_dir, lines_before_kill):
-    process = subprocess.Popen(
-        _command(workdir),
-        env=_env(datasets_dir),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    lineage = Path(workdir) / "lineage.jsonl"
-    deadline = time.time() + 600
-    while time.time() < deadline and process.poll() is None:
-        if lineage.exists() and len(lineage.read_text().splitlines()) >= lines_before_kill:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-
 @pytest.mark.parametrize("lines_before_kill", [0, 2])
 def test_killed_run_resumes_to_the_same_lineage(
     tmp_path, datasets_dir, reference_run, lines_before_kill
 ):
     workdir = tmp_path / "run"
-    _run_and_kill(workdir, datasets_dir, lines_before_kill)
-    done = len(_lineage(workdir)) if (workdir / "lineage.jsonl").exists() else 0
+    run_and_kill(_command(workdir), datasets_dir, workdir, lines_before_kill, timeout=600)
+    done = len(read_lineage(workdir)) if (workdir / "lineage.jsonl").exists() else 0
     assert done < 3
     _run(workdir, datasets_dir)
-    assert without_timing(_lineage(workdir)) == without_timing(_lineage(reference_run[0]))
+    assert without_timing(read_lineage(workdir)) == without_timing(read_lineage(reference_run[0]))
     assert not list(workdir.glob(".tmp-*")) and not list((workdir / "generations").glob(".tmp-*"))
 
 

@@ -5,16 +5,12 @@ run directory, detection records, resume after a kill, export with decoded boxes
 """
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import without_timing
+from helpers import binary_command, read_lineage, run_and_kill, run_binary, without_timing
 
 from tf_evosyn.lineage import REQUIRED_KEYS
 
@@ -24,31 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 def _command(workdir, *overrides):
-    return [
-        sys.executable,
-        "-m",
-        "tf_evosyn.bin.evolve_detection",
-        f"--config={SMOKE}",
-        f"--workdir={workdir}",
-        *overrides,
-    ]
-
-
-def _env(datasets_dir):
-    return dict(os.environ, EVOSYN_DATA_DIR=str(datasets_dir), TF_CPP_MIN_LOG_LEVEL="2")
+    return binary_command("evolve_detection", SMOKE, workdir, *overrides)
 
 
 def _run(args, datasets_dir, check=True):
-    result = subprocess.run(
-        args, env=_env(datasets_dir), cwd=REPO, capture_output=True, text=True, timeout=1200
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"binary failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return result
-
-
-def _lineage(workdir):
-    return [json.loads(line) for line in (Path(workdir) / "lineage.jsonl").read_text().splitlines()]
+    return run_binary(args, datasets_dir, check=check, timeout=1200)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +37,7 @@ def detection_run(tmp_path_factory, kitti_dir):
 
 def test_two_generation_detection_run(detection_run):
     workdir, result, _ = detection_run
-    records = _lineage(workdir)
+    records = read_lineage(workdir)
     assert [r["generation"] for r in records] == [0, 1, 2]
     for record in records:
         assert set(REQUIRED_KEYS) <= set(record)
@@ -83,25 +59,10 @@ def test_two_generation_detection_run(detection_run):
 def test_killed_detection_run_resumes_to_the_same_lineage(tmp_path, detection_run):
     reference, _, datasets_dir = detection_run
     workdir = tmp_path / "run"
-    process = subprocess.Popen(
-        _command(workdir),
-        env=_env(datasets_dir),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    lineage = workdir / "lineage.jsonl"
-    deadline = time.time() + 900
-    while time.time() < deadline and process.poll() is None:
-        if lineage.exists() and len(lineage.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert len(_lineage(workdir)) < 3
+    run_and_kill(_command(workdir), datasets_dir, workdir, lines_before_kill=2, timeout=900)
+    assert len(read_lineage(workdir)) < 3
     _run(_command(workdir), datasets_dir)
-    assert without_timing(_lineage(workdir)) == without_timing(_lineage(reference))
+    assert without_timing(read_lineage(workdir)) == without_timing(read_lineage(reference))
 
 
 def test_export_of_a_detection_run(tmp_path, detection_run):
