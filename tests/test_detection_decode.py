@@ -149,3 +149,9 @@ def test_nms_runs_as_a_serving_function_with_unknown_batch():
 def test_mismatched_outputs_are_rejected():
     with pytest.raises(ValueError, match="4 \\* 1 channels"):
         cluster_detections(np.zeros((1, 12, 20, 1)), np.zeros((1, 12, 20, 8)))
+    with pytest.raises(ValueError, match="4 \\* 1 channels"):
+        decode_nms(np.zeros((1, 12, 20, 1)), np.zeros((1, 12, 20, 8)))
+    with pytest.raises(ValueError, match="same grid"):
+        decode_nms(np.zeros((1, 12, 20, 1)), np.zeros((1, 12, 10, 4)))
+    with pytest.raises(ValueError, match="add a batch axis"):
+        decode_nms(np.zeros((12, 20, 1)), np.zeros((12, 20, 4)))

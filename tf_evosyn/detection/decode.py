@@ -37,19 +37,24 @@ def _bounding_box():
     return bounding_box
 
 
-def _check_outputs(coverage, bbox) -> tuple[int, int]:
-    if coverage.ndim != 4 or bbox.ndim != 4:
+def _check_outputs(coverage_shape, bbox_shape) -> int:
+    """Refuse outputs that are not a coverage/bbox pair (NumPy or TF shapes; None = unknown,
+    e.g. a serving signature's batch); returns the number of classes."""
+    coverage, bbox = tuple(coverage_shape), tuple(bbox_shape)
+    if len(coverage) != 4 or len(bbox) != 4:
         raise ValueError(
             f"coverage and bbox must be [B, H/s, W/s, C] and [B, H/s, W/s, 4C]; got "
-            f"{coverage.shape} and {bbox.shape} (add a batch axis for one image)"
+            f"{coverage} and {bbox} (add a batch axis for one image)"
         )
-    num_classes = coverage.shape[-1]
-    if bbox.shape[:3] != coverage.shape[:3] or bbox.shape[-1] != 4 * num_classes:
+    num_classes = coverage[-1]
+    grids = zip(coverage[:3], bbox[:3], strict=True)
+    same_grid = all(a is None or b is None or a == b for a, b in grids)
+    if not same_grid or (num_classes is not None and bbox[-1] != 4 * num_classes):
         raise ValueError(
-            f"bbox {bbox.shape} does not match coverage {coverage.shape}: bbox needs the same "
+            f"bbox {bbox} does not match coverage {coverage}: bbox needs the same "
             f"grid and 4 * {num_classes} channels"
         )
-    return coverage.shape[0], num_classes
+    return num_classes
 
 
 def cell_origins(grid_h: int, grid_w: int, stride: int):
@@ -147,7 +152,7 @@ def cluster_detections(
     Defaults are DetectNet's KITTI settings (``DETECTNET_CLUSTERING``).
     """
     coverage, bbox = np.asarray(coverage, np.float32), np.asarray(bbox, np.float32)
-    batch, num_classes = _check_outputs(coverage, bbox)
+    batch, num_classes = coverage.shape[0], _check_outputs(coverage.shape, bbox.shape)
     convert_format = _bounding_box().convert_format
     origin_x, origin_y = cell_origins(coverage.shape[1], coverage.shape[2], stride)
     origins = np.stack([origin_x, origin_y, origin_x, origin_y], axis=-1)
@@ -206,11 +211,7 @@ def decode_nms(
 
     coverage = tf.convert_to_tensor(coverage, tf.float32)
     bbox = tf.convert_to_tensor(bbox, tf.float32)
-    if coverage.shape.rank != 4 or bbox.shape.rank != 4:
-        raise ValueError(f"coverage/bbox must be rank 4; got {coverage.shape}, {bbox.shape}")
-    num_classes = coverage.shape[-1]
-    if bbox.shape[-1] != 4 * num_classes:
-        raise ValueError(f"bbox needs 4 * {num_classes} channels; got {bbox.shape}")
+    num_classes = _check_outputs(coverage.shape, bbox.shape)
     grid = tf.shape(coverage)
     grid_h, grid_w = grid[1], grid[2]
     cell_y, cell_x = tf.meshgrid(
@@ -267,7 +268,7 @@ def ground_truth_from_targets(coverage_target, bbox_corners, stride: int = 16) -
     vanish). Returns the list form with confidence 0.
     """
     coverage, bbox = np.asarray(coverage_target), np.asarray(bbox_corners)
-    batch, num_classes = _check_outputs(coverage, bbox)
+    batch, num_classes = coverage.shape[0], _check_outputs(coverage.shape, bbox.shape)
     origin_x, origin_y = cell_origins(coverage.shape[1], coverage.shape[2], stride)
     origins = np.stack([origin_x, origin_y, origin_x, origin_y], axis=-1)
     results = []
