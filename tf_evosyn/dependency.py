@@ -17,319 +17,67 @@ Model inputs and outputs are never removable either (a classifier keeps its clas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from tf_evosyn._keras import keras
-from tf_evosyn.conv_kinds import (
-    BINARY_OPS,
-    CONV_TYPES,
-    DENSE_TYPES,
-    DEPTHWISE_TYPES,
-    GROUPED,
-    RESHAPE,
-    SEPARABLE_TYPES,
-    exact_type,
-    grouped_atoms,
-    is_tf_elementwise_op,
-    reshape_keeps_channels,
-    tf_op_operands,
+from tf_evosyn.channel_grouping import UnionFind, collect_groups
+from tf_evosyn.conv_kinds import GROUPED, RESHAPE, grouped_atoms
+from tf_evosyn.dependency_graph import (
+    Barrier,
+    ChannelGroup,
+    Consumer,
+    DependencyGraph,
+    NodeInfo,
+)
+from tf_evosyn.layer_kinds import (
+    BARRIER,
+    BATCHNORM,
+    CONCAT,
+    DEPTHWISE,
+    ELEMENTWISE,
+    ELEMENTWISE_ACTIVATIONS,
+    FLATTEN,
+    IDENTITY_AT_INFERENCE,
+    INPUT,
+    MERGE,
+    PRODUCER,
+    SCATTER,
+    SPATIAL,
+    activation_name,
+    is_producer,
+    layer_kind,
+    node_kind,
 )
 from tf_evosyn.layers import EvolvableMixin
-from tf_evosyn.models.lrn import CrossChannelLRN, WithinChannelLRN
-from tf_evosyn.models.shortcut import PadShortcut
 
-# Layer kinds, as the analysis (and compaction) treat them.
-INPUT = "input"
-PRODUCER = "producer"  # Conv2D/Dense: new output channels, reads all input channels
-DEPTHWISE = "depthwise"  # output channel c*m+j is tied to input channel c
-BATCHNORM = "batchnorm"  # per-channel affine, channels pass through
-ELEMENTWISE = "elementwise"  # activations, dropout, noise: channel-wise maps
-SPATIAL = "spatial"  # pooling, padding, cropping, upsampling: channel-wise, spatial change
-FLATTEN = "flatten"  # channels_last flatten: flat index i is channel i % C
-MERGE = "merge"  # Add/Subtract/Multiply/Average/Maximum/Minimum: channel-by-channel coupling
-CONCAT = "concat"  # Concatenate: offsets on the channel axis, coupling on any other axis
-SCATTER = "scatter"  # PadShortcut: input channel i -> output channel positions[i], rest zeros
-BARRIER = "barrier"
-
-# Element-wise activations (by name). Anything else (softmax, custom callables) mixes channels
-# or is unknown, so it is a barrier.
-ELEMENTWISE_ACTIVATIONS = frozenset(
-    {
-        "linear",
-        "relu",
-        "relu6",
-        "elu",
-        "selu",
-        "tanh",
-        "sigmoid",
-        "hard_sigmoid",
-        "exponential",
-        "softplus",
-        "softsign",
-        "gelu",
-        "swish",
-        "silu",
-        "leaky_relu",
-        "mish",
-        "hard_silu",
-        "hard_swish",
-    }
-)
-
-_ELEMENTWISE_TYPES = (
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.ThresholdedReLU,
-    keras.layers.Dropout,  # includes SpatialDropout*: identity at inference
-    keras.layers.GaussianDropout,
-    keras.layers.GaussianNoise,
-    keras.layers.AlphaDropout,
-    keras.layers.ActivityRegularization,
-    keras.layers.Identity,
-)
-# Layers that are the identity at inference (no constant changes).
-IDENTITY_AT_INFERENCE = (
-    keras.layers.Dropout,
-    keras.layers.GaussianDropout,
-    keras.layers.GaussianNoise,
-    keras.layers.AlphaDropout,
-    keras.layers.ActivityRegularization,
-    keras.layers.Identity,
-)
-_SPATIAL_TYPES = (
-    keras.layers.MaxPooling1D,
-    keras.layers.MaxPooling2D,
-    keras.layers.AveragePooling1D,
-    keras.layers.AveragePooling2D,
-    keras.layers.GlobalAveragePooling1D,
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalMaxPooling1D,
-    keras.layers.GlobalMaxPooling2D,
-    keras.layers.ZeroPadding2D,
-    keras.layers.Cropping2D,
-    keras.layers.UpSampling2D,
-)
-_MERGE_TYPES = (
-    keras.layers.Add,
-    keras.layers.Subtract,
-    keras.layers.Multiply,
-    keras.layers.Average,
-    keras.layers.Maximum,
-    keras.layers.Minimum,
-)
-
-
-def activation_name(layer: keras.layers.Layer) -> str:
-    """Name of a layer's activation function ('linear' when it has none)."""
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return "linear"
-    return getattr(activation, "__name__", str(activation))
-
-
-def _channels_last(layer: keras.layers.Layer) -> bool:
-    return getattr(layer, "data_format", "channels_last") in ("channels_last", None)
-
-
-def is_producer(layer: keras.layers.Layer) -> bool:
-    """Conv2D/Dense/SeparableConv2D (plain, exact type, or evolvable): owns channels, reads
-    every input channel. Exact types only: Conv2DTranspose ... subclass Conv2D with other layouts.
-    """
-    return layer_kind(layer)[0] == PRODUCER
-
-
-def layer_kind(layer: keras.layers.Layer) -> tuple[str, str]:
-    """(kind, reason): how the analysis treats ``layer``; reason explains a barrier."""
-    name = type(layer).__name__
-    if isinstance(layer, keras.layers.InputLayer):
-        return INPUT, ""
-    if exact_type(layer, CONV_TYPES + DENSE_TYPES + SEPARABLE_TYPES + DEPTHWISE_TYPES):
-        if not _channels_last(layer):
-            return BARRIER, "channels_first is not supported"
-        if exact_type(layer, DEPTHWISE_TYPES):
-            return DEPTHWISE, ""
-        return (GROUPED if getattr(layer, "groups", 1) != 1 else PRODUCER), ""
-    if type(layer) is keras.layers.BatchNormalization:
-        return BATCHNORM, ""  # the node loop checks that it normalises the channel axis
-    if type(layer) is keras.layers.Activation:
-        if activation_name(layer) in ELEMENTWISE_ACTIVATIONS:
-            return ELEMENTWISE, ""
-        return BARRIER, f"activation {activation_name(layer)!r} is not known to be element-wise"
-    if isinstance(layer, _ELEMENTWISE_TYPES) or is_tf_elementwise_op(layer):
-        return ELEMENTWISE, ""  # a TF op also needs scalar other operands (see analyze)
-    if type(layer) is keras.layers.Reshape:
-        return RESHAPE, ""  # if it keeps the channel axis (see analyze)
-    if isinstance(layer, _SPATIAL_TYPES):
-        if not _channels_last(layer):
-            return BARRIER, "channels_first is not supported"
-        return SPATIAL, ""
-    if type(layer) is keras.layers.Flatten:
-        if not _channels_last(layer):
-            return BARRIER, "channels_first is not supported"
-        return FLATTEN, ""
-    if isinstance(layer, _MERGE_TYPES):
-        return MERGE, ""
-    if type(layer) is keras.layers.Concatenate:
-        return CONCAT, ""
-    if type(layer) is PadShortcut:
-        return SCATTER, ""
-    if type(layer) is WithinChannelLRN:
-        return SPATIAL, ""  # normalises each channel over space only
-    if type(layer) is CrossChannelLRN:
-        return BARRIER, "cross-channel LRN mixes neighbouring channels"
-    if isinstance(layer, keras.Model):
-        return BARRIER, "nested model"
-    return BARRIER, f"layer type {name} is not understood by the channel analysis"
-
-
-@dataclass(frozen=True)
-class Barrier:
-    """A place where channels stop being removable, and why."""
-
-    layer_name: str
-    layer_type: str
-    reason: str
-
-
-@dataclass
-class Consumer:
-    """Layer ``layer_name`` reads the group at ``indices`` of the last axis of input
-    ``input_index`` (several indices for a Flatten, a repeated Concatenate, ...)."""
-
-    layer_name: str
-    input_index: int
-    indices: np.ndarray
-
-
-@dataclass
-class ChannelGroup:
-    """Channels that must live or die together.
-
-    ``members``: every (layer, output channel) in the group. ``producers``: the members whose
-    cluster decides whether the group is alive (Conv2D/Dense; a DepthwiseConv2D channel only
-    follows its input). ``removable``: removing the group is legal for the model's structure;
-    ``reasons`` says why not otherwise.
-    """
-
-    index: int
-    members: list[tuple[str, int]] = field(default_factory=list)
-    producers: list[tuple[str, int]] = field(default_factory=list)
-    consumers: list[Consumer] = field(default_factory=list)
-    removable: bool = True
-    reasons: list[str] = field(default_factory=list)
-
-
-@dataclass
-class NodeInfo:
-    """One call of a layer in the model, in topological order (tensor ids as Keras keys them)."""
-
-    layer: keras.layers.Layer
-    kind: str
-    input_ids: list[str]
-    output_ids: list[str]
-    input_shapes: list[tuple]
-    call_args: tuple
-    call_kwargs: dict
-
-
-@dataclass
-class DependencyGraph:
-    """Result of :func:`analyze`. ``tensor_groups[tensor_id][i]`` is the group of channel ``i``
-    (last axis position) of that tensor; compaction replays ``nodes`` with it."""
-
-    model: keras.Model
-    groups: list[ChannelGroup]
-    barriers: list[Barrier]
-    nodes: list[NodeInfo]
-    tensor_groups: dict[str, np.ndarray]
-    input_ids: list[str]
-    output_ids: list[str]
-    _owners: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
-
-    def group_of(self, layer_name: str, channel: int) -> ChannelGroup:
-        """The group that owns output channel ``channel`` of ``layer_name``."""
-        if not self._owners:
-            for group in self.groups:
-                for member in group.members:
-                    self._owners[member] = group.index
-        try:
-            return self.groups[self._owners[(layer_name, int(channel))]]
-        except KeyError:
-            raise KeyError(f"{layer_name}:{channel} owns no channel group") from None
-
-    def layer_output_groups(self, layer_name: str) -> np.ndarray:
-        for node in self.nodes:
-            if node.layer.name == layer_name:
-                return self.tensor_groups[node.output_ids[0]]
-        raise KeyError(layer_name)
-
-    def layer_input_groups(self, layer_name: str) -> list[np.ndarray]:
-        for node in self.nodes:
-            if node.layer.name == layer_name:
-                return [self.tensor_groups[i] for i in node.input_ids]
-        raise KeyError(layer_name)
-
-    def describe(self) -> str:
-        """Human-readable summary: channel groups by the layers that own them, and barriers."""
-        removable = sum(g.removable for g in self.groups)
-        lines = [
-            f"Channel dependency graph of {self.model.name}: {len(self.groups)} groups, "
-            f"{removable} removable, {len(self.barriers)} barriers"
-        ]
-        patterns: dict[tuple, list[ChannelGroup]] = {}
-        for group in self.groups:
-            if group.members:
-                owners = tuple(sorted({layer for layer, _ in group.members}))
-                patterns.setdefault(owners, []).append(group)
-        lines.append("  channel groups by owning layers (removable/total):")
-        for owners, groups in patterns.items():
-            ok = sum(g.removable for g in groups)
-            line = f"    {' + '.join(owners)}: {ok}/{len(groups)}"
-            if len(owners) > 1:
-                example = groups[0]
-                members = ", ".join(f"{layer}:{channel}" for layer, channel in example.members)
-                readers = ", ".join(sorted({c.layer_name for c in example.consumers}))
-                line += f" coupled, e.g. [{members}] read by {readers or '-'}"
-            lines.append(line)
-        reasons: dict[str, int] = {}
-        for group in self.groups:
-            if group.members and not group.removable:
-                for reason in group.reasons:
-                    reasons[reason] = reasons.get(reason, 0) + 1
-        if reasons:
-            lines.append("  why groups are kept (groups):")
-            lines.extend(f"    {reason} ({count})" for reason, count in reasons.items())
-        if self.barriers:
-            lines.append("  barriers:")
-            for barrier in self.barriers:
-                lines.append(f"    {barrier.layer_name} ({barrier.layer_type}): {barrier.reason}")
-        return "\n".join(lines)
-
-
-class _UnionFind:
-    def __init__(self):
-        self.parent: list[int] = []
-
-    def new(self, count: int) -> np.ndarray:
-        start = len(self.parent)
-        self.parent.extend(range(start, start + count))
-        return np.arange(start, start + count)
-
-    def find(self, atom: int) -> int:
-        root = atom
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[atom] != root:
-            self.parent[atom], atom = root, self.parent[atom]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(int(a)), self.find(int(b))
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+# The names other modules import from here (the analysis' kinds and results live in
+# layer_kinds, dependency_graph and channel_grouping; this module walks the graph).
+__all__ = [
+    "BARRIER",
+    "BATCHNORM",
+    "CONCAT",
+    "DEPTHWISE",
+    "ELEMENTWISE",
+    "ELEMENTWISE_ACTIVATIONS",
+    "FLATTEN",
+    "GROUPED",
+    "IDENTITY_AT_INFERENCE",
+    "INPUT",
+    "MERGE",
+    "PRODUCER",
+    "RESHAPE",
+    "SCATTER",
+    "SPATIAL",
+    "Barrier",
+    "ChannelGroup",
+    "Consumer",
+    "DependencyGraph",
+    "NodeInfo",
+    "activation_name",
+    "analyze",
+    "is_producer",
+    "layer_kind",
+]
 
 
 def _check_model(model: keras.Model) -> None:
@@ -350,7 +98,7 @@ def _ordered_nodes(model: keras.Model):
 def analyze(model: keras.Model) -> DependencyGraph:
     """Coupled channel groups, their readers and the barriers of a Sequential/Functional model."""
     _check_model(model)
-    uf = _UnionFind()
+    uf = UnionFind()
     atoms_of: dict[str, np.ndarray] = {}  # tensor id -> atom per last-axis position
     members: dict[int, list[tuple[str, int]]] = {}  # atom -> members (before union)
     producers: dict[int, list[tuple[str, int]]] = {}
@@ -403,39 +151,9 @@ def analyze(model: keras.Model) -> DependencyGraph:
             continue
         inputs = [atoms_of[tid] for tid in input_ids]
 
-        if kind != BARRIER and any(not t.shape.rank or t.shape[-1] is None for t in in_tensors):
-            kind, reason = BARRIER, "input with an unknown channel count"
-        if kind != BARRIER and len(outputs) != 1:
-            kind, reason = BARRIER, "layers with several outputs are not supported"
-        if kind == ELEMENTWISE and is_tf_elementwise_op(layer):
-            tensors, scalars = tf_op_operands(node.call_args, node.call_kwargs or {})
-            if tensors == 2 and scalars and layer.symbol in BINARY_OPS:
-                kind = MERGE  # x + y, x * y of two tensors: like keras Add/Multiply
-            elif tensors != 1 or not scalars:
-                kind, reason = BARRIER, "TF op with non-scalar operands"
-        single = (PRODUCER, GROUPED, DEPTHWISE, BATCHNORM, ELEMENTWISE, SPATIAL, FLATTEN, SCATTER)
-        if kind in single + (RESHAPE,):
-            if len(inputs) != 1:
-                kind, reason = BARRIER, f"{len(inputs)} inputs where one is expected"
-        if kind in (MERGE, CONCAT) and len(inputs) < 2:
-            kind, reason = BARRIER, "merge of fewer than two inputs"
-        if kind == RESHAPE and not reshape_keeps_channels(
-            tuple(in_tensors[0].shape), tuple(outputs[0].shape)
-        ):
-            kind, reason = BARRIER, "Reshape that changes the channel axis"
-        if kind == FLATTEN and any(d is None for d in in_tensors[0].shape[1:]):
-            kind, reason = BARRIER, "Flatten of a tensor with unknown dimensions"
-        if kind == MERGE and len({len(a) for a in inputs}) != 1:
-            kind, reason = BARRIER, "broadcasting merge (different channel counts)"
-        if kind == BATCHNORM:
-            rank = in_tensors[0].shape.rank
-            if [int(a) % rank for a in np.ravel(layer.axis)] != [rank - 1]:
-                kind, reason = BARRIER, f"normalises axis {layer.axis}, not the channel axis"
-        if kind == CONCAT:
-            ranks = {t.shape.rank for t in in_tensors}
-            if len(ranks) != 1:
-                kind, reason = BARRIER, "Concatenate of tensors of different ranks"
-
+        kind, reason = node_kind(
+            layer, kind, reason, node, [len(a) for a in inputs], in_tensors, outputs
+        )
         # Shared weighted layers: the same weight index must hold for every call.
         if kind in (PRODUCER, GROUPED, DEPTHWISE, BATCHNORM):
             if layer.name in first_inputs:
@@ -528,44 +246,7 @@ def analyze(model: keras.Model) -> DependencyGraph:
         barriers.append(Barrier(layer.name, type(layer).__name__, "model output"))
         block(atoms_of[tid], f"model output of {layer.name}")
 
-    # Number the groups by first appearance of their root atom.
-    group_index: dict[int, int] = {}
-    groups: list[ChannelGroup] = []
-
-    def group_for(atom: int) -> int:
-        root = uf.find(int(atom))
-        if root not in group_index:
-            group_index[root] = len(groups)
-            groups.append(ChannelGroup(len(groups)))
-        return group_index[root]
-
-    atom_group = np.empty(len(uf.parent), dtype=np.int64)  # looked up once per atom
-    for atom in range(len(uf.parent)):
-        atom_group[atom] = group_for(atom)
-        group = groups[atom_group[atom]]
-        group.members.extend(members.get(atom, []))
-        group.producers.extend(producers.get(atom, []))
-        for why in blocked.get(atom, []):
-            if why not in group.reasons:
-                group.reasons.append(why)
-    tensor_groups = {
-        tid: atom_group[np.asarray(atoms, dtype=np.int64)] for tid, atoms in atoms_of.items()
-    }
-    consumers: dict[tuple[int, str, int], list[np.ndarray]] = {}
-    for layer_name, input_index, atoms in reads:
-        positions = atom_group[np.asarray(atoms, dtype=np.int64)]
-        order = np.argsort(positions, kind="stable")
-        gids, starts = np.unique(positions[order], return_index=True)
-        for gid, chunk in zip(gids, np.split(order, starts[1:]), strict=True):
-            consumers.setdefault((int(gid), layer_name, input_index), []).append(chunk)
-    for (gid, layer_name, input_index), index_lists in consumers.items():
-        indices = np.unique(np.concatenate(index_lists))
-        groups[gid].consumers.append(Consumer(layer_name, input_index, indices))
-    for group in groups:
-        group.members.sort(key=lambda m: (m[0], m[1]))
-        if not group.producers and not group.reasons:
-            group.reasons.append("no Conv2D/Dense channel decides its life")
-        group.removable = not group.reasons
+    groups, tensor_groups = collect_groups(uf, members, producers, blocked, atoms_of, reads)
     return DependencyGraph(
         model=model,
         groups=groups,
