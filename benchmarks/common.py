@@ -1,17 +1,26 @@
-"""What the benchmark scripts share: the machine they ran on, JSON results, TFLite timing of a
-network at a given input size, and the paper-vs-ours table layout."""
+"""What the benchmark scripts share: the machine they ran on, JSON results, checked TFLite
+conversion, TFLite timing (at a given input size, or interleaved over several networks), and the
+table layouts (markdown and aligned plain text)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from tf_evosyn import io_utils
+
+
+class BenchmarkError(ValueError):
+    """A flag or run directory that cannot work; the message names the fix."""
 
 
 def machine() -> dict:
@@ -55,3 +64,71 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def config_json(config) -> dict:
     return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def aligned_table(rows: Sequence[Sequence[str]], left_first: bool = True) -> str:
+    """A plain-text table: the first row is the header, underlined with dashes; columns are
+    right-aligned (the first left-aligned with ``left_first``), two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if j == 0 and left_first else c.rjust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def efficiency_text(value: float) -> str:
+    """``12.34x``, or ``inf`` for a network with nothing left to count."""
+    return "inf" if math.isinf(value) else f"{value:.2f}x"
+
+
+def promised_saving_share(speedup: float, macs_ratio: float) -> float | None:
+    """(1 - 1/speedup) / (1 - 1/MACs ratio): the part of the saving the MACs promised that the
+    measured speedup delivers; None when nothing was promised (MACs ratio <= 1)."""
+    if macs_ratio <= 1.0 + 1e-9:
+        return None
+    return (1 - 1 / speedup) / (1 - 1 / macs_ratio)
+
+
+def checked_tflite(model, folder: Path, reference, probe: np.ndarray) -> dict:
+    """Float32 TFLite file of ``model`` (through a SavedModel in ``folder``), checked against
+    ``reference`` on ``probe``: {saved_model, tflite (paths), tflite_bytes,
+    tflite_max_abs_difference}."""
+    from tf_evosyn.export import convert_to_tflite, run_tflite, save_serving_model
+
+    saved = save_serving_model(model, folder / "saved_model")
+    path = convert_to_tflite(saved, folder / "model.tflite")
+    expected = reference(probe, training=False).numpy()
+    return {
+        "saved_model": saved,
+        "tflite": path,
+        "tflite_bytes": path.stat().st_size,
+        "tflite_max_abs_difference": float(np.abs(run_tflite(path, probe) - expected).max()),
+    }
+
+
+def interleaved_tflite_latency(
+    paths: dict, shape: Sequence[int], threads: int, runs: int, warmup: int, rounds: int
+) -> dict:
+    """key -> {median_ms, p90_ms, round_medians_ms}: every TFLite file timed once per round,
+    round after round, so load from other processes hits every model alike; the figures are
+    medians over rounds of the per-round median (p90 likewise)."""
+    from tf_evosyn.latency import tflite_latency
+
+    samples = {key: [] for key in paths}
+    for _ in range(rounds):
+        for key, path in paths.items():
+            samples[key].append(tflite_latency(path, tuple(shape), threads, runs, warmup))
+    return {
+        key: {
+            "median_ms": float(statistics.median(r["median_ms"] for r in results)),
+            "p90_ms": float(statistics.median(r["p90_ms"] for r in results)),
+            "round_medians_ms": [r["median_ms"] for r in results],
+        }
+        for key, results in samples.items()
+    }

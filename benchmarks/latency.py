@@ -36,23 +36,25 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn import io_utils
-from tf_evosyn._keras import keras, tf
-from tf_evosyn.compaction import compact
-from tf_evosyn.export import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from tfmot_arm import prune_wrapped  # noqa: E402
+
+import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
+from tf_evosyn import io_utils  # noqa: E402
+from tf_evosyn._keras import keras, tf  # noqa: E402
+from tf_evosyn.compaction import compact  # noqa: E402
+from tf_evosyn.export import (  # noqa: E402
     ExportError,
-    convert_to_tflite,
     plain_copy,
     resolve_target,
-    run_tflite,
-    save_serving_model,
     savedmodel_latency,
     tflite_latency,
 )
-from tf_evosyn.flops import count_flops
-from tf_evosyn.measures import count_living
-from tf_evosyn.model_io import load_model
+from tf_evosyn.flops import count_flops  # noqa: E402
+from tf_evosyn.measures import count_living  # noqa: E402
+from tf_evosyn.model_io import load_model  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run directory.")
 _OUTPUT = flags.DEFINE_string(
@@ -95,13 +97,7 @@ def tfmot_pruned(plain: keras.Model, sparsity: float) -> keras.Model:
     import tensorflow_model_optimization as tfmot  # after tf_evosyn has selected Keras 2
 
     schedule = tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
-
-    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-        return layer
-
-    model = keras.models.clone_model(plain, clone_function=wrap)
+    model = prune_wrapped(plain, pruning_schedule=schedule)
     # One training step with a zero learning rate: UpdatePruningStep runs the schedule and the
     # wrappers apply the magnitude masks; the surviving weights stay the ancestor's.
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
@@ -174,22 +170,11 @@ def format_table(results: dict) -> str:
             ms = v["latency"][s]["median_ms"]
             row.append(f"{ms:.4f} ({base[s]['median_ms'] / ms:.2f}x)")
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = []
-    for i, row in enumerate(rows):
-        cells = [
-            c.ljust(w) if j == 0 else c.rjust(w)
-            for j, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return common.aligned_table(rows)
 
 
 def networks_main() -> None:
     """``--networks``: a per-generation table per network (benchmarks/latency_lineages.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import latency_lineages as lineages
 
     from tf_evosyn.latency_model import LatencyTable
@@ -292,19 +277,15 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="evosyn_latency_") as tmp:
         paths = {}
         for name, model in variants.items():
-            folder = Path(tmp) / name
-            saved = save_serving_model(model, folder / "saved_model")
-            tflite = convert_to_tflite(saved, folder / "model.tflite")
-            paths[name] = {"saved_model": saved, "tflite": tflite}
-            expected = reference.get(name, offspring)(probe, training=False).numpy()
+            expected = reference.get(name, offspring)
+            info = common.checked_tflite(model, Path(tmp) / name, expected, probe)
+            paths[name] = {"saved_model": info["saved_model"], "tflite": info["tflite"]}
             results["variants"][name] = {
                 "parameters": count_flops(model).total_params,
                 "nonzero_kernel_weights": _nonzero_kernel_weights(model),
                 "macs": count_flops(model).total_dense_macs,
-                "tflite_bytes": tflite.stat().st_size,
-                "tflite_max_abs_difference": float(
-                    np.abs(run_tflite(tflite, probe) - expected).max()
-                ),
+                "tflite_bytes": info["tflite_bytes"],
+                "tflite_max_abs_difference": info["tflite_max_abs_difference"],
             }
         latency = measure(paths, shape, _RUNS.value, _WARMUP.value, _ROUNDS.value)
     base = latency["ancestor"]

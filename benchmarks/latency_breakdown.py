@@ -89,13 +89,6 @@ def role(name: str) -> str:
     return "stem_fc"
 
 
-def share(speedup: float, macs_ratio: float) -> float | None:
-    """(1 - 1/speedup) / (1 - 1/MACs ratio): the part of the promised saving delivered."""
-    if macs_ratio <= 1.0:
-        return None
-    return (1 - 1 / speedup) / (1 - 1 / macs_ratio)
-
-
 def main(argv):
     del argv
     keras.utils.set_random_seed(0)
@@ -155,7 +148,7 @@ def main(argv):
         v["macs_ratio"] = base["macs"] / v["macs"]
         v["speedup"] = base_ms / v["measured_ms"]
         v["predicted_speedup"] = base["modelled_total_ms"] / v["modelled_total_ms"]
-        v["share_of_promised_saving"] = share(v["speedup"], v["macs_ratio"])
+        v["share_of_promised_saving"] = common.promised_saving_share(v["speedup"], v["macs_ratio"])
         s = v["share_of_promised_saving"]
         rows.append(
             [

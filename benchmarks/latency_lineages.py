@@ -114,13 +114,6 @@ def time_lineage(lineage: list[keras.Model], rounds: int, runs: int) -> dict:
     return {t: [statistics.median(s) for s in per_gen] for t, per_gen in samples.items()}
 
 
-def share(speedup: float, macs_ratio: float) -> float | None:
-    """(1 - 1/speedup) / (1 - 1/MACs ratio); None when nothing was promised."""
-    if macs_ratio <= 1.0 + 1e-9:
-        return None
-    return (1 - 1 / speedup) / (1 - 1 / macs_ratio)
-
-
 def lineage_rows(
     lineage: list[keras.Model], generations: list[int], table: LatencyTable, rounds: int, runs: int
 ) -> list[dict]:
@@ -140,7 +133,9 @@ def lineage_rows(
                 "macs_ratio": ratio,
                 "ms": {t: times[t][i] for t in THREADS},
                 "speedup": speedups,
-                "share_of_promised_saving": {t: share(speedups[t], ratio) for t in THREADS},
+                "share_of_promised_saving": {
+                    t: common.promised_saving_share(speedups[t], ratio) for t in THREADS
+                },
                 "predicted_speedup": modelled[0] / modelled[i],
                 "modelled_ms": modelled[i],
                 "load_average": [load_before, load_after],
