@@ -41,49 +41,42 @@ so its accuracies are not comparable with published CIFAR-10 results.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import platform
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import ml_collections
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import io_utils
-from tf_evosyn._keras import keras, tf
-from tf_evosyn.compaction import compact
-from tf_evosyn.data import DataError, load_classification_data
-from tf_evosyn.experiment import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cifar10_configs import (  # noqa: E402
+    RECIPES,
+    SHORT_BUDGET_SETTINGS,
+    FlagError,
+    model_config,
+    parse_per_model,
+    parse_settings,
+)
+from cifar10_measure import measure_latency, measure_throughput  # noqa: E402
+from cifar10_report import print_model  # noqa: E402
+
+import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
+from tf_evosyn import distribute as distribute_lib  # noqa: E402
+from tf_evosyn import io_utils  # noqa: E402
+from tf_evosyn._keras import keras, tf  # noqa: E402
+from tf_evosyn.data import DataError, load_classification_data  # noqa: E402
+from tf_evosyn.experiment import (  # noqa: E402
     ConfigError,
-    make_compile_fn,
     prepare_workdir,
     run_classification,
     validate_config,
 )
-from tf_evosyn.export import convert_to_tflite, run_tflite, save_serving_model, tflite_latency
-from tf_evosyn.model_io import load_model
 
-REPO = Path(__file__).resolve().parent.parent
-RECIPES = {
-    "resnet56": REPO / "configs" / "resnet56_cifar10.py",
-    "alexnet_cifar": REPO / "configs" / "alexnet_cifar10.py",
-}
-# ResNet-56 on the subset, measured (see the module docstring): the He et al. rate 0.1 stays at
-# chance for 10 epochs (25 steps each), 0.02 learns; the offspring's fine-tuning rate keeps the
-# recipe's ratio (a tenth of the ancestor's peak rate).
-SHORT_BUDGET_SETTINGS = (
-    "resnet56:train.learning_rate=0.02",
-    "resnet56:evolution.learning_rate=0.002",
-)
 SUBSET_WARNING = (
     "The 4000-image CIFAR-10 subset (first 4000 images of training batch 1) is split into "
     "train/test by data.test_fraction: its test split is NOT the official CIFAR-10 test split, "
@@ -162,111 +155,6 @@ _THROUGHPUT_WARMUP_STEPS = flags.DEFINE_integer(
 )
 
 
-class FlagError(ValueError):
-    """A flag value that cannot work (checked before any training)."""
-
-
-def parse_per_model(name: str, items: list[str], models: list[str]) -> dict[str, int]:
-    """``["4"]`` or ``["resnet56:4", "alexnet_cifar:30"]`` -> {model: int} for ``models``."""
-    values: dict[str, int] = {}
-    for item in items:
-        key, _, number = item.rpartition(":")
-        try:
-            value = int(number)
-        except ValueError:
-            raise FlagError(f"--{name}: {item!r} is not N or model:N.") from None
-        if value < 0:
-            raise FlagError(f"--{name}: {item!r} must be >= 0.")
-        if key and key not in RECIPES:
-            raise FlagError(f"--{name}: unknown model {key!r}; use one of {sorted(RECIPES)}.")
-        for model in [key] if key else models:
-            values[model] = value
-    missing = [m for m in models if m not in values]
-    if missing:
-        raise FlagError(f"--{name} gives no value for {', '.join(missing)}.")
-    return {m: values[m] for m in models}
-
-
-def parse_settings(items: list[str], models: list[str]) -> dict[str, list[tuple[str, object]]]:
-    """``["resnet56:train.learning_rate=0.05"]`` -> {model: [(dotted key, value)]}."""
-    settings: dict[str, list[tuple[str, object]]] = {m: [] for m in models}
-    for item in items:
-        if item.strip().lower() == "none":
-            continue
-        model, colon, assignment = item.partition(":")
-        key, equals, text = assignment.partition("=")
-        if not colon or not equals or not key:
-            raise FlagError(f"--set={item!r}: use model:section.key=value.")
-        if model not in RECIPES:
-            raise FlagError(f"--set={item!r}: unknown model {model!r}; use {sorted(RECIPES)}.")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare string, e.g. schedule=cosine
-        if model in settings:  # settings for models not benchmarked are ignored
-            settings[model].append((key, value))
-    return settings
-
-
-def apply_setting(config: ml_collections.ConfigDict, key: str, value) -> None:
-    *path, name = key.split(".")
-    node = config
-    for part in path:
-        if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-            raise FlagError(f"--set: {key!r} is not a key of the config.")
-        node = node[part]
-    if name not in node:
-        raise FlagError(f"--set: {key!r} is not a key of the config.")
-    try:
-        node[name] = value
-    except TypeError as error:  # ConfigDict keeps each key's type
-        raise FlagError(f"--set: {key}={value!r}: {error}") from None
-
-
-def load_recipe(model: str) -> ml_collections.ConfigDict:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"{model}_recipe", RECIPES[model])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
-def model_config(
-    model: str,
-    shared: ml_collections.ConfigDict,
-    ancestor_epochs: int,
-    epochs_per_gen: int,
-    settings: list[tuple[str, object]] = (),
-) -> ml_collections.ConfigDict:
-    """The model's recipe with the benchmark's data section, epochs and evolution settings."""
-    config = load_recipe(model)
-    for key, value in shared.data.items():
-        config.data[key] = value
-    for key, value in shared.distribute.items():
-        config.distribute[key] = value
-    recipe_epochs = config.train.epochs
-    config.train.epochs = ancestor_epochs
-    if (
-        _SCALE_SCHEDULE.value
-        and config.train.schedule == "piecewise"
-        and 0 < ancestor_epochs < recipe_epochs
-    ):
-        ratio = ancestor_epochs / recipe_epochs
-        config.train.boundaries_epochs = tuple(
-            round(b * ratio, 4) for b in config.train.boundaries_epochs
-        )
-    config.evolution.generations = _GENERATIONS.value
-    config.evolution.epochs_per_generation = epochs_per_gen
-    config.evolution.accuracy_tolerance = _ACCURACY_TOLERANCE.value
-    config.evolution.max_attempts = _MAX_ATTEMPTS.value
-    config.log.fit_verbose = _FIT_VERBOSE.value
-    config.log.tensorboard_fit_logs = False
-    for key, value in settings:
-        apply_setting(config, key, value)
-    return config
-
-
 def check_flags() -> dict[str, ml_collections.ConfigDict]:
     """Every flag and config, before any training; returns model -> config."""
     models = list(dict.fromkeys(_MODELS.value))
@@ -297,8 +185,17 @@ def check_flags() -> dict[str, ml_collections.ConfigDict]:
         if value < 1:
             raise FlagError(f"--ancestor_epochs: {model} needs at least 1 epoch.")
     settings = parse_settings(_SET.value, models)
+    evolution = {
+        "generations": _GENERATIONS.value,
+        "accuracy_tolerance": _ACCURACY_TOLERANCE.value,
+        "max_attempts": _MAX_ATTEMPTS.value,
+        "fit_verbose": _FIT_VERBOSE.value,
+    }
     configs = {
-        m: model_config(m, _CONFIG.value, epochs[m], per_gen[m], settings[m]) for m in models
+        m: model_config(
+            m, _CONFIG.value, epochs[m], per_gen[m], evolution, settings[m], _SCALE_SCHEDULE.value
+        )
+        for m in models
     }
     for config in configs.values():
         validate_config(config)
@@ -324,143 +221,7 @@ def data_facts(data, config: ml_collections.ConfigDict) -> dict:
 # -- measurements ---------------------------------------------------------------------------------
 
 
-def _checkpoint(workdir: Path, generation: int) -> Path | None:
-    path = workdir / "generations" / f"gen_{generation:04d}"
-    return path if (path / "model.keras").is_file() else None
-
-
-def measure_latency(workdir: Path, records: list[dict], images: np.ndarray) -> dict[int, dict]:
-    """Batch-1 TFLite latency of every generation's compacted network (ancestor: its plain
-    copy), interleaved over rounds; plus the TFLite-vs-Keras check on real images."""
-    results: dict[int, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="evosyn_cifar_bench_") as tmp:
-        files = {}
-        for record in records:
-            generation = record["generation"]
-            path = _checkpoint(workdir, generation)
-            if path is None:
-                continue
-            masked = load_model(path)
-            plain = compact(masked)
-            folder = Path(tmp) / f"gen_{generation:04d}"
-            saved = save_serving_model(plain, folder / "saved_model")
-            tflite = convert_to_tflite(saved, folder / "model.tflite")
-            reference = masked(images, training=False).numpy()
-            difference = np.abs(run_tflite(tflite, images) - reference).max()
-            files[generation] = tflite
-            results[generation] = {
-                "tflite_bytes": tflite.stat().st_size,
-                "tflite_max_abs_difference": float(difference),
-                "round_medians_ms": [],
-            }
-        shape = (1, *images.shape[1:])
-        for _ in range(_LATENCY_ROUNDS.value):
-            for generation, tflite in files.items():
-                timing = tflite_latency(
-                    tflite, shape, _TFLITE_THREADS.value, _LATENCY_RUNS.value, _LATENCY_WARMUP.value
-                )
-                results[generation]["round_medians_ms"].append(timing["median_ms"])
-    for result in results.values():
-        result["median_ms"] = float(statistics.median(result["round_medians_ms"]))
-    return results
-
-
-def measure_throughput(
-    workdir: Path,
-    best_generation: int,
-    config: ml_collections.ConfigDict,
-    data,
-    strategy: tf.distribute.Strategy,
-) -> dict:
-    """Images/s of one training epoch of the ancestor and of the compacted best offspring:
-    the same pipeline, batch size and optimizer (the evolution's), after a warm-up."""
-    batch_size = config.train.batch_size
-    steps_per_epoch = -(-len(data.train_labels) // batch_size)
-    compile_fn = make_compile_fn(config.evolution, 1, steps_per_epoch)
-    variants = {"ancestor": 0, "compact_best": best_generation}
-    models = {}
-    with strategy.scope():
-        for name, generation in variants.items():
-            model = compact(load_model(_checkpoint(workdir, generation)))
-            compile_fn(model)
-            warmup = data.train_dataset(batch_size=batch_size, seed=1).take(
-                _THROUGHPUT_WARMUP_STEPS.value
-            )
-            model.fit(warmup, epochs=1, verbose=0)  # traces the train step
-            models[name] = model
-    seconds = {name: [] for name in variants}
-    for round_index in range(_THROUGHPUT_ROUNDS.value):
-        for name, model in models.items():
-            dataset = data.train_dataset(batch_size=batch_size, seed=2 + round_index)
-            start = time.perf_counter()
-            model.fit(dataset, epochs=1, verbose=0)
-            seconds[name].append(time.perf_counter() - start)
-    images = len(data.train_labels)
-    result = {
-        "batch_size": batch_size,
-        "images_per_epoch": images,
-        "replicas": int(strategy.num_replicas_in_sync),
-        "best_generation": best_generation,
-    }
-    for name in variants:
-        median = float(statistics.median(seconds[name]))
-        result[name] = {
-            "epoch_seconds": seconds[name],
-            "images_per_second": images / median,
-            "parameters": int(models[name].count_params()),
-        }
-    result["speedup"] = (
-        result["compact_best"]["images_per_second"] / result["ancestor"]["images_per_second"]
-    )
-    return result
-
-
 # -- output ---------------------------------------------------------------------------------------
-
-
-def _eff(value: float) -> str:
-    return "inf" if value == float("inf") else f"{value:.2f}x"
-
-
-def format_table(rows: list[dict]) -> str:
-    header = [
-        "gen",
-        "acc %",
-        "synapses",
-        "clusters",
-        "syn. eff",
-        "clu. eff",
-        "MACs (compact)",
-        "MACs x",
-        "TFLite ms",
-        "vs anc",
-        "accepted",
-    ]
-    table = [header]
-    for r in rows:
-        latency = r.get("tflite_ms")
-        table.append(
-            [
-                str(r["generation"]),
-                "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}",
-                f"{r['synapses']:,}",
-                f"{r['clusters']:,}",
-                _eff(r["synaptic_efficiency"]),
-                _eff(r["cluster_efficiency"]),
-                f"{r['macs']:,}",
-                f"{r['mac_reduction']:.2f}x",
-                "-" if latency is None else f"{latency:.3f}",
-                "-" if r.get("latency_speedup") is None else f"{r['latency_speedup']:.2f}x",
-                "yes" if r["accepted"] else "no",
-            ]
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for i, row in enumerate(table):
-        lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def benchmark_model(
@@ -472,9 +233,25 @@ def benchmark_model(
     records = run_classification(config, workdir, strategy=strategy)
     evolution_seconds = time.time() - start
     images = data.preprocess(data.test_images[:16])
-    latency = measure_latency(workdir, records, images)
+    latency = measure_latency(
+        workdir,
+        records,
+        images,
+        _TFLITE_THREADS.value,
+        _LATENCY_RUNS.value,
+        _LATENCY_WARMUP.value,
+        _LATENCY_ROUNDS.value,
+    )
     best_generation = int(io_utils.read_json(workdir / "best" / "record.json")["generation"])
-    throughput = measure_throughput(workdir, best_generation, config, data, strategy)
+    throughput = measure_throughput(
+        workdir,
+        best_generation,
+        config,
+        data,
+        strategy,
+        _THROUGHPUT_ROUNDS.value,
+        _THROUGHPUT_WARMUP_STEPS.value,
+    )
     base_macs = records[0]["flops"]
     base_ms = latency.get(0, {}).get("median_ms")
     rows = []
@@ -508,39 +285,6 @@ def benchmark_model(
         "generations": rows,
         "throughput": throughput,
     }
-
-
-def print_model(result: dict) -> None:
-    data = result["data"]
-    train = result["config"]["train"]
-    print()
-    print(f"== {result['model']} ==  ({result['workdir']})")
-    print(f"DATA: {data['description']}")
-    if data["warning"]:
-        print(f"WARNING: {data['warning']}")
-    schedule = train["schedule"]
-    if schedule == "piecewise":
-        schedule += f" {train['boundaries_epochs']} x{train['decay_factor']}"
-    print(
-        f"ancestor: {train['epochs']} epoch(s), {train['optimizer']} lr {train['learning_rate']} "
-        f"momentum {train['momentum']} {schedule}, batch {train['batch_size']}; "
-        f"evolution: {result['config']['evolution']['epochs_per_generation']} epoch(s) per "
-        f"generation, environment {result['config']['evolution']['environment']}"
-    )
-    print(
-        f"TFLite: batch 1, {_TFLITE_THREADS.value} thread(s), median of {_LATENCY_ROUNDS.value} "
-        f"rounds x {_LATENCY_RUNS.value} runs; MACs per image after compaction"
-    )
-    print(format_table(result["generations"]))
-    t = result["throughput"]
-    print(
-        f"training throughput (median of {len(t['ancestor']['epoch_seconds'])} x 1 epoch of "
-        f"{t['images_per_epoch']} images, batch "
-        f"{t['batch_size']}, {t['replicas']} replica(s), after {_THROUGHPUT_WARMUP_STEPS.value} "
-        f"warm-up steps): ancestor {t['ancestor']['images_per_second']:.1f} img/s, compacted "
-        f"best (gen {t['best_generation']}) {t['compact_best']['images_per_second']:.1f} img/s "
-        f"({t['speedup']:.2f}x)"
-    )
 
 
 def main(argv: list[str]) -> None:
@@ -610,7 +354,7 @@ def main(argv: list[str]) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         io_utils.atomic_write_json(output, results)  # after every model: partial results survive
     for result in results["models"].values():
-        print_model(result)
+        print_model(result, results["flags"])
     print()
     print(banner)
     print(f"Wrote {output}")
