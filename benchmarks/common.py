@@ -42,6 +42,22 @@ def write_results(path: str | Path, results: dict) -> Path:
     return path
 
 
+def read_run(workdir: str | Path) -> tuple[list[dict], dict]:
+    """The lineage records and the config (``config.json``) of a run directory, read only."""
+    from tf_evosyn import fs
+    from tf_evosyn.lineage import LINEAGE_FILENAME, Lineage
+
+    lineage_path = fs.join(workdir, LINEAGE_FILENAME)
+    if not fs.exists(lineage_path):
+        raise FileNotFoundError(
+            f"{lineage_path} not found: {workdir} is no run directory with a finished "
+            "generation; run the benchmark without --report_only first"
+        )
+    config_path = fs.join(workdir, "config.json")
+    config = json.loads(fs.read_text(config_path)) if fs.exists(config_path) else {}
+    return Lineage(lineage_path).records, config
+
+
 def tflite_latency_at(model, input_shape: Sequence[int], runs: int, threads: int = 1) -> dict:
     """Batch-1 TFLite (XNNPACK) latency of ``model``'s network rebuilt at ``input_shape``."""
     from tf_evosyn.export import with_input_shape, write_tflite_pair

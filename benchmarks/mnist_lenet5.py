@@ -1,101 +1,187 @@
-"""Benchmark: evolve LeNet-5 on full MNIST and compare with the papers' figures.
+"""Benchmark: evolve LeNet-5 on full MNIST and compare with the published results (issue 12).
 
     python benchmarks/mnist_lenet5.py --config=configs/lenet5_mnist.py --workdir=runs/bench
-        [--output=benchmarks/results/mnist_lenet5.json] [--config.KEY=VALUE ...]
+        [--output=benchmarks/results/mnist_lenet5.json] [--plots_dir=benchmarks/results]
+        [--report_only] [--compare=flops_budget | --other_workdir=RUN] [--config.KEY=VALUE ...]
 
-Runs (or resumes) the experiment exactly as ``evosyn-classify`` does, then prints one row per
-generation (accuracy, synapses, clusters, both efficiencies) beside the papers' LeNet-5 result
-(~125x synaptic, ~9.71x cluster efficiency) and writes everything as JSON.
+Runs (or resumes) the experiment exactly as ``evosyn-classify`` does (``--report_only``: reads
+the finished run directory instead), then prints one row per generation (validation and test
+accuracy, synapses, clusters, both efficiencies, compacted MACs, seconds and seconds per
+fine-tuning epoch) beside the published LeNet-5 results, the verdict against issue 12's targets
+(offspring chosen on validation, judged on test), draws test accuracy against synaptic and
+cluster efficiency as PNG, and writes everything as JSON.
+
+Issue 13: ``--compare=flops_budget`` also runs the same config with
+``evolution.environment=flops_budget`` from the same trained ancestor (``--compare_workdir``),
+``--other_workdir`` reads any finished run instead; both print the two lineages side by side with
+their best MACs reductions within the accuracy tolerance, and write ``--compare_output``.
 """
 
 from __future__ import annotations
 
-import json
-import platform
+import copy
 import sys
 from pathlib import Path
 
 from absl import app, flags
 from ml_collections import config_flags
 
-import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn import io_utils
-from tf_evosyn.experiment import run_classification
-from tf_evosyn.lineage import summary_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PAPER = {"synaptic_efficiency": 125.0, "cluster_efficiency": 9.71}
-GOAL = {
-    "synaptic_efficiency": 125.0,
-    "cluster_efficiency": 9.71,
-    "max_accuracy_drop": 0.010,
-    "min_ancestor_accuracy": 0.990,
-}
+import common  # noqa: E402
+import lenet5_report as report  # noqa: E402
+
+import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
+from tf_evosyn import fs  # noqa: E402
+from tf_evosyn.lineage_report import plot_score_vs_efficiency  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/lenet5_mnist.py", "Experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/bench_mnist_lenet5", "Run directory.")
 _OUTPUT = flags.DEFINE_string(
     "output", "benchmarks/results/mnist_lenet5.json", "Where to write the JSON results."
 )
+_PLOTS_DIR = flags.DEFINE_string(
+    "plots_dir", "benchmarks/results", "Where to write the accuracy-vs-efficiency PNGs."
+)
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Read the finished run in --workdir (and its config.json); run nothing."
+)
+_COMPARE = flags.DEFINE_enum(
+    "compare",
+    "none",
+    ["none", "flops_budget"],
+    "flops_budget: also run the config with evolution.environment=flops_budget from the same "
+    "ancestor into --compare_workdir and print both lineages side by side.",
+)
+_COMPARE_WORKDIR = flags.DEFINE_string(
+    "compare_workdir", None, "Run directory of the --compare arm (default: <workdir>_<arm>)."
+)
+_OTHER_WORKDIR = flags.DEFINE_string(
+    "other_workdir", None, "A finished run to print side by side with --workdir (read only)."
+)
+_COMPARE_OUTPUT = flags.DEFINE_string(
+    "compare_output",
+    "benchmarks/results/mnist_flops_vs_layer_budget.json",
+    "Where to write the side-by-side JSON.",
+)
+
+# Record fields the side-by-side JSON keeps (the rest is in each run directory).
+_BRIEF_KEYS = (
+    "generation", "accepted", "score", "test_accuracy", "flops", "synapses", "clusters",
+    "synaptic_efficiency", "cluster_efficiency", "seconds", "layers",
+)  # fmt: skip
 
 
-def verdict(records: list[dict]) -> dict:
-    """The best accepted offspring against the issue's goal."""
-    ancestor = records[0]
-    meeting = [
-        r
-        for r in records[1:]
-        if r["accepted"] and ancestor["accuracy"] - r["accuracy"] <= GOAL["max_accuracy_drop"]
-    ]
-    best = max(
-        meeting, key=lambda r: (r["cluster_efficiency"], r["synaptic_efficiency"]), default=None
-    )
-    result = {"ancestor_accuracy": ancestor["accuracy"], "best_generation": None, "goal_met": False}
-    if best is not None:
-        result.update(
-            best_generation=best["generation"],
-            accuracy=best["accuracy"],
-            accuracy_drop_points=100 * (ancestor["accuracy"] - best["accuracy"]),
-            synaptic_efficiency=best["synaptic_efficiency"],
-            cluster_efficiency=best["cluster_efficiency"],
-            goal_met=bool(
-                ancestor["accuracy"] >= GOAL["min_ancestor_accuracy"]
-                and best["synaptic_efficiency"] >= GOAL["synaptic_efficiency"]
-                and best["cluster_efficiency"] >= GOAL["cluster_efficiency"]
-            ),
+def _run(config, workdir: str) -> list[dict]:
+    from tf_evosyn.experiment import run_classification
+
+    return run_classification(config, workdir)
+
+
+def _check_flags() -> None:
+    """Contradictions are reported before any training."""
+    if _COMPARE.value != "none" and _OTHER_WORKDIR.value:
+        raise app.UsageError("--compare runs a second arm, --other_workdir reads one: pick one")
+    if _COMPARE.value != "none" and _REPORT_ONLY.value:
+        raise app.UsageError(
+            "--report_only runs nothing: read the finished second arm with --other_workdir"
         )
-    return result
+
+
+def _environment(config: dict) -> str:
+    evolution = config.get("evolution", {})
+    return str(evolution.get("environment", "unknown"))
+
+
+def _main_arm() -> tuple[list[dict], dict]:
+    if _REPORT_ONLY.value:
+        return common.read_run(_WORKDIR.value)
+    config = _CONFIG.value
+    return _run(config, _WORKDIR.value), common.config_json(config)
+
+
+def _compare_arm() -> tuple[list[dict], dict, str] | None:
+    """The second lineage: run (--compare) from the first arm's ancestor, or read."""
+    if _OTHER_WORKDIR.value:
+        records, config = common.read_run(_OTHER_WORKDIR.value)
+        return records, config, _OTHER_WORKDIR.value
+    if _COMPARE.value == "none":
+        return None
+    config = copy.deepcopy(_CONFIG.value)
+    workdir = _COMPARE_WORKDIR.value or f"{_WORKDIR.value.rstrip('/')}_{_COMPARE.value}"
+    with config.unlocked():
+        config.evolution.environment = _COMPARE.value
+        # The same trained ancestor, so the two lineages differ only by their environment.
+        config.train.ancestor_path = str(
+            fs.join(_WORKDIR.value, "generations", "gen_0000", "model.keras")
+        )
+        config.train.epochs = 0
+    return _run(config, workdir), common.config_json(config), workdir
+
+
+def _print_and_write_comparison(
+    first: tuple[list[dict], dict, str], second: tuple[list[dict], dict, str]
+) -> None:
+    names = [_environment(first[1]), _environment(second[1])]
+    if names[0] == names[1]:
+        names = [f"{names[0]} ({Path(first[2]).name})", f"{names[1]} ({Path(second[2]).name})"]
+    arms = {names[0]: first[0], names[1]: second[0]}
+    tolerance = float(first[1].get("evolution", {}).get("accuracy_tolerance", 0.01))
+    result = report.macs_verdict(arms, names[0], names[1], tolerance)
+    print()
+    print(f"{names[1]} against {names[0]} (MACs of the compacted networks):")
+    print(report.side_by_side(arms))
+    print(report.format_macs_verdict(result, names[0], names[1]))
+    runs = {}
+    for name, (records, config, workdir) in zip(names, (first, second), strict=True):
+        runs[name] = {
+            "workdir": str(workdir),
+            "config": config,
+            "lineage": [{k: r[k] for k in _BRIEF_KEYS if k in r} for r in records],
+        }
+    common.write_results(
+        _COMPARE_OUTPUT.value,
+        {
+            "benchmark": "mnist_lenet5 side by side",
+            "note": "MACs = the compacted network's; selection on the run's decision split",
+            "runs": runs,
+            "verdict": result,
+        },
+    )
 
 
 def main(argv: list[str]) -> None:
-    del argv
-    config = _CONFIG.value
-    records = run_classification(config, _WORKDIR.value)
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    _check_flags()
+    records, config = _main_arm()
     print()
-    print("LeNet-5 / MNIST (test split), ours per generation vs. the papers:")
-    print(summary_table(records, paper=PAPER))
-    result = verdict(records)
+    print("LeNet-5 / MNIST: ours per generation (val = the selection split, test = never used")
+    print("by selection) and the published results on the same LeNet-5-Caffe:")
+    print(report.generations_table(records))
+    result = report.verdict(records)
     print()
-    print(json.dumps(result, indent=2))
-    output = Path(_OUTPUT.value)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    io_utils.atomic_write_json(
-        output,
+    print(report.format_verdict(result))
+    plots = plot_score_vs_efficiency(
+        records, _PLOTS_DIR.value, anchors=report.PUBLISHED, prefix="mnist_lenet5_"
+    )
+    print("Plots: " + ", ".join(str(p) for p in plots))
+    common.write_results(
+        _OUTPUT.value,
         {
             "benchmark": "mnist_lenet5",
-            "config": json.loads(config.to_json_best_effort(sort_keys=True)),
+            "config": config,
             "workdir": str(_WORKDIR.value),
-            "machine": {
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "processor": platform.processor(),
-            },
-            "paper": PAPER,
-            "goal": GOAL,
+            "published": list(report.PUBLISHED),
+            "targets": [t.__dict__ for t in report.TARGETS],
             "verdict": result,
+            "plots": [str(p) for p in plots],
             "lineage": records,
         },
     )
-    print(f"Wrote {output}")
+    second = _compare_arm()
+    if second is not None:
+        _print_and_write_comparison((records, config, _WORKDIR.value), second)
 
 
 if __name__ == "__main__":

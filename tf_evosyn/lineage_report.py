@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tf_evosyn import fs, io_utils
-from tf_evosyn.lineage import _is_int, _is_number, metric_of, upgrade_record
 
 # --------------------------------------------------------------------------- summary table
 
@@ -100,6 +99,31 @@ def summary_table(
 
 # --------------------------------------------------------------------------- plots
 
+
+def efficiency_tick_label(value: float, pos: int | None = None) -> str:
+    """An efficiency tick as a plain number ("2x", "100x", "0.5x"), never as 10^2: people
+    read "150x fewer synapses", not exponents."""
+    del pos  # matplotlib's FuncFormatter passes the tick position
+    if not math.isfinite(value) or value <= 0:
+        return ""
+    if value >= 1 and abs(value - round(value)) <= 1e-6 * value:
+        return f"{round(value):,}x"
+    return f"{value:.3g}x"
+
+
+def plain_log_axis(axis: Any) -> None:
+    """Label a log-scaled ``axis`` with :func:`efficiency_tick_label` (call after plotting):
+    ticks at 1, 2, 3, 5 per decade up to two decades, at 1 and 3 beyond."""
+    from matplotlib import ticker
+
+    low, high = sorted(axis.get_view_interval())
+    decades = math.log10(high / low) if low > 0 and high > 0 else 0.0
+    subs = (1.0, 2.0, 3.0, 5.0) if decades <= 2.0 else (1.0, 3.0)
+    axis.set_major_locator(ticker.LogLocator(base=10.0, subs=subs, numticks=30))
+    axis.set_major_formatter(ticker.FuncFormatter(efficiency_tick_label))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 _EFFICIENCY_PANELS = (
     ("synaptic_efficiency", "synaptic efficiency (x)", True),
     ("cluster_efficiency", "cluster efficiency (x)", True),
@@ -109,7 +133,8 @@ _EFFICIENCY_PANELS = (
 def _panels(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, bool], ...]:
     """The score panel (named after the run's metric) and the two efficiency panels."""
     metric = metric_of(records)
-    label = "test accuracy (%)" if metric == "accuracy" else f"{metric} (%)"
+    split = "validation" if records[0].get("selection_split") == "validation" else "test"
+    label = f"{split} accuracy (%)" if metric == "accuracy" else f"{metric} (%)"
     return ((metric, label, False), *_EFFICIENCY_PANELS)
 
 
@@ -146,6 +171,7 @@ def _draw_panel(ax: Any, records: Sequence[Mapping[str, Any]], key: str, label: 
         )
     if log:
         ax.set_yscale("log")
+        plain_log_axis(ax.yaxis)
     ax.set_xlabel("generation")
     ax.set_ylabel(label)
     ax.grid(True, which="both", alpha=0.3)
@@ -197,6 +223,99 @@ def plot_lineage(
         ax.set_title(label.split(" (")[0])
     fig.tight_layout()
     paths.append(_save_png(fig, fs.join(out, "lineage.png")))
+    return paths
+
+
+# ------------------------------------------------------- reported score against efficiency
+
+
+def reported_score(record: Mapping[str, Any]) -> float:
+    """The figure a run reports: the test split's score (``test_score``), which validation
+    selection never used; a run that selected on test has only ``score``, which is then test."""
+    record = upgrade_record(record)
+    return float(record.get("test_score", record["score"]))
+
+
+def _draw_score_vs_efficiency(
+    ax: Any,
+    records: Sequence[Mapping[str, Any]],
+    key: str,
+    anchors: Sequence[Mapping[str, Any]],
+    ylabel: str,
+) -> None:
+    points = [
+        (float(r[key]), 100.0 * reported_score(r), r)
+        for r in records
+        if _is_number(r[key]) and math.isfinite(r[key]) and r[key] > 0
+    ]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    ax.plot(xs, ys, "o-", color="tab:blue", label="ours, generation by generation")
+    note = {"textcoords": "offset points", "fontsize": 7}
+    for x, y, r in points:
+        ax.annotate(str(r["generation"]), (x, y), xytext=(3, 4), color="tab:blue", **note)
+    rejected = [(x, y) for x, y, r in points if not r["accepted"]]
+    if rejected:
+        rx, ry = zip(*rejected, strict=True)
+        ax.plot(rx, ry, "x", color="tab:red", markersize=9, label="rejected offspring")
+    published = {"color": "tab:orange", "label": "published"}
+    for anchor in anchors:
+        x, acc = anchor.get(key), anchor.get("accuracy")
+        if not _is_number(x):
+            continue  # the paper gives no such efficiency
+        if _is_number(acc):
+            ax.plot([x], [100.0 * acc], "*", markersize=12, **published)
+            where, xytext = (x, 100.0 * acc), (-8, 4)
+        else:  # no accuracy given ("near the ancestor's"): a vertical mark, labelled mid-height
+            ax.axvline(x, linestyle=":", linewidth=1, **published)
+            where, xytext = ax.get_xaxis_transform().transform((x, 0.5)), (-3, 0)
+            where = ax.transData.inverted().transform(where)
+        published["label"] = None  # one legend entry for all of them
+        ax.annotate(anchor["label"], where, xytext=xytext, ha="right", color="tab:orange", **note)
+    ax.set_xscale("log")
+    ax.margins(x=0.08)
+    plain_log_axis(ax.xaxis)
+    ax.set_xlabel(key.replace("_", " ") + " (x)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+
+
+def plot_score_vs_efficiency(
+    records: Sequence[Mapping[str, Any]],
+    out_dir: str | os.PathLike[str],
+    anchors: Sequence[Mapping[str, Any]] = (),
+    prefix: str = "",
+) -> list[fs.RunPath]:
+    """Write the reported (test) score against synaptic and against cluster efficiency.
+
+    Every generation is a point, joined in generation order (rejected ones crossed in red);
+    ``anchors`` are published results, dicts with ``label`` and any of ``accuracy`` (a
+    fraction), ``synaptic_efficiency``, ``cluster_efficiency``, drawn as labelled stars (a
+    vertical line when the paper gives no accuracy). Efficiency axes are logarithmic with plain
+    tick labels (:func:`efficiency_tick_label`). Returns
+    ``[<prefix><metric>_vs_synaptic_efficiency.png, <prefix><metric>_vs_cluster_efficiency.png]``
+    with ``<metric>`` e.g. ``test_accuracy``.
+    """
+    if not records:
+        raise ValueError("plot_score_vs_efficiency needs at least one record")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = fs.path(out_dir)
+    fs.makedirs(out)
+    records = [upgrade_record(r) for r in records]
+    metric = metric_of(records)
+    tested = all("test_score" in r for r in records)
+    name = f"test_{metric}" if tested or records[0].get("selection_split") == "test" else metric
+    ylabel = f"{name.replace('_', ' ')} (%)"
+    paths = []
+    for key in ("synaptic_efficiency", "cluster_efficiency"):
+        fig = Figure(figsize=(6, 4.5))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        _draw_score_vs_efficiency(ax, records, key, anchors, ylabel)
+        ax.set_title(f"{ylabel.split(' (')[0]} against {key.replace('_', ' ')}")
+        paths.append(_save_png(fig, fs.join(out, f"{prefix}{name}_vs_{key}.png")))
     return paths
 
 
@@ -259,3 +378,8 @@ def close_tensorboard_writers() -> None:
         _, writer = _WRITERS.popitem()
         writer.flush()
         writer.close()
+
+
+# Last, because tf_evosyn.lineage imports this module's names at its end: whichever of the two
+# is imported first, every name the other needs is defined by then.
+from tf_evosyn.lineage import _is_int, _is_number, metric_of, upgrade_record  # noqa: E402
