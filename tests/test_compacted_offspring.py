@@ -2,6 +2,12 @@
 smaller evolvable layers computes what the masked offspring computes, keeps its masks through
 training, and is reported against the ancestor; the loop runs and resumes with it."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import cifar_images, random_bn, without_timing
@@ -177,7 +183,6 @@ def test_compact_offspring_with_several_parents_is_refused_before_any_work(tmp_p
     with pytest.raises(ValueError, match="evolution.parents=1"):
         EvolutionSettings(compact_offspring=True, population=2, parents=2).validate()
     import importlib.util
-    from pathlib import Path
 
     path = Path(__file__).parents[1] / "configs" / "lenet5_mnist.py"
     spec = importlib.util.spec_from_file_location("lenet5_mnist_config", path)
@@ -264,3 +269,31 @@ def test_a_killed_compacted_run_resumes_to_the_same_lineage(
     monkeypatch.setattr(Evolution, "_draw_candidate", original)
     records = _evolution(tmp_path, mnist_small).run()
     assert without_timing(records) == without_timing(compacted_run[1])
+
+
+@pytest.mark.slow  # a subprocess: the binary mirrored over two logical CPUs
+def test_compacted_offspring_under_a_mirrored_strategy(tmp_path, datasets_dir):
+    repo = Path(__file__).resolve().parents[1]
+    command = [
+        sys.executable,
+        "-m",
+        "tf_evosyn.bin.evolve_classification",
+        f"--config={repo / 'configs' / 'lenet5_mnist_smoke.py'}",
+        f"--workdir={tmp_path}",
+        "--config.data.train_limit=256",
+        "--config.data.test_limit=128",
+        "--config.data.validation_size=64",
+        "--config.evolution.generations=1",
+        "--config.evolution.compact_offspring=True",
+        "--strategy=mirrored",
+        "--config.distribute.num_cpu_devices=2",
+    ]
+    env = dict(os.environ, EVOSYN_DATA_DIR=str(datasets_dir), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(command, env=env, cwd=repo, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    records = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
+    assert json.loads((tmp_path / "runtime.json").read_text())["num_replicas"] == 2
+    offspring = load_model(tmp_path / "generations" / "gen_0001")
+    assert count_living(offspring).synapses == records[1]["synapses"] < 430_500
+    assert sum(layer.num_clusters for layer in evolvable_layers(offspring)) < 580
+    assert [layer["total_clusters"] for layer in records[1]["layers"]] == [20, 50, 500, 10]
