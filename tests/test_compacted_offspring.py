@@ -233,7 +233,6 @@ def compacted_run(tmp_path_factory, mnist_small):
     return workdir, _evolution(workdir, mnist_small).run(lenet5(), ancestor_epochs=1)
 
 
-@pytest.mark.slow  # trains an ancestor and two generations
 def test_compacted_evolution_reports_against_the_ancestor(compacted_run):
     workdir, records = compacted_run
     assert [r["generation"] for r in records] == [0, 1, 2]
@@ -251,7 +250,6 @@ def test_compacted_evolution_reports_against_the_ancestor(compacted_run):
     assert count_living(parent).synapses == records[2]["synapses"]
 
 
-@pytest.mark.slow  # trains an ancestor and two generations
 def test_a_killed_compacted_run_resumes_to_the_same_lineage(
     tmp_path, mnist_small, compacted_run, monkeypatch
 ):
