@@ -99,6 +99,59 @@ def test_compacted_resnet_with_add_and_batchnorm_keeps_its_outputs(datasets_dir,
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in compacted.layers)
 
 
+def _separable_model() -> keras.Model:
+    """Conv2D, DepthwiseConv2D (coupled with its input channels), BatchNorm, SeparableConv2D
+    (with its shared depthwise taps) and Dense."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="stem")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.SeparableConv2D(24, 3, name="sep")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="out")(x))
+
+
+def test_compacted_depthwise_and_separable_layers_keep_their_outputs(datasets_dir):
+    images = cifar_images(datasets_dir, count=16, size=16)
+    model = evolvable(_separable_model())
+    random_bn(model, np.random.default_rng(2))
+    masked = _offspring(model)
+    compacted = compact(masked, keep_evolvable=True)
+    _assert_compacted_twin(masked, compacted, images)
+    sep, original = compacted.get_layer("sep"), masked.get_layer("sep")
+    assert sep.living_depthwise_mask().sum() == original.living_depthwise_mask().sum()
+    assert compacted.get_layer("dw").num_clusters < 32
+
+
+def test_compacted_grouped_convolution_loses_a_whole_group(datasets_dir):
+    images = cifar_images(datasets_dir, count=16, size=16)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, groups=4, activation="relu", name="grouped")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = evolvable(keras.Model(inputs, keras.layers.Dense(10, name="out")(x)))
+    rng = np.random.default_rng(0)
+    # Group 0 (stem channels 0-1 and grouped filters 0-1) dies; a few synapses die elsewhere.
+    for name, dead_clusters in (("stem", [0, 1]), ("grouped", [0, 1])):
+        layer = model.get_layer(name)
+        clusters = np.ones(layer.num_clusters)
+        clusters[dead_clusters] = 0
+        synapses = rng.random(layer.matrix_shape) > 0.2
+        layer.set_masks(synapses * clusters, clusters)
+    out = model.get_layer("out")
+    synapses = np.ones(out.matrix_shape)
+    synapses[[0, 1]] = 0
+    out.set_masks(synapses, np.ones(out.num_clusters))
+    compacted = compact(model, keep_evolvable=True)
+    _assert_compacted_twin(model, compacted, images)
+    grouped = compacted.get_layer("grouped")
+    assert (grouped.groups, grouped.num_clusters, grouped.matrix_shape[-2]) == (3, 6, 2)
+    np.testing.assert_array_equal(
+        grouped.synapse_mask.numpy(), model.get_layer("grouped").synapse_mask.numpy()[..., 2:]
+    )
+
+
 def test_training_a_compacted_offspring_never_revives_masked_synapses(mnist_small, tmp_path):
     masked = _offspring(evolvable(lenet5()))
     compacted = compact(masked, keep_evolvable=True)
