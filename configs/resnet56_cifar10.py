@@ -125,6 +125,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.parents = 1
     config.evolution.efficiency_weight = 0.005  # fitness = score + this * log2(cluster eff.)
     config.evolution.reinitialize = False  # True: architecture-only heredity
+    # True: each offspring is physically compacted (dead clusters removed, layers stay evolvable)
+    # before fine-tuning, so generations get faster as the network shrinks. Needs parents = 1.
+    config.evolution.compact_offspring = False
     config.evolution.selection = "most_efficient"  # most_efficient | most_accurate
 
     # Where it runs (may change when a run is resumed). train.batch_size is the global batch:

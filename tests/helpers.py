@@ -34,6 +34,7 @@ __all__ = [
     "without_timing",
 ]
 
+TIMING_KEYS = ("seconds", "seconds_per_epoch")
 CIFAR_SUBSET = Path("cifar10_subset") / "cifar10_data_batch_1_first4000.npz"
 
 
@@ -61,10 +62,11 @@ def relative_difference(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def without_timing(value):
-    """Lineage records without their wall-clock fields (``seconds`` at any depth: every
-    candidate has one), so a resumed run's lineage compares equal to an uninterrupted one."""
+    """Lineage records without their wall-clock fields (``seconds`` and ``seconds_per_epoch`` at
+    any depth: every candidate has them), so a resumed run's lineage compares equal to an
+    uninterrupted one."""
     if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if k != "seconds"}
+        return {k: without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
     if isinstance(value, list):
         return [without_timing(v) for v in value]
     return value

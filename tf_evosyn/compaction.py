@@ -51,6 +51,7 @@ from tf_evosyn.dependency import (
     NodeInfo,
     analyze,
 )
+from tf_evosyn.evolvable_compaction import carry_evolvable_state
 from tf_evosyn.flops import layer_params
 from tf_evosyn.layers import EvolvableMixin
 from tf_evosyn.models.lrn import WithinChannelLRN
@@ -250,17 +251,20 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
     return CompactionPlan(graph, dead, removed, {g: kept[g] for g in kept if dead[g]}, constants)
 
 
-def _plain_config(layer: keras.layers.Layer) -> tuple[type, dict]:
-    if isinstance(layer, EvolvableMixin):
+def _new_config(layer: keras.layers.Layer, keep_evolvable: bool) -> tuple[type, dict]:
+    if isinstance(layer, EvolvableMixin) and not keep_evolvable:
         return layer.plain_type, layer.plain_config()
     return type(layer), layer.get_config()
 
 
-def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.Model:
+def compact(
+    model: keras.Model, graph: DependencyGraph | None = None, keep_evolvable: bool = False
+) -> keras.Model:
     """A plain Keras model without masks in which removable dead channels are physically gone.
 
     Numerically equivalent to the masked ``model`` (inference mode). A Sequential model gives a
-    Sequential model, anything else a Functional one; layer names are kept.
+    Sequential model, anything else a Functional one; layer names are kept. ``keep_evolvable``:
+    the same evolvable layers, masks sliced, same model name (:mod:`.evolvable_compaction`).
     """
     plan = plan_compaction(model, graph)
     graph = plan.graph
@@ -271,11 +275,12 @@ def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.M
     # New layers with their new widths; weights are written once the model is built.
     new_layers: dict[str, keras.layers.Layer] = {}
     weights: dict[str, list[np.ndarray] | dict[str, np.ndarray]] = {}
+    evolvable: dict[str, tuple] = {}  # name -> (layer, kind, in_keep, out_keep)
     for name, node in first_node.items():
         layer = node.layer
         if node.kind == INPUT:
             continue
-        cls, config = _plain_config(layer)
+        cls, config = _new_config(layer, keep_evolvable)
         in_keep = plan.keep(node.input_ids[0]) if node.input_ids else None
         if node.kind == PRODUCER:
             out_keep, constants = plan.keep(node.output_ids[0]), plan.constants[node.input_ids[0]]
@@ -303,6 +308,8 @@ def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.M
             weights[name] = []
         else:
             weights[name] = layer.get_weights()
+        if keep_evolvable and isinstance(layer, EvolvableMixin):
+            evolvable[name] = (layer, node.kind, in_keep, plan.keep(node.output_ids[0]))
         new_layers[name] = cls.from_config(config)
 
     if isinstance(model, keras.Sequential):
@@ -310,14 +317,16 @@ def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.M
         compacted = keras.Sequential(
             [keras.Input(tuple(spec.shape[1:]), dtype=spec.dtype)]
             + [new_layers[node.layer.name] for node in graph.nodes if node.kind != INPUT],
-            name=f"{model.name}_compact",
+            name=model.name if keep_evolvable else f"{model.name}_compact",
         )
     else:
-        compacted = _replay(model, graph, new_layers)
+        compacted = _replay(model, graph, new_layers, keep_evolvable)
 
     for name, values in weights.items():
         target = compacted.get_layer(name)
-        if isinstance(values, dict):
+        if name in evolvable:
+            carry_evolvable_state(evolvable[name][0], target, *evolvable[name][1:], values)
+        elif isinstance(values, dict):
             for attr, value in values.items():
                 getattr(target, attr).assign(value)
         else:
@@ -326,7 +335,7 @@ def compact(model: keras.Model, graph: DependencyGraph | None = None) -> keras.M
 
 
 def _replay(
-    model: keras.Model, graph: DependencyGraph, new_layers: dict[str, keras.layers.Layer]
+    model: keras.Model, graph: DependencyGraph, new_layers: dict, keep_name: bool
 ) -> keras.Model:
     """Rebuild the functional graph with the new layers, call by call."""
     tensors: dict[str, object] = {}
@@ -354,7 +363,7 @@ def _replay(
     return keras.Model(
         tf.nest.pack_sequence_as(model._nested_inputs, inputs),
         tf.nest.pack_sequence_as(model._nested_outputs, outputs),
-        name=f"{model.name}_compact",
+        name=model.name if keep_name else f"{model.name}_compact",
     )
 
 

@@ -312,6 +312,7 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         efficiency_weight=evo.get("efficiency_weight", 0.005),
         max_attempts=evo.max_attempts,
         reinitialize=evo.reinitialize,
+        compact_offspring=evo.get("compact_offspring", False),
         selection=evo.selection,
         seed=config.seed,
         fit_verbose=config.log.fit_verbose,

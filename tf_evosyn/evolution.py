@@ -26,6 +26,7 @@ from tf_evosyn import lineage as lineage_lib
 from tf_evosyn import population as population_lib
 from tf_evosyn import records as records_lib
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.compaction import compact
 from tf_evosyn.convert import clone_with_weights, evolvable
 from tf_evosyn.distill import distiller_like
 from tf_evosyn.layers import evolvable_layers
@@ -156,10 +157,13 @@ class Evolution:
         return self.lineage.records
 
     # -- steps ---------------------------------------------------------------------------------
-    def _train(self, model: keras.Model, epochs: int, seed: int, generation: int) -> list[float]:
-        """Compile and fit; returns the per-epoch training losses."""
+    def _train(
+        self, model: keras.Model, epochs: int, seed: int, generation: int
+    ) -> tuple[list[float], float | None]:
+        """Compile and fit; returns the per-epoch training losses and the fit's wall seconds per
+        epoch (None without training)."""
         if epochs <= 0:
-            return []
+            return [], None
         keras.utils.set_random_seed(seed)
         (self.ancestor_compile_fn if generation == 0 else self.compile_fn)(model)
         data = self.train_data(seed) if callable(self.train_data) else self.train_data
@@ -180,10 +184,12 @@ class Evolution:
                 self.settings.distill_temperature,
                 self.settings.distill_alpha,
             )
+        start = time.perf_counter()
         history = model.fit(
             data, epochs=epochs, callbacks=callbacks, verbose=self.settings.fit_verbose, **extra
         )
-        return [float(v) for v in history.history.get("loss", [])]
+        losses = [float(v) for v in history.history.get("loss", [])]
+        return losses, (time.perf_counter() - start) / max(len(losses), 1)
 
     def _teacher(self) -> keras.Model:
         """The ancestor (generation 0), loaded once, as the distillation teacher."""
@@ -244,7 +250,7 @@ class Evolution:
             ancestor = evolvable(ancestor)  # cloned inside the scope
         elif not self._created_in_scope(ancestor):
             ancestor = clone_with_weights(ancestor)
-        losses = self._train(ancestor, epochs, derive_seed(self.settings.seed, 0), 0)
+        losses, per_epoch = self._train(ancestor, epochs, derive_seed(self.settings.seed, 0), 0)
         if (losses and not math.isfinite(losses[-1])) or not _finite_weights(ancestor):
             raise FloatingPointError(
                 "The ancestor's training loss became NaN/inf; lower the learning rate "
@@ -256,7 +262,12 @@ class Evolution:
             time.time() - start,
             True,
             self._evaluate(ancestor),
-            {"loss": losses[-1] if losses else None, "epochs": epochs, "attempts": 1},
+            {
+                "loss": losses[-1] if losses else None,
+                "epochs": epochs,
+                "attempts": 1,
+                "seconds_per_epoch": per_epoch,
+            },
         )
         self._commit_generation(ancestor, record)
 
@@ -282,7 +293,10 @@ class Evolution:
             attempt=index,
             reinitialize=self.settings.reinitialize,
         )
-        losses = self._train(offspring, self.settings.epochs_per_generation, seed, generation)
+        if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
+            offspring = compact(offspring, keep_evolvable=True)
+        epochs = self.settings.epochs_per_generation
+        losses, per_epoch = self._train(offspring, epochs, seed, generation)
         finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
         # A diverged network is never evaluated, accepted, or used as a parent.
         evaluation = self._evaluate(offspring) if finite else None
@@ -318,6 +332,7 @@ class Evolution:
             "loss": losses[-1] if losses and math.isfinite(losses[-1]) else None,
             "environment": {name: list(f) for name, f in synthesis.factors.items()},
             "seconds": time.time() - start,
+            "seconds_per_epoch": per_epoch,
         }
         self.run_dir.save_candidate(generation, index, offspring, summary)
         if reason is not None:
@@ -352,6 +367,7 @@ class Evolution:
             "loss": best["loss"],
             "epochs": self.settings.epochs_per_generation,
             "environment": best["environment"],
+            "seconds_per_epoch": best.get("seconds_per_epoch"),
         }
         if not accepted:
             extra["stop_reason"] = (

@@ -34,10 +34,24 @@ def score_fields(metric: str, evaluation: Evaluation | None, prefix: str = "") -
     return fields
 
 
+def ancestor_layer_totals(layers: list[dict], ancestor: Mapping | None) -> list[dict]:
+    """Per-layer counts with ``total_synapses``/``total_clusters`` of the ancestor's layer of the
+    same name: a physically compacted offspring (``evolution.compact_offspring``) has smaller
+    layers, but its lineage reports against the ancestor like a masked one."""
+    totals = {layer["name"]: layer for layer in (ancestor or {}).get("layers", [])}
+    keys = ("total_synapses", "total_clusters")
+    return [
+        {**layer, **{k: totals[layer["name"]][k] for k in keys}}
+        if layer["name"] in totals
+        else layer
+        for layer in layers
+    ]
+
+
 def network_fields(model: keras.Model, ancestor: Mapping | None) -> dict:
-    """Living synapses and clusters (per layer too), efficiencies against ``ancestor`` (the
-    generation-0 record; None for the ancestor itself), and the size of the compacted network
-    that dense hardware runs."""
+    """Living synapses and clusters (per layer too, totals of the ancestor's layers),
+    efficiencies against ``ancestor`` (the generation-0 record; None for the ancestor itself),
+    and the size of the compacted network that dense hardware runs."""
     counts = count_living(model)
     ancestor = ancestor or {"synapses": counts.synapses, "clusters": counts.clusters}
     synaptic, cluster = lineage_lib.efficiencies(
@@ -49,7 +63,7 @@ def network_fields(model: keras.Model, ancestor: Mapping | None) -> dict:
         "clusters": counts.clusters,
         "synaptic_efficiency": synaptic,
         "cluster_efficiency": cluster,
-        "layers": counts.layers_as_dicts(),
+        "layers": ancestor_layer_totals(counts.layers_as_dicts(), ancestor),
         # What dense hardware runs once dead clusters are physically removed:
         "flops": count_flops(compacted).total_macs,  # multiply-accumulates per example
         "living_macs": count_flops(model).total_living_macs,  # if zeros were skipped too

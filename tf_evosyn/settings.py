@@ -33,6 +33,9 @@ class EvolutionSettings:
     parents: int = 1
     efficiency_weight: float = 0.005  # fitness = score + this * log2(cluster efficiency)
     reinitialize: bool = False  # architecture-only heredity instead of inheriting weights
+    # Physically remove dead clusters from each offspring before fine-tuning (the layers stay
+    # evolvable, compaction.compact(keep_evolvable=True)): generations get faster as they shrink.
+    compact_offspring: bool = False
     selection: str = "most_efficient"
     seed: int = 0
     fit_verbose: int | str = "auto"
@@ -54,6 +57,12 @@ class EvolutionSettings:
                 f"parents must be between 1 and population ({self.population}): each "
                 f"offspring is bred from the m fittest of the previous generation; got "
                 f"{self.parents}."
+            )
+        if self.compact_offspring and self.parents > 1:
+            raise ValueError(
+                "compact_offspring=True cannot be combined with parents > 1: m-parent synthesis "
+                "combines the parents layer by layer, and parents compacted differently have "
+                "different shapes. Set evolution.parents=1 or evolution.compact_offspring=False."
             )
         if self.efficiency_weight < 0:
             raise ValueError(f"efficiency_weight must be >= 0, got {self.efficiency_weight}.")

@@ -29,6 +29,7 @@ OPTIONAL_DEFAULTS = {
     "evolution.population": 1,
     "evolution.parents": 1,
     "evolution.efficiency_weight": 0.005,
+    "evolution.compact_offspring": False,
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
     "detection.coverage_positive_weight": 1.0,
