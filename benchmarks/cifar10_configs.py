@@ -107,6 +107,10 @@ def model_config(
     ``evolution``: generations, accuracy_tolerance, max_attempts and fit_verbose (the flags).
     """
     config = load_recipe(model)
+    if shared.data.name != config.data.name and "validation_size" not in shared.data:
+        # The recipe's held-out size is for its own dataset (5,000 of CIFAR-10's 50,000); on
+        # another one (the 4,000-image subset) the dataset's default applies (data/validation.py).
+        config.data.validation_size = None
     for key, value in shared.data.items():
         config.data[key] = value
     for key, value in shared.distribute.items():
