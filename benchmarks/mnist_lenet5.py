@@ -2,7 +2,8 @@
 
     python benchmarks/mnist_lenet5.py --config=configs/lenet5_mnist.py --workdir=runs/bench
         [--output=benchmarks/results/mnist_lenet5.json] [--plots_dir=benchmarks/results]
-        [--report_only] [--compare=flops_budget | --other_workdir=RUN] [--config.KEY=VALUE ...]
+        [--report_only] [--compare=flops_budget|latency_budget | --other_workdir=RUN]
+        [--config.KEY=VALUE ...]
 
 Runs (or resumes) the experiment exactly as ``evosyn-classify`` does (``--report_only``: reads
 the finished run directory instead), then prints one row per generation (validation and test
@@ -11,8 +12,8 @@ fine-tuning epoch) beside the published LeNet-5 results, the verdict against iss
 (offspring chosen on validation, judged on test), draws test accuracy against synaptic and
 cluster efficiency as PNG, and writes everything as JSON.
 
-Issue 13: ``--compare=flops_budget`` also runs the same config with
-``evolution.environment=flops_budget`` from the same trained ancestor (``--compare_workdir``),
+Issue 13: ``--compare=flops_budget`` (or ``latency_budget``) also runs the same config with that
+``evolution.environment`` from the same trained ancestor (``--compare_workdir``),
 ``--other_workdir`` reads any finished run instead; both print the two lineages side by side with
 their best MACs reductions within the accuracy tolerance, and write ``--compare_output``.
 """
@@ -49,9 +50,9 @@ _REPORT_ONLY = flags.DEFINE_bool(
 _COMPARE = flags.DEFINE_enum(
     "compare",
     "none",
-    ["none", "flops_budget"],
-    "flops_budget: also run the config with evolution.environment=flops_budget from the same "
-    "ancestor into --compare_workdir and print both lineages side by side.",
+    ["none", "flops_budget", "latency_budget"],
+    "flops_budget / latency_budget: also run the config with that evolution.environment from "
+    "the same ancestor into --compare_workdir and print both lineages side by side.",
 )
 _COMPARE_WORKDIR = flags.DEFINE_string(
     "compare_workdir", None, "Run directory of the --compare arm (default: <workdir>_<arm>)."
@@ -61,8 +62,9 @@ _OTHER_WORKDIR = flags.DEFINE_string(
 )
 _COMPARE_OUTPUT = flags.DEFINE_string(
     "compare_output",
-    "benchmarks/results/mnist_flops_vs_layer_budget.json",
-    "Where to write the side-by-side JSON.",
+    None,
+    "Where to write the side-by-side JSON (default: benchmarks/results/mnist_<arm>_vs_layer_budget"
+    ".json, <arm> = flops or latency).",
 )
 
 # Record fields the side-by-side JSON keeps (the rest is in each run directory).
@@ -139,8 +141,10 @@ def _print_and_write_comparison(
             "config": config,
             "lineage": [{k: r[k] for k in _BRIEF_KEYS if k in r} for r in records],
         }
+    arm = _COMPARE.value if _COMPARE.value != "none" else "flops_budget"
+    default_output = f"benchmarks/results/mnist_{arm.removesuffix('_budget')}_vs_layer_budget.json"
     common.write_results(
-        _COMPARE_OUTPUT.value,
+        _COMPARE_OUTPUT.value or default_output,
         {
             "benchmark": "mnist_lenet5 side by side",
             "note": "MACs = the compacted network's; selection on the run's decision split",

@@ -66,6 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution = ml_collections.ConfigDict()
     config.evolution.generations = 10
     config.evolution.epochs_per_generation = 20
+    # Longer fine-tuning as the network shrinks: + round(this * log2(parent's cluster
+    # efficiency)) epochs, at most max_epochs_per_generation (0 = no cap).
+    config.evolution.epochs_per_doubling = 0.0
+    config.evolution.max_epochs_per_generation = 0
     config.evolution.optimizer = "adam"
     config.evolution.learning_rate = 1e-4
     config.evolution.schedule = "cosine"

@@ -78,6 +78,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution = ml_collections.ConfigDict()
     config.evolution.generations = 15
     config.evolution.epochs_per_generation = 10
+    # Longer fine-tuning as the network shrinks: + round(this * log2(parent's cluster
+    # efficiency)) epochs, at most max_epochs_per_generation (0 = no cap).
+    config.evolution.epochs_per_doubling = 0.0
+    config.evolution.max_epochs_per_generation = 0
     config.evolution.optimizer = "sgd"
     config.evolution.learning_rate = 0.01
     config.evolution.momentum = 0.9

@@ -12,6 +12,7 @@ lineage as an uninterrupted one.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -57,7 +58,9 @@ class Evolution:
     Args:
       workdir: the run directory: a local path or a URL TensorFlow can write (``gs://...``).
       compile_fn: compiles a model with the user's optimizer, loss and metrics; called on the
-        ancestor and on every offspring (each gets a fresh optimizer).
+        ancestor and on every offspring (each gets a fresh optimizer). If it takes an ``epochs``
+        keyword it gets each training's length (generations may differ, see
+        ``EvolutionSettings.epochs_per_doubling``), so a schedule can span it.
       train_data: a ``tf.data.Dataset`` or, for exact resumability, a function ``seed -> dataset``
         (the loop passes a different seed per generation and attempt).
       test_data: the test split: evaluated and recorded every generation (``test_score``,
@@ -165,7 +168,7 @@ class Evolution:
         if epochs <= 0:
             return [], None
         keras.utils.set_random_seed(seed)
-        (self.ancestor_compile_fn if generation == 0 else self.compile_fn)(model)
+        _compile(self.ancestor_compile_fn if generation == 0 else self.compile_fn, model, epochs)
         data = self.train_data(seed) if callable(self.train_data) else self.train_data
         callbacks = [keras.callbacks.TerminateOnNaN(), *self.fit_kwargs.get("callbacks", [])]
         if self.settings.tensorboard_fit_logs:
@@ -281,7 +284,9 @@ class Evolution:
         best = population_lib.ranked(summaries)[: self.settings.parents]
         return [self.run_dir.load_candidate(parent_generation, c["index"]) for c in best]
 
-    def _draw_candidate(self, parents: list[keras.Model], generation: int, index: int, floor):
+    def _draw_candidate(
+        self, parents: list[keras.Model], generation: int, index: int, floor: float, epochs: int
+    ):
         """Breed, fine-tune and judge candidate ``index``; saved at once (resumable)."""
         start = time.time()
         seed = derive_seed(self.settings.seed, generation, index)
@@ -295,7 +300,6 @@ class Evolution:
         )
         if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
             offspring = compact(offspring, keep_evolvable=True)
-        epochs = self.settings.epochs_per_generation
         losses, per_epoch = self._train(offspring, epochs, seed, generation)
         finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
         # A diverged network is never evaluated, accepted, or used as a parent.
@@ -346,6 +350,7 @@ class Evolution:
         parent_record = self._parent_record()
         ancestor_score = lineage_lib.score_of(self.lineage.ancestor)
         floor = self.settings.floor(ancestor_score)
+        epochs = self.settings.epochs_for(parent_record["cluster_efficiency"])
         candidates = self.run_dir.finished_candidates(generation)  # a resumed generation
         if candidates:
             logging.info("Generation %d: %d draw(s) already done.", generation, len(candidates))
@@ -354,7 +359,9 @@ class Evolution:
             candidates, self.settings.population, self.settings.max_attempts
         ):
             parents = parents or self._parents(generation)
-            candidates.append(self._draw_candidate(parents, generation, len(candidates), floor))
+            candidates.append(
+                self._draw_candidate(parents, generation, len(candidates), floor, epochs)
+            )
         best = population_lib.chosen(candidates)
         accepted = best["acceptable"]
         offspring = self.run_dir.load_candidate(generation, best["index"])
@@ -365,7 +372,7 @@ class Evolution:
             "rejected": [_brief(c) for c in candidates if not c["acceptable"]],
             "candidates": [_brief(c) for c in candidates],
             "loss": best["loss"],
-            "epochs": self.settings.epochs_per_generation,
+            "epochs": epochs,
             "environment": best["environment"],
             "seconds_per_epoch": best.get("seconds_per_epoch"),
         }
@@ -425,3 +432,17 @@ class Evolution:
 def _brief(candidate: dict) -> dict:
     """A candidate's summary as the lineage keeps it (without its full metrics)."""
     return {k: v for k, v in candidate.items() if k not in ("metrics", "environment")}
+
+
+def _compile(compile_fn: CompileFn, model: keras.Model, epochs: int) -> None:
+    """``compile_fn(model, epochs=...)`` if it takes the epochs (a schedule that spans one
+    training must know how long this one is: see ``settings.epochs_for``), else
+    ``compile_fn(model)``."""
+    try:
+        takes_epochs = "epochs" in inspect.signature(compile_fn).parameters
+    except (TypeError, ValueError):
+        takes_epochs = False
+    if takes_epochs:
+        compile_fn(model, epochs=epochs)
+    else:
+        compile_fn(model)

@@ -149,7 +149,8 @@ def make_compile_fn(
     """
     task = task or ClassificationTask()
 
-    def compile_fn(model: keras.Model) -> None:
+    def compile_fn(model: keras.Model, epochs: int = epochs) -> None:
+        # ``epochs``: this training's length when the loop varies it per generation.
         task.compile(model, make_optimizer(section, epochs, steps_per_epoch), jit_compile)
 
     return compile_fn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from tf_evosyn import environment as environment_lib
@@ -15,6 +16,12 @@ class EvolutionSettings:
 
     generations: int = 10
     epochs_per_generation: int = 1
+    # Longer fine-tuning as the network shrinks: a generation whose parent has cluster
+    # efficiency E fine-tunes epochs_per_generation + round(epochs_per_doubling * log2(E))
+    # epochs, at most max_epochs_per_generation (0 = no cap). Small networks recover more slowly
+    # but (compacted) cost less per epoch.
+    epochs_per_doubling: float = 0.0
+    max_epochs_per_generation: int = 0
     environment: environment_lib.EnvironmentalFactor = field(
         default_factory=environment_lib.ConstantFactor
     )
@@ -50,6 +57,16 @@ class EvolutionSettings:
             raise ValueError(f"generations must be >= 0, got {self.generations}.")
         if self.epochs_per_generation < 0:
             raise ValueError("epochs_per_generation must be >= 0.")
+        if self.epochs_per_doubling < 0 or self.max_epochs_per_generation < 0:
+            raise ValueError(
+                "epochs_per_doubling and max_epochs_per_generation must be >= 0 (0 = a fixed "
+                "epochs_per_generation)."
+            )
+        if 0 < self.max_epochs_per_generation < self.epochs_per_generation:
+            raise ValueError(
+                f"max_epochs_per_generation ({self.max_epochs_per_generation}) is below "
+                f"epochs_per_generation ({self.epochs_per_generation}); raise it or set it to 0."
+            )
         if self.population < 1:
             raise ValueError(f"population must be >= 1, got {self.population}.")
         if not 1 <= self.parents <= self.population:
@@ -102,3 +119,11 @@ class EvolutionSettings:
         if self.relative_tolerance is not None:
             return f"ancestor {ancestor_score:.4f} x (1 - {self.relative_tolerance})"
         return f"ancestor {ancestor_score:.4f} - tolerance {self.tolerance}"
+
+    def epochs_for(self, parent_cluster_efficiency: float) -> int:
+        """Fine-tuning epochs of a generation bred from a parent this much smaller (clusters)."""
+        doublings = math.log2(max(float(parent_cluster_efficiency), 1.0))
+        epochs = self.epochs_per_generation + round(self.epochs_per_doubling * doublings)
+        if self.max_epochs_per_generation:
+            epochs = min(epochs, self.max_epochs_per_generation)
+        return int(epochs)

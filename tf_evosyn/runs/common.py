@@ -30,6 +30,8 @@ OPTIONAL_DEFAULTS = {
     "evolution.parents": 1,
     "evolution.efficiency_weight": 0.005,
     "evolution.compact_offspring": False,
+    "evolution.epochs_per_doubling": 0.0,
+    "evolution.max_epochs_per_generation": 0,
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
     "detection.coverage_positive_weight": 1.0,
