@@ -3,7 +3,7 @@
     python benchmarks/latency.py --workdir=RUN [--output=benchmarks/results/latency.json]
         [--generation=N] [--runs=200] [--rounds=3] [--tf_threads=1]
     python benchmarks/latency.py --networks=lenet5,resnet56,alexnet_cifar,detectnet
-        [--generations=3] [--flops_fraction=0] [--align_channels=0]
+        [--generations=3] [--flops_fraction=0] [--align_channels=0] [--lineage_runs=RUN,...]
         [--output=benchmarks/results/latency_networks.json]
 
 The second form times every generation of each network's lineage at 1 and 2 threads with the
@@ -75,6 +75,12 @@ _FLOPS_FRACTION = flags.DEFINE_float(
     "flops_fraction", 0.0, "--networks: > 0 draws with FlopsBudget(fraction), not the config's."
 )
 _ALIGN = flags.DEFINE_integer("align_channels", 0, "--networks: ChannelAlignment multiple.")
+_LINEAGE_RUNS = flags.DEFINE_list(
+    "lineage_runs",
+    [],
+    "Per-generation tables of these finished runs' accepted offspring as trained (e.g. a "
+    "latency_budget run: measured against predicted speedup), besides or instead of --networks.",
+)
 
 VARIANTS = ("ancestor", "masked_offspring", "compact_offspring", "tfmot_pruned")
 SETTINGS = ("tflite_1t", "tflite_2t", "savedmodel")
@@ -193,7 +199,13 @@ def networks_main() -> None:
     for network in _NETWORKS.value:
         if network not in lineages.CONFIGS:
             raise app.UsageError(f"--networks: {network!r} unknown; use {list(lineages.CONFIGS)}.")
-    for network in _NETWORKS.value:
+    sources = [(network, None) for network in _NETWORKS.value]
+    sources += [(Path(run).name, run) for run in _LINEAGE_RUNS.value]
+    for network, run in sources:
+        if run is not None:
+            lineage, generations = lineages.run_lineage(run)
+            _time_and_print(results, network, lineage, generations, f"trained run {run}", table)
+            continue
         environment = lineages.environment_for(network, _FLOPS_FRACTION.value, _ALIGN.value)
         recorded = lineages.ROOT / "benchmarks" / "results" / "mnist_lenet5.json"
         if network == "lenet5" and not _FLOPS_FRACTION.value and not _ALIGN.value:
@@ -203,18 +215,7 @@ def networks_main() -> None:
             lineage = lineages.drawn_lineage(network, _GENERATIONS.value, environment)
             generations = list(range(len(lineage)))
             source = f"architecture-only lineage drawn with {environment!r}"
-        rows = lineages.lineage_rows(lineage, generations, table, _ROUNDS.value, _RUNS.value)
-        results["networks"][network] = {
-            "source": source,
-            "rows": rows,
-            "input_shape": list(lineage[0].inputs[0].shape[1:]),
-        }
-        print(
-            f"\n{network} ({source}); input {tuple(lineage[0].inputs[0].shape[1:])}; TFLite "
-            f"XNNPACK batch 1; load average {rows[0]['load_average'][0]:.2f} -> "
-            f"{rows[0]['load_average'][1]:.2f}"
-        )
-        print(lineages.format_rows(rows))
+        _time_and_print(results, network, lineage, generations, source, table)
     io_utils.atomic_write_json(
         Path(_OUTPUT.value),
         {
@@ -229,10 +230,27 @@ def networks_main() -> None:
     print(f"Wrote {_OUTPUT.value}")
 
 
+def _time_and_print(results: dict, name: str, lineage, generations, source: str, table) -> None:
+    import latency_lineages as lineages
+
+    rows = lineages.lineage_rows(lineage, generations, table, _ROUNDS.value, _RUNS.value)
+    results["networks"][name] = {
+        "source": source,
+        "rows": rows,
+        "input_shape": list(lineage[0].inputs[0].shape[1:]),
+    }
+    print(
+        f"\n{name} ({source}); input {tuple(lineage[0].inputs[0].shape[1:])}; TFLite "
+        f"XNNPACK batch 1; load average {rows[0]['load_average'][0]:.2f} -> "
+        f"{rows[0]['load_average'][1]:.2f}"
+    )
+    print(lineages.format_rows(rows))
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if _NETWORKS.value:
+    if _NETWORKS.value or _LINEAGE_RUNS.value:
         return networks_main()
     if not _WORKDIR.value:
         raise app.UsageError("Give --workdir=RUN (one run) or --networks=lenet5,resnet56,...")

@@ -93,6 +93,18 @@ def recorded_lenet5_lineage(path: Path) -> tuple[list[keras.Model], list[int]]:
     return lineage, generations
 
 
+def run_lineage(workdir: str | Path) -> tuple[list[keras.Model], list[int]]:
+    """The accepted generations of a finished run, as trained, compacted (e.g. a LatencyBudget
+    run, whose predicted and measured latency this compares)."""
+    from tf_evosyn.model_io import load_model
+    from tf_evosyn.run_dir import RunDirectory
+
+    records, _ = common.read_run(workdir)
+    run = RunDirectory(workdir)
+    generations = [int(r["generation"]) for r in records if r.get("accepted", True)]
+    return [compact(load_model(run.generation_dir(g))) for g in generations], generations
+
+
 def time_lineage(lineage: list[keras.Model], rounds: int, runs: int) -> dict:
     """Median ms per generation and thread count, interleaved over rounds."""
     shape = (1, *lineage[0].inputs[0].shape[1:])
