@@ -294,5 +294,12 @@ def test_latency_budget_measures_once_and_tightens_with_the_budget(tmp_path):
             ]
         )
     assert kept[0.3] < kept[0.9] <= macs.parent_macs().sum()
+    # The synapse factor is constant (as FlopsBudget's 'dense' count): it reaches every layer.
+    generous = LatencyBudget(fraction=0.5, cache_dir=str(tmp_path), synapse_factor=2.5)
+    factors = generous.bind(model, plan, heredities).factors(heredities)
+    assert {synapse for _, synapse in factors} == {2.5}
+    assert LatencyBudget(**generous.get_config()).synapse_factor == 2.5
     with pytest.raises(ValueError, match="exactly one"):
         LatencyBudget(fraction=0.5, milliseconds=2.0)
+    with pytest.raises(ValueError, match="synapse_factor"):
+        LatencyBudget(fraction=0.5, synapse_factor=20.0)

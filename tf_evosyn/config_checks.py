@@ -270,7 +270,13 @@ def _latency_budget(evo: ml_collections.ConfigDict) -> LatencyBudget:
     threads = evo.get("latency_threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"evolution.latency_threads must be an integer >= 1, got {threads!r}.")
-    return LatencyBudget(fraction, milliseconds, threads, max_factor=evo.budget_max_factor)
+    return LatencyBudget(
+        fraction,
+        milliseconds,
+        threads,
+        max_factor=evo.budget_max_factor,
+        synapse_factor=evo.synapse_factor,
+    )
 
 
 def _base_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:

@@ -62,6 +62,8 @@ class LatencyBudget(EnvironmentalFactor):
       max_factor: > 1 lets the environment be generous (probabilities clip at 1).
       cache_dir: where the per-machine table lives (default ~/.cache/tf_evosyn/latency or
         $EVOSYN_LATENCY_CACHE).
+      synapse_factor: the constant synapse factor (as FlopsBudget's ``count='dense'``: dense
+        latency does not depend on synapses within living clusters); above 1 it is generous.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class LatencyBudget(EnvironmentalFactor):
         threads: int = 1,
         max_factor: float = 10.0,
         cache_dir: str | None = None,
+        synapse_factor: float = 1.0,
     ):
         if (fraction is None) == (milliseconds is None):
             raise ValueError("LatencyBudget needs exactly one of fraction= or milliseconds=.")
@@ -85,6 +88,12 @@ class LatencyBudget(EnvironmentalFactor):
             raise ValueError(f"max_factor must be >= 1, got {max_factor}.")
         self.max_factor = float(max_factor)
         self.cache_dir = cache_dir
+        if not 0.0 < float(synapse_factor) <= self.max_factor:
+            raise ValueError(
+                f"synapse_factor must be in (0, max_factor={self.max_factor}], got "
+                f"{synapse_factor}."
+            )
+        self.synapse_factor = float(synapse_factor)
 
     def layer_factors(self, layer, parent_synapses):
         raise RuntimeError(
@@ -134,7 +143,7 @@ class LatencyBudget(EnvironmentalFactor):
             lambda f: self.predicted_ms(macs, layers, [(f, 1.0)] * n), target, self.max_factor
         )
         names = [c.heredity.name for c in macs.layers]
-        return SolvedFactors(self, {name: (factor, 1.0) for name in names})
+        return SolvedFactors(self, {name: (factor, self.synapse_factor) for name in names})
 
     def get_config(self):
         return {
@@ -143,6 +152,7 @@ class LatencyBudget(EnvironmentalFactor):
             "threads": self.threads,
             "max_factor": self.max_factor,
             "cache_dir": self.cache_dir,
+            "synapse_factor": self.synapse_factor,
         }
 
 
