@@ -308,10 +308,10 @@ def test_a_killed_compacted_run_resumes_to_the_same_lineage(
 ):
     original = Evolution._draw_candidate
 
-    def killed(self, parents, generation, index, floor):
+    def killed(self, parents, generation, index, *args):
         if generation == 2:
             raise KeyboardInterrupt("killed in generation 2")
-        return original(self, parents, generation, index, floor)
+        return original(self, parents, generation, index, *args)
 
     monkeypatch.setattr(Evolution, "_draw_candidate", killed)
     keras.utils.set_random_seed(0)

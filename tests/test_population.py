@@ -60,10 +60,10 @@ def test_a_run_killed_mid_generation_resumes_to_the_same_lineage(
 ):
     original = Evolution._draw_candidate
 
-    def killed(self, parents, generation, index, floor):
+    def killed(self, parents, generation, index, *args):
         if (generation, index) == (2, 1):
             raise KeyboardInterrupt("killed after the first draw of generation 2")
-        return original(self, parents, generation, index, floor)
+        return original(self, parents, generation, index, *args)
 
     monkeypatch.setattr(Evolution, "_draw_candidate", killed)
     keras.utils.set_random_seed(0)
