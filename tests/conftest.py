@@ -81,6 +81,14 @@ def mnist_small(mnist_dir: Path):
     return load_classification_data(config)
 
 
+@pytest.fixture(scope="module")
+def mnist_images(mnist_small):
+    """64 real MNIST test digits as float32 NHWC in [0, 1] (compaction equivalence checks)."""
+    import numpy as np
+
+    return (mnist_small.test_images[:64].astype(np.float32) / 255.0)[..., None]
+
+
 @pytest.fixture(scope="session")
 def cifar10_subset_file(datasets_dir: Path) -> Path:
     """The real 4000-image CIFAR-10 subset (first 4000 images of data_batch_1, see SOURCE.md)."""

@@ -22,6 +22,7 @@ from tf_evosyn.zoo import plain_params, randomize_batchnorm
 from tf_evosyn.zoo import relative_difference as zoo_relative_difference
 
 __all__ = [
+    "adam_compile",
     "binary_command",
     "binary_env",
     "cifar_images",
@@ -31,6 +32,7 @@ __all__ = [
     "relative_difference",
     "run_and_kill",
     "run_binary",
+    "small_evolution",
     "without_timing",
 ]
 
@@ -133,3 +135,38 @@ def run_and_kill(
     assert process.poll() is None, "the run finished before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+# -- a small evolution in Python (the loop's tests) ----------------------------------------------
+def adam_compile(model, epochs=None) -> None:
+    """Adam 1e-3 on logits; ``epochs`` is accepted (and ignored) like the recipes' compile."""
+    from tf_evosyn._keras import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+
+def small_evolution(workdir, data, compile_fn=adam_compile, **settings):
+    """An Evolution on a small real data set: 2 generations of 1 epoch, tolerant acceptance,
+    decisions on the first 256 test images (``settings`` override any of it)."""
+    from tf_evosyn.evolution import Evolution, EvolutionSettings
+
+    knobs = dict(
+        generations=2,
+        epochs_per_generation=1,
+        accuracy_tolerance=0.5,
+        seed=5,
+        fit_verbose=0,
+        tensorboard_fit_logs=False,
+    )
+    knobs.update(settings)
+    return Evolution(
+        workdir,
+        compile_fn=compile_fn,
+        train_data=lambda seed: data.train_dataset(batch_size=64, seed=seed),
+        test_data=data.test_dataset(256),
+        validation_data=data.test_dataset(256).take(1),
+        settings=EvolutionSettings(**knobs),
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import cifar_images, random_bn, without_timing
+from helpers import cifar_images, random_bn, small_evolution, without_timing
 
 from tf_evosyn import records as records_lib
 from tf_evosyn._keras import keras
@@ -34,11 +34,6 @@ TOLERANCE = 1e-5
 @pytest.fixture(autouse=True)
 def _deterministic_weights():
     keras.utils.set_random_seed(0)
-
-
-@pytest.fixture(scope="module")
-def mnist_images(mnist_small) -> np.ndarray:
-    return (mnist_small.test_images[:64].astype(np.float32) / 255.0)[..., None]
 
 
 def _offspring(model: keras.Model, generations: int = 2) -> keras.Model:
@@ -251,31 +246,9 @@ def test_compact_offspring_with_several_parents_is_refused_before_any_work(tmp_p
 
 
 # -- the loop ---------------------------------------------------------------------------------
-def _compile(model):
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-
-
 def _evolution(workdir, data):
-    settings = EvolutionSettings(
-        generations=2,
-        epochs_per_generation=1,
-        accuracy_tolerance=0.5,
-        environment=ConstantFactor(0.6, 0.8),
-        compact_offspring=True,
-        seed=5,
-        fit_verbose=0,
-        tensorboard_fit_logs=False,
-    )
-    return Evolution(
-        workdir,
-        compile_fn=_compile,
-        train_data=lambda seed: data.train_dataset(batch_size=64, seed=seed),
-        test_data=data.test_dataset(256),
-        validation_data=data.test_dataset(256).take(1),
-        settings=settings,
+    return small_evolution(
+        workdir, data, environment=ConstantFactor(0.6, 0.8), compact_offspring=True
     )
 
 

@@ -23,11 +23,6 @@ def _deterministic_weights():
 
 
 @pytest.fixture(scope="module")
-def mnist_images(mnist_small) -> np.ndarray:
-    return (mnist_small.test_images[:64].astype(np.float32) / 255.0)[..., None]
-
-
-@pytest.fixture(scope="module")
 def cifar_images(datasets_dir) -> np.ndarray:
     path = datasets_dir / "cifar10_subset" / "cifar10_data_batch_1_first4000.npz"
     if not path.is_file():

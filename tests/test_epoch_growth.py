@@ -1,9 +1,10 @@
 """Longer fine-tuning as the network shrinks (``EvolutionSettings.epochs_per_doubling``)."""
 
 import pytest
+from helpers import adam_compile, small_evolution
 
 from tf_evosyn._keras import keras
-from tf_evosyn.evolution import Evolution, EvolutionSettings
+from tf_evosyn.evolution import EvolutionSettings
 from tf_evosyn.models import lenet5
 
 
@@ -39,30 +40,20 @@ def test_the_loop_trains_and_records_the_grown_epochs(tmp_path, mnist_small):
 
     def compile_fn(model, epochs=None):
         compiled_for.append(epochs)
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
+        adam_compile(model)
 
-    settings = EvolutionSettings(
-        generations=2,
-        epochs_per_generation=1,
+    keras.utils.set_random_seed(0)
+    evolution = small_evolution(
+        tmp_path,
+        mnist_small,
+        compile_fn=compile_fn,
         epochs_per_doubling=4.0,
         max_epochs_per_generation=3,
-        accuracy_tolerance=0.5,
         max_attempts=1,
         seed=3,
-        fit_verbose=0,
-        tensorboard_fit_logs=False,
     )
-    keras.utils.set_random_seed(0)
-    records = Evolution(
-        tmp_path,
-        compile_fn=compile_fn,
-        train_data=lambda seed: mnist_small.train_dataset(batch_size=128, seed=seed),
-        test_data=mnist_small.test_dataset(batch_size=256),
-        settings=settings,
-    ).run(lenet5(), ancestor_epochs=1)
+    settings = evolution.settings
+    records = evolution.run(lenet5(), ancestor_epochs=1)
     expected = [settings.epochs_for(r["cluster_efficiency"]) for r in records[:-1]]
     assert expected[0] == 1 and expected[1] > 1  # generation 1's parent is the ancestor
     assert [r["epochs"] for r in records[1:]] == expected

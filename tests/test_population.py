@@ -1,40 +1,16 @@
 """Populations and m-parent synthesis in the loop: determinism, records, resume mid-generation."""
 
 import pytest
-from helpers import without_timing
+from helpers import small_evolution, without_timing
 
 from tf_evosyn import population
 from tf_evosyn._keras import keras
-from tf_evosyn.evolution import Evolution, EvolutionSettings
+from tf_evosyn.evolution import Evolution
 from tf_evosyn.models import lenet5
 
 
-def _compile(model):
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-
-
 def _evolution(workdir, data):
-    settings = EvolutionSettings(
-        generations=2,
-        epochs_per_generation=1,
-        accuracy_tolerance=0.5,
-        population=2,
-        parents=2,
-        seed=5,
-        fit_verbose=0,
-        tensorboard_fit_logs=False,
-    )
-    return Evolution(
-        workdir,
-        compile_fn=_compile,
-        train_data=lambda seed: data.train_dataset(batch_size=64, seed=seed),
-        test_data=data.test_dataset(256),
-        validation_data=data.test_dataset(256).take(1),
-        settings=settings,
-    )
+    return small_evolution(workdir, data, population=2, parents=2)
 
 
 @pytest.fixture(scope="module")
