@@ -303,3 +303,31 @@ def test_latency_budget_measures_once_and_tightens_with_the_budget(tmp_path):
         LatencyBudget(fraction=0.5, milliseconds=2.0)
     with pytest.raises(ValueError, match="synapse_factor"):
         LatencyBudget(fraction=0.5, synapse_factor=20.0)
+
+
+class _TiledTable:
+    """A stand-in measured table: time linear in inputs, a step per 16 output channels, and
+    a slow path for a single output channel (as XNNPACK has)."""
+
+    def latency(self, shape):
+        tiles = -(-shape.out_channels // 16)
+        slow_single_output = 5.0 if shape.out_channels == 1 else 0.0
+        return shape.in_channels * tiles + slow_single_output
+
+
+def test_layer_latency_is_smooth_in_the_expected_output_count():
+    from tf_evosyn.latency_budget import LayerLatency
+    from tf_evosyn.latency_model import LayerShape
+
+    layer = LayerLatency(LayerShape("conv", 8, 8, 20, 21, 3), _TiledTable())
+    assert layer.inputs[0] == 1 and layer.outputs[0] == 1  # the grid reaches down to 1
+    # capped by larger layers: the 1-output slow path does not lift the table
+    assert layer(20, 1) == layer(20, 16) == 20.0
+    assert layer(4, 16) == 4.0  # below the grid's 8: still linear, not 0
+    assert layer(20, 21) == 40.0 and layer(20, 17) == 40.0  # a count is a step
+    # A drawn count around 16.5 lands on either side of the tile boundary: its expected time
+    # is between the two steps and falls steadily with the mean.
+    means = np.linspace(21, 12, 10)
+    expected = [layer(20, m, 1.5) for m in means]
+    assert 20.0 < layer(20, 16.5, 1.5) < 40.0
+    assert np.all(np.diff(expected) < 0)

@@ -2,16 +2,24 @@
 
 Driven by :mod:`tf_evosyn.latency_model`: for every Conv2D/Dense geometry of the parent (input
 size, kernel, stride) the layer is timed alone on this machine at a small grid of input and
-output channel counts (multiples of 8 / 16 and the parent's count), cached per machine. Between
-grid points the time is linear in input channels and a step in output channels (the next grid
-point up: XNNPACK computes output channels in tiles). The expected offspring's latency is the
-sum over layers of that time at the layer's expected living input and output channels (from the
-same closed form as :class:`~tf_evosyn.flops_budget.FlopsBudget`), and one factor shared by all
-layers is solved by bisection. Only Conv2D/Dense time is modelled (additions, pooling and pads
-are not); a ``milliseconds`` target applies to that modelled time.
+output channel counts (1, multiples of 8 / 16 and the parent's count), cached per machine.
+Between grid points the time is linear in input channels and a step in output channels (the next
+grid point up: XNNPACK computes output channels in tiles).
+
+A step is the wrong thing to put an *expected* channel count into: a parent just above a tile
+boundary would be predicted to save the whole tile for a fraction of a channel, and one just
+below to save nothing whatever the factor, so the solved factor either keeps every cluster or
+jumps. The budget therefore applies to the expected offspring's *latency*: each layer's living
+output count is a sum of independent draws (mean and variance from the cluster probabilities,
+normal approximation), and the layer's time is the step function averaged over that count,
+which is smooth in the factor. Input counts enter through the linear part at their mean. One
+factor shared by all layers is solved by bisection. Only Conv2D/Dense time is modelled
+(additions, pooling and pads are not); a ``milliseconds`` target applies to that modelled time.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -24,12 +32,12 @@ IN_STEP, OUT_STEP, MAX_POINTS = 8, 16, 5
 
 
 def _grid(parent: int, step: int) -> list[int]:
-    """Up to MAX_POINTS channel counts in (0, parent], always including ``parent``."""
-    points = list(range(step, parent, step)) or []
-    if len(points) > MAX_POINTS - 1:
-        picks = np.linspace(0, len(points) - 1, MAX_POINTS - 1).round().astype(int)
+    """Up to MAX_POINTS channel counts in [1, parent], always including 1 and ``parent``."""
+    points = list(range(step, parent, step))
+    if len(points) > MAX_POINTS - 2:
+        picks = np.linspace(0, len(points) - 1, MAX_POINTS - 2).round().astype(int)
         points = [points[i] for i in sorted(set(picks))]
-    return sorted(set(points) | {1, parent}) if parent < step else sorted(set(points) | {parent})
+    return sorted(set(points) | {1, parent})
 
 
 class LayerLatency:
@@ -44,12 +52,33 @@ class LayerLatency:
                 for cin in self.inputs
             ]
         )
-        # timing noise must not make a smaller layer slower than a larger one
-        self.times = np.maximum.accumulate(np.maximum.accumulate(times, axis=0), axis=1)
+        # A smaller layer is never predicted slower than a larger one: each time is capped by
+        # every larger layer's (timing noise, and XNNPACK's slow path for a single output
+        # channel, would otherwise lift the whole table).
+        flipped = times[::-1, ::-1]
+        capped = np.minimum.accumulate(np.minimum.accumulate(flipped, axis=0), axis=1)
+        self.times = capped[::-1, ::-1]
 
-    def __call__(self, in_channels: float, out_channels: float) -> float:
-        column = min(int(np.searchsorted(self.outputs, out_channels - 1e-9)), len(self.outputs) - 1)
-        return float(np.interp(in_channels, self.inputs, self.times[:, column], left=0.0))
+    def __call__(self, in_channels: float, out_channels: float, out_std: float = 0.0) -> float:
+        """Expected ms at ``in_channels`` inputs and a living output count of mean
+        ``out_channels`` and standard deviation ``out_std`` (0: exactly that count)."""
+        per_column = np.array(
+            [np.interp(in_channels, self.inputs, column) for column in self.times.T]
+        )
+        if out_std <= 1e-6:
+            column = min(
+                int(np.searchsorted(self.outputs, out_channels - 1e-9)), len(self.outputs) - 1
+            )
+            return float(per_column[column])
+        # P(count <= boundary) with a continuity correction; column j holds counts in
+        # (outputs[j-1], outputs[j]], the last column everything above.
+        upper = _normal_cdf((self.outputs[:-1] + 0.5 - out_channels) / out_std)
+        probs = np.diff(np.concatenate([[0.0], upper, [1.0]]))
+        return float(np.dot(probs, per_column))
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(z, float) / math.sqrt(2.0)))
 
 
 class LatencyBudget(EnvironmentalFactor):
@@ -106,7 +135,7 @@ class LatencyBudget(EnvironmentalFactor):
         shapes = layer_shapes(model)
         macs = MacsModel(model, plan, heredities, "dense")
         parent = [(1e9, 1e9)] * len(macs.layers)
-        cin, cout = self.expected_channels(macs, parent)
+        cin, cout, _ = self.expected_channels(macs, parent)
         layers = {}
         for cost, i_alive, o_alive in zip(macs.layers, cin, cout, strict=True):
             name = cost.heredity.name
@@ -117,20 +146,24 @@ class LatencyBudget(EnvironmentalFactor):
         return macs, layers
 
     @staticmethod
-    def expected_channels(macs: MacsModel, factors) -> tuple[np.ndarray, np.ndarray]:
-        """Expected living (input rows, output channels) of every layer under ``factors``."""
+    def expected_channels(macs: MacsModel, factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every layer's expected living input rows, and the mean and standard deviation of its
+        living output channels, under ``factors``."""
         group_p = macs.group_probs(factors)
         cin = np.array(
             [np.where(c.input_groups >= 0, group_p[c.input_groups], 1.0).sum() for c in macs.layers]
         )
-        cout = np.array([(group_p[c.groups] * c.heredity.cluster_alive).sum() for c in macs.layers])
-        return cin, cout
+        alive = [group_p[c.groups] * c.heredity.cluster_alive for c in macs.layers]
+        cout = np.array([p.sum() for p in alive])
+        cout_std = np.sqrt([(p * (1.0 - p)).sum() for p in alive])
+        return cin, cout, cout_std
 
     def predicted_ms(self, macs: MacsModel, layers: dict[str, LayerLatency], factors) -> float:
-        cin, cout = self.expected_channels(macs, factors)
+        """Modelled ms of the expected offspring under ``factors`` (see the module docstring)."""
+        cin, cout, cout_std = self.expected_channels(macs, factors)
         return sum(
-            layers[c.heredity.name](i, o)
-            for c, i, o in zip(macs.layers, cin, cout, strict=True)
+            layers[c.heredity.name](i, o, s)
+            for c, i, o, s in zip(macs.layers, cin, cout, cout_std, strict=True)
             if c.heredity.name in layers
         )
 
