@@ -349,3 +349,59 @@ def test_test_dataset_not_shuffled(full_data):
 def test_train_dataset_method(full_data):
     x, y = next(iter(full_data.train_dataset(batch_size=64, seed=3)))
     assert x.shape == (64, 28, 28, 1) and y.shape == (64,)
+
+
+def test_digit_augmentation_shifts_without_flipping(mnist_dir, tmp_path):
+    """data.augment_pad=2, augment_flip=False: every training digit is its original moved by at
+    most 2 pixels (zero filled), never mirrored; evaluation splits stay untouched."""
+    folder = _small_folder(mnist_dir, tmp_path / "m")
+    d = load_classification_data(
+        _config(
+            source="idx",
+            data_dir=str(folder),
+            train_limit=200,
+            validation_size=50,
+            augment=True,
+            augment_pad=2,
+            augment_flip=False,
+        )
+    )
+    assert "shifts up to 2 px" in d.description and "flips" not in d.description
+    kwargs = dict(batch_size=100, training=True, seed=3)
+    shifted = np.concatenate([x.numpy() for x, _ in d.train_dataset(100, 3)])
+    plain = np.concatenate(
+        [
+            x.numpy()
+            for x, _ in make_classification_dataset(d.train_images, d.train_labels, **kwargs)
+        ]
+    )
+    padded = np.pad(plain, [(0, 0), (2, 2), (2, 2), (0, 0)])
+    offsets = []
+    for image, source in zip(shifted, padded, strict=True):
+        hits = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal(source[dy : dy + 28, dx : dx + 28], image)
+        ]
+        assert hits, "an augmented digit is not a <= 2 px shift of its original"
+        offsets.append(hits[0])
+    assert len(set(offsets)) > 15  # of 25 possible shifts
+    x_val = np.concatenate([x.numpy() for x, _ in d.validation_dataset(64)])
+    np.testing.assert_array_equal(x_val, d.preprocess(d.validation_images))
+
+
+@pytest.mark.parametrize(
+    "pad, message", [(-1, "augment_pad must be an integer >= 0"), ("2", "must be an integer")]
+)
+def test_bad_augment_pad_is_named(mnist_dir, tmp_path, pad, message):
+    folder = _small_folder(mnist_dir, tmp_path / "m")
+    with pytest.raises(DataError, match=message):
+        load_classification_data(
+            _config(source="idx", data_dir=str(folder), augment=True, augment_pad=pad)
+        )
+    big = load_classification_data(
+        _config(source="idx", data_dir=str(folder), augment=True, augment_pad=28)
+    )
+    with pytest.raises(DataError, match="augment_pad must be in"):
+        big.train_dataset(8, 0)

@@ -13,7 +13,7 @@ import numpy as np
 
 from tf_evosyn._keras import tf
 from tf_evosyn.data.errors import DataError
-from tf_evosyn.data.transforms import ChannelStats, normalize, random_crop_flip
+from tf_evosyn.data.transforms import CIFAR_PAD, ChannelStats, normalize, random_crop_flip
 
 
 def _decode(images: tf.Tensor, stats: ChannelStats | None = None) -> tf.Tensor:
@@ -40,6 +40,8 @@ def make_classification_dataset(
     drop_remainder: bool = False,
     augment: bool = False,
     normalization: ChannelStats | None = None,
+    augment_pad: int = CIFAR_PAD,
+    augment_flip: bool = True,
 ) -> tf.data.Dataset:
     """Build a batched, prefetched dataset of ``(float32 image, int32 label)``.
 
@@ -50,8 +52,9 @@ def make_classification_dataset(
     the global ``tf.random.set_seed`` value, if one is set.
 
     ``normalization`` (statistics of the *training* split) maps each channel to
-    ``(x - mean) / std``. ``augment`` (training only) pads each image by 4 pixels, takes a random
-    crop of the original size and flips it horizontally with probability 1/2; the crops and
+    ``(x - mean) / std``. ``augment`` (training only) pads each image by ``augment_pad``
+    pixels, takes a random crop of the original size and, if ``augment_flip``, flips it
+    horizontally with probability 1/2; the crops and
     flips are drawn afresh every epoch from a stream seeded by ``seed``, so a rebuilt dataset
     repeats them exactly.
     """
@@ -72,6 +75,11 @@ def make_classification_dataset(
     if augment and not training:
         raise DataError(
             "augment=True is only for training datasets; evaluation data is never augmented."
+        )
+    if augment and not 0 <= int(augment_pad) < min(images.shape[1:3]):
+        raise DataError(
+            f"augment_pad must be in [0, {min(images.shape[1:3])}) pixels for "
+            f"{images.shape[1]}x{images.shape[2]} images, got {augment_pad}."
         )
     channels = images.shape[-1] if images.ndim == 4 else 1
     if normalization is not None and np.shape(normalization.mean) != (channels,):
@@ -107,7 +115,7 @@ def make_classification_dataset(
 
         def gather_augmented(idx: tf.Tensor, rand: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             x, y = gather(idx)
-            return random_crop_flip(x, rand), y
+            return random_crop_flip(x, rand, augment_pad, augment_flip), y
 
         ds = ds.map(gather_augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:

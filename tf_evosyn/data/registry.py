@@ -27,7 +27,7 @@ from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.mnist_idx import SplitArrays
 from tf_evosyn.data.pipeline import make_classification_dataset
 from tf_evosyn.data.tfds_source import load_tfds_arrays
-from tf_evosyn.data.transforms import ChannelStats, channel_stats
+from tf_evosyn.data.transforms import CIFAR_PAD, ChannelStats, channel_stats
 from tf_evosyn.data.validation import split_validation, validation_count
 
 DATA_DIR_ENV = "EVOSYN_DATA_DIR"
@@ -46,7 +46,8 @@ class ClassificationData:
 
     ``normalize`` computes per-channel statistics on the training images (after limits) and
     applies them to both splits (as :data:`NORMALIZE_STYLES` ``normalize_style`` says);
-    ``augment`` adds the random pad-crop and flip to training batches.
+    ``augment`` adds the random pad-crop (``augment_pad`` pixels) and, if ``augment_flip``,
+    the horizontal flip to training batches.
     """
 
     train_images: np.ndarray
@@ -57,6 +58,8 @@ class ClassificationData:
     input_shape: tuple[int, ...]
     description: str
     augment: bool = False
+    augment_pad: int = CIFAR_PAD
+    augment_flip: bool = True
     normalize: bool = False
     channel_stats: ChannelStats | None = None
     normalize_style: str = "standardize"
@@ -92,6 +95,8 @@ class ClassificationData:
             drop_remainder=drop_remainder,
             augment=self.augment,
             normalization=self.normalization,
+            augment_pad=self.augment_pad,
+            augment_flip=self.augment_flip,
         )
 
     def test_dataset(self, batch_size: int) -> tf.data.Dataset:
@@ -241,6 +246,8 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     default 5,000 images for MNIST and CIFAR-10), ``test_fraction`` (cifar10_subset,
     single-file npz; default 0.2),
     ``augment`` / ``normalize`` (None = the dataset's default: on for CIFAR-10, off otherwise),
+    ``augment_pad`` (pixels of the random shift, default 4) / ``augment_flip`` (default True;
+    digits want False),
     ``normalize_style`` (:data:`NORMALIZE_STYLES`, default 'standardize'),
     ``train_file`` / ``test_file`` / ``num_classes`` (npz). Raises :class:`DataError` on any
     problem, before anything is trained.
@@ -258,6 +265,15 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     train_limit = _limit(data_config, "train_limit")
     test_limit = _limit(data_config, "test_limit")
     augment = _flag(data_config, "augment", spec.augment)
+    augment_flip = _flag(data_config, "augment_flip", True)
+    augment_pad = _get(data_config, "augment_pad", None)
+    augment_pad = CIFAR_PAD if augment_pad is None else augment_pad
+    if (
+        isinstance(augment_pad, bool)
+        or not isinstance(augment_pad, int | np.integer)
+        or augment_pad < 0
+    ):
+        raise DataError(f"data.augment_pad must be an integer >= 0 (pixels), got {augment_pad!r}.")
     normalize = _flag(data_config, "normalize", spec.normalize)
     normalize_style = _normalize_style(data_config)
 
@@ -322,7 +338,8 @@ def load_classification_data(data_config: Any) -> ClassificationData:
     if note:
         description += f"; {note}"
     normalized = "normalized" if normalize_style == "standardize" else "mean-subtracted, 0-255"
-    extras = [k for k, on in (("augmented", augment), (normalized, normalize)) if on]
+    augmented = f"augmented: shifts up to {augment_pad} px" + (", flips" if augment_flip else "")
+    extras = [k for k, on in ((augmented, augment), (normalized, normalize)) if on]
     if extras:
         description += f" [{', '.join(extras)}]"
     logging.info("Data: %s", description)
@@ -335,6 +352,8 @@ def load_classification_data(data_config: Any) -> ClassificationData:
         input_shape=input_shape,
         description=description,
         augment=augment,
+        augment_pad=int(augment_pad),
+        augment_flip=augment_flip,
         normalize=normalize,
         normalize_style=normalize_style,
         validation_images=val_x,

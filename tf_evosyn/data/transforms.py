@@ -62,9 +62,13 @@ def normalize(images: tf.Tensor, stats: ChannelStats) -> tf.Tensor:
     return (images - tf.constant(stats.mean)) / tf.constant(stats.std)
 
 
-def random_crop_flip(images: tf.Tensor, seed: tf.Tensor, pad: int = CIFAR_PAD) -> tf.Tensor:
+def random_crop_flip(
+    images: tf.Tensor, seed: tf.Tensor, pad: int = CIFAR_PAD, flip: bool = True
+) -> tf.Tensor:
     """Zero-pad a ``(B, H, W, C)`` batch by ``pad`` pixels, take a random ``H x W`` crop per image
-    and flip each image horizontally with probability 1/2.
+    and (if ``flip``) flip each image horizontally with probability 1/2. Without the flip it is
+    a random shift of up to ``pad`` pixels, the augmentation that suits digits (a mirrored 2 is
+    not a 2).
 
     ``seed`` is a scalar integer tensor; the same seed gives the same crops and flips. Crop and
     flip are one gather per axis, so the whole batch is augmented without a per-image loop.
@@ -78,11 +82,13 @@ def random_crop_flip(images: tf.Tensor, seed: tf.Tensor, pad: int = CIFAR_PAD) -
     offsets = tf.random.stateless_uniform(
         [batch, 2], seed=tf.stack([seed, 0]), minval=0, maxval=2 * pad + 1, dtype=tf.int32
     )
-    flip = tf.random.stateless_uniform(
+    flips = tf.random.stateless_uniform(
         [batch, 1], seed=tf.stack([seed, 1]), minval=0, maxval=2, dtype=tf.int32
     )
     rows = offsets[:, :1] + tf.range(height)[tf.newaxis]  # (B, H)
     forward = tf.range(width)[tf.newaxis]
-    cols = offsets[:, 1:] + tf.where(flip == 1, width - 1 - forward, forward)  # (B, W)
+    if not flip:
+        flips = tf.zeros_like(flips)
+    cols = offsets[:, 1:] + tf.where(flips == 1, width - 1 - forward, forward)  # (B, W)
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)  # (B, H, W + 2 pad, C)
     return tf.gather(cropped, cols, axis=2, batch_dims=1)

@@ -24,6 +24,8 @@ from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 OPTIONAL_DEFAULTS = {
     "model.weight_decay": None,
     "data.normalize_style": "standardize",
+    "data.augment_pad": 4,
+    "data.augment_flip": True,
     "data.validation_size": None,  # None: the dataset's default (data/validation.py)
     "evolution.select_on": "validation",
     "evolution.population": 1,
