@@ -294,6 +294,14 @@ def test_latency_budget_measures_once_and_tightens_with_the_budget(tmp_path):
             ]
         )
     assert kept[0.3] < kept[0.9] <= macs.parent_macs().sum()
+    # The fraction applies to what shrinking can remove: above the smallest offspring's time.
+    n = len(macs.layers)
+    parent_ms = budget.predicted_ms(macs, layers, [(1e9, 1e9)] * n)
+    floor_ms = budget.predicted_ms(macs, layers, [(0.0, 1.0)] * n)
+    assert 0 < floor_ms < parent_ms
+    factor = budget.bind(model, plan, heredities).factors(heredities)[0][0]
+    solved_ms = budget.predicted_ms(macs, layers, [(factor, 1.0)] * n)
+    assert solved_ms == pytest.approx(floor_ms + 0.5 * (parent_ms - floor_ms), rel=1e-3)
     # The synapse factor is constant (as FlopsBudget's 'dense' count): it reaches every layer.
     generous = LatencyBudget(fraction=0.5, cache_dir=str(tmp_path), synapse_factor=2.5)
     factors = generous.bind(model, plan, heredities).factors(heredities)

@@ -85,6 +85,12 @@ class LatencyBudget(EnvironmentalFactor):
     """Resource target on measured latency: keep ``fraction`` of the parent's modelled time, or
     at most ``milliseconds`` of it (exactly one of the two).
 
+    ``fraction`` applies to the part of the time that shrinking can remove: the time of the
+    smallest offspring (every layer at one channel, protected clusters kept) is a floor that no
+    factor goes below, so the target is ``floor + fraction * (parent - floor)``. Without that, a
+    network whose modelled time is mostly a fixed cost (LeNet-5's first convolution costs the
+    same at 1 and at 16 filters) has to cut everything else to nothing to save its fraction.
+
     Args:
       fraction / milliseconds: the budget per offspring.
       threads: TFLite threads the cost model is measured with (the deployment's).
@@ -171,7 +177,11 @@ class LatencyBudget(EnvironmentalFactor):
         macs, layers = self.cost_model(model, plan, heredities)
         n = len(macs.layers)
         parent_ms = self.predicted_ms(macs, layers, [(1e9, 1e9)] * n)
-        target = self.milliseconds if self.fraction is None else self.fraction * parent_ms
+        floor_ms = self.predicted_ms(macs, layers, [(0.0, 1.0)] * n)
+        if self.fraction is None:
+            target = self.milliseconds
+        else:  # a fraction of what shrinking can remove (see the class docstring)
+            target = floor_ms + self.fraction * (parent_ms - floor_ms)
         factor = _solve_factor(
             lambda f: self.predicted_ms(macs, layers, [(f, 1.0)] * n), target, self.max_factor
         )
