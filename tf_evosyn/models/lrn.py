@@ -64,12 +64,13 @@ class CrossChannelLRN(keras.layers.Layer):
     removed. No weights.
 
     It is *computed* as a chain of ops, not TF's LRN op: that op becomes TFLite's builtin
-    LOCAL_RESPONSE_NORMALIZATION, which XNNPACK cannot run (the graph splits around it and its
-    scalar kernel, one ``pow`` per value, took 8.3 of DetectNet's 36.5 ms at 96x320, 1 thread).
-    The window sum is a 1x1 convolution with a constant banded C x C kernel and the power is
-    ``exp(-beta * log(.))`` (TFLite's POW is not delegated either), so every op runs in XNNPACK
-    (1.5 ms there; benchmarks/latency_breakdown_detectnet.py). Same values up to float32
-    rounding (relative difference ~3e-7, as between TF's and TFLite's LRN kernels).
+    LOCAL_RESPONSE_NORMALIZATION, which XNNPACK cannot run (the graph splits into three delegate
+    partitions around norm1/norm2, and the builtin kernel, one scalar ``pow`` per value, took
+    8.4 of DetectNet's 33.9 ms at 96x320, 1 thread, whatever evolution removed elsewhere). The
+    window sum is a 1x1 convolution with a constant banded C x C kernel and the power is
+    ``exp(-beta * log(.))`` (TFLite's POW is not delegated either), so every op runs in XNNPACK:
+    1.6 ms there (benchmarks/latency_breakdown_detectnet.py). Same values up to float32
+    rounding (relative difference ~3e-7, as between TF's and TFLite's own LRN kernels).
     """
 
     def __init__(
