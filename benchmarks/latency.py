@@ -4,6 +4,7 @@
         [--generation=N] [--runs=200] [--rounds=3] [--tf_threads=1]
     python benchmarks/latency.py --networks=lenet5,resnet56,alexnet_cifar,detectnet
         [--generations=3] [--flops_fraction=0] [--align_channels=0] [--lineage_runs=RUN,...]
+        [--input_size=384,1248 (DetectNet only)]
         [--output=benchmarks/results/latency_networks.json]
 
 The second form times every generation of each network's lineage at 1 and 2 threads with the
@@ -75,6 +76,12 @@ _FLOPS_FRACTION = flags.DEFINE_float(
     "flops_fraction", 0.0, "--networks: > 0 draws with FlopsBudget(fraction), not the config's."
 )
 _ALIGN = flags.DEFINE_integer("align_channels", 0, "--networks: ChannelAlignment multiple.")
+_INPUT_SIZE = flags.DEFINE_list(
+    "input_size",
+    [],
+    "--networks: HEIGHT,WIDTH to build DetectNet at (e.g. 384,1248, KITTI's); default: "
+    "latency_lineages.BUILD_KWARGS (96,320).",
+)
 _LINEAGE_RUNS = flags.DEFINE_list(
     "lineage_runs",
     [],
@@ -194,11 +201,13 @@ def networks_main() -> None:
             "align_channels": _ALIGN.value,
             "rounds": _ROUNDS.value,
             "runs": _RUNS.value,
+            "input_size": _INPUT_SIZE.value,
         },
     }
     for network in _NETWORKS.value:
         if network not in lineages.CONFIGS:
             raise app.UsageError(f"--networks: {network!r} unknown; use {list(lineages.CONFIGS)}.")
+    input_size = _input_size()
     sources = [(network, None) for network in _NETWORKS.value]
     sources += [(Path(run).name, run) for run in _LINEAGE_RUNS.value]
     for network, run in sources:
@@ -212,7 +221,7 @@ def networks_main() -> None:
             lineage, generations = lineages.recorded_lenet5_lineage(recorded)
             source = f"layer widths recorded in {recorded.name} (trained run)"
         else:
-            lineage = lineages.drawn_lineage(network, _GENERATIONS.value, environment)
+            lineage = lineages.drawn_lineage(network, _GENERATIONS.value, environment, input_size)
             generations = list(range(len(lineage)))
             source = f"architecture-only lineage drawn with {environment!r}"
         _time_and_print(results, network, lineage, generations, source, table)
@@ -228,6 +237,22 @@ def networks_main() -> None:
         },
     )
     print(f"Wrote {_OUTPUT.value}")
+
+
+def _input_size() -> tuple[int, int] | None:
+    """--input_size as (height, width), checked before any model is built."""
+    if not _INPUT_SIZE.value:
+        return None
+    import latency_lineages as lineages
+
+    sizes = _INPUT_SIZE.value
+    if len(sizes) != 2 or not all(v.strip().isdigit() for v in sizes):
+        raise app.UsageError(f"--input_size wants HEIGHT,WIDTH (e.g. 384,1248), got {sizes}.")
+    free = sorted(n for n, k in lineages.BUILD_KWARGS.items() if "input_shape" in k)
+    fixed = [n for n in _NETWORKS.value if n not in free] + list(_LINEAGE_RUNS.value)
+    if fixed:
+        raise app.UsageError(f"--input_size applies to {free} only, not to {fixed}.")
+    return int(sizes[0]), int(sizes[1])
 
 
 def _time_and_print(results: dict, name: str, lineage, generations, source: str, table) -> None:

@@ -34,16 +34,15 @@ from absl import app, flags
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+import tflite_ops  # noqa: E402
 
 import tf_evosyn  # noqa: E402,F401  (selects Keras 2)
 from tf_evosyn._keras import keras  # noqa: E402
 from tf_evosyn.alignment import ChannelAlignment  # noqa: E402
 from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget  # noqa: E402
-from tf_evosyn.export import convert_to_tflite, save_serving_model  # noqa: E402
 from tf_evosyn.flops import count_flops  # noqa: E402
 from tf_evosyn.flops_budget import FlopsBudget  # noqa: E402
-from tf_evosyn.latency import tflite_latency  # noqa: E402
 from tf_evosyn.latency_model import LatencyTable, LayerShape, layer_shapes  # noqa: E402
 from tf_evosyn.models import build  # noqa: E402
 
@@ -103,13 +102,8 @@ def main(argv):
     paths = {}
     for name, model in variants.items():
         plain = compact(model)
-        saved = save_serving_model(plain, tmp / name / "saved_model")
-        paths[name] = convert_to_tflite(saved, tmp / name / "model.tflite")
-        from ai_edge_litert.interpreter import Interpreter
-
-        ops = collections.Counter(
-            op["op_name"] for op in Interpreter(model_path=str(paths[name]))._get_ops_details()
-        )
+        paths[name] = tflite_ops.export_tflite(plain, tmp / name)
+        ops = tflite_ops.op_histogram(paths[name])
         layer_ms = table.predict(plain)
         by_role = collections.defaultdict(float)
         for layer, ms in layer_ms.items():
@@ -124,11 +118,9 @@ def main(argv):
             ],
             "stream_channels": [s.out_channels for n, s in shapes.items() if n.endswith("conv2")],
         }
-    samples = {name: [] for name in paths}
-    for _ in range(_ROUNDS.value):
-        for name, path in paths.items():
-            result = tflite_latency(path, (1, 32, 32, 3), _THREADS.value, _RUNS.value, 10)
-            samples[name].append(result["cpu_median_ms" if _THREADS.value == 1 else "median_ms"])
+    samples = tflite_ops.interleaved_ms(
+        paths, (1, 32, 32, 3), _THREADS.value, _ROUNDS.value, _RUNS.value, warmup=10
+    )
     results["load_average"].append(os.getloadavg())
     probes = {}
     for size, cin, cout in PROBES:

@@ -64,10 +64,21 @@ def environment_for(network: str, flops_fraction: float, align_channels: int):
     return ChannelAlignment(environment, align_channels) if align_channels > 1 else environment
 
 
-def drawn_lineage(network: str, generations: int, environment) -> list[keras.Model]:
-    """Compacted generations 0..``generations`` of a random-init ancestor (seed 0)."""
+def drawn_lineage(
+    network: str, generations: int, environment, input_size: tuple[int, int] | None = None
+) -> list[keras.Model]:
+    """Compacted generations 0..``generations`` of a random-init ancestor (seed 0), built at
+    ``input_size`` (height, width) if given (networks with a free input size only: DetectNet)."""
+    kwargs = dict(BUILD_KWARGS.get(network, {}))
+    if input_size:
+        if "input_shape" not in kwargs:
+            raise ValueError(
+                f"{network} has a fixed input size; give an input size only for "
+                f"{sorted(n for n, k in BUILD_KWARGS.items() if 'input_shape' in k)}."
+            )
+        kwargs["input_shape"] = (*input_size, kwargs["input_shape"][-1])
     keras.utils.set_random_seed(0)
-    model = tf_evosyn.evolvable(build(network, **BUILD_KWARGS.get(network, {})))
+    model = tf_evosyn.evolvable(build(network, **kwargs))
     lineage = [compact(model)]
     for generation in range(1, generations + 1):
         model, _ = tf_evosyn.synthesize(model, environment, seed=0, generation=generation)

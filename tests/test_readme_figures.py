@@ -140,6 +140,32 @@ def test_latency_table_matches_latency_lenet5_json():
             assert printed_as(speedup, entry["speedup_vs_ancestor"][key]), f"{where} {column}"
 
 
+BREAKDOWN_COLUMNS = {  # README column -> op families summed (latency_breakdown_detectnet.json)
+    "stem conv": ("stem conv",),
+    "inception + head conv": ("inception conv", "head conv"),
+    "LRN": ("LRN",),
+    "pools, concats, pad, mean": ("max pool", "concat", "pad+mean", "sigmoid"),
+}
+
+
+def test_detectnet_breakdown_table_matches_its_json():
+    variants = _results("latency_breakdown_detectnet.json")["variants"]
+    rows = table(["DetectNet 96x320, 1 thread", "MACs ratio"])
+    assert {r["DetectNet 96x320, 1 thread"] for r in rows} == set(variants)
+    for row in rows:
+        name = row["DetectNet 96x320, 1 thread"]
+        entry, where = variants[name], f"DetectNet breakdown {name}"
+        check(row, "MACs ratio", entry["macs_ratio"], where)
+        check(row, "ms", entry["measured_ms"], where)
+        check(row, "speedup", entry["speedup"], where)
+        share = entry["share_of_promised_saving"]
+        assert row["share"] == "-" if share is None else printed_as(row["share"], share), where
+        for column, families in BREAKDOWN_COLUMNS.items():
+            check(row, column, sum(entry["family_ms"][f] for f in families), where)
+        check(row, "rest", entry["rest_ms"], where)
+        check(row, "XNNPACK partitions", entry["partitions"], where)
+
+
 def _tfmot_name(label: str) -> str:
     if label == "ancestor":
         return "ancestor (gen 0)"
