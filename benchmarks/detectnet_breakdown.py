@@ -8,7 +8,7 @@ import collections
 import numpy as np
 import tflite_ops
 
-from tf_evosyn._keras import keras, tf
+from tf_evosyn._keras import keras
 from tf_evosyn.latency_model import LatencyTable, layer_shapes
 from tf_evosyn.models.detectnet import HEAD_LAYERS
 from tf_evosyn.models.lrn import CrossChannelLRN
@@ -31,13 +31,7 @@ class BuiltinLRN(CrossChannelLRN):
     as the layer did before; the benchmark's "before" lowering."""
 
     def call(self, inputs):
-        return tf.nn.local_response_normalization(
-            inputs,
-            depth_radius=(self.local_size - 1) // 2,
-            bias=1.0,
-            alpha=self.alpha / self.local_size,
-            beta=self.beta,
-        )
+        return self.tf_lrn(inputs)
 
 
 def with_builtin_lrn(model: keras.Model) -> keras.Model:

@@ -86,19 +86,24 @@ class CrossChannelLRN(keras.layers.Layer):
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         channels = inputs.shape[-1]
         if channels is None:  # no static channel count: no banded kernel to build
-            return tf.nn.local_response_normalization(
-                inputs,
-                depth_radius=(self.local_size - 1) // 2,
-                bias=1.0,
-                alpha=self.alpha / self.local_size,
-                beta=self.beta,
-            )
+            return self.tf_lrn(inputs)
         window = tf.constant(
             channel_window(channels, self.local_size, self.alpha / self.local_size),
             dtype=inputs.dtype,
         )
         scale = 1.0 + tf.nn.conv2d(tf.square(inputs), window, strides=1, padding="VALID")
         return inputs * tf.exp(-self.beta * tf.math.log(scale))
+
+    def tf_lrn(self, inputs: tf.Tensor) -> tf.Tensor:
+        """The same normalisation by TF's LRN op (TFLite's LOCAL_RESPONSE_NORMALIZATION, which
+        XNNPACK does not run)."""
+        return tf.nn.local_response_normalization(
+            inputs,
+            depth_radius=(self.local_size - 1) // 2,
+            bias=1.0,
+            alpha=self.alpha / self.local_size,
+            beta=self.beta,
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
