@@ -5,11 +5,12 @@
     python benchmarks/latency.py --networks=lenet5,resnet56,alexnet_cifar,detectnet
         [--generations=3] [--flops_fraction=0] [--align_channels=0] [--lineage_runs=RUN,...]
         [--input_size=384,1248 (DetectNet only)]
-        [--output=benchmarks/results/latency_networks.json]
+        [--output=benchmarks/results/latency_networks.json] [--merge]
 
 The second form times every generation of each network's lineage at 1 and 2 threads with the
 MACs ratio, the share of the promised saving and the latency model's predicted speedup (see
-benchmarks/latency_lineages.py).
+benchmarks/latency_lineages.py). With ``--merge`` it replaces only the measured networks' entries
+of an existing --output file measured with the same flags (re-measure one network, keep the rest).
 
 For a finished run, exports and times side by side (TFLite with XNNPACK at 1 and 2 threads, and
 the TF SavedModel signature):
@@ -27,6 +28,7 @@ alike; each figure is the median over rounds of the per-round median (p90 likewi
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -81,6 +83,12 @@ _INPUT_SIZE = flags.DEFINE_list(
     [],
     "--networks: HEIGHT,WIDTH to build DetectNet at (e.g. 384,1248, KITTI's); default: "
     "latency_lineages.BUILD_KWARGS (96,320).",
+)
+_MERGE = flags.DEFINE_bool(
+    "merge",
+    False,
+    "--networks: replace only these networks' entries of the existing --output (same flags "
+    "required), keeping the other networks' entries.",
 )
 _LINEAGE_RUNS = flags.DEFINE_list(
     "lineage_runs",
@@ -208,6 +216,7 @@ def networks_main() -> None:
         if network not in lineages.CONFIGS:
             raise app.UsageError(f"--networks: {network!r} unknown; use {list(lineages.CONFIGS)}.")
     input_size = _input_size()
+    previous = _previous_results(results["flags"]) if _MERGE.value else None
     sources = [(network, None) for network in _NETWORKS.value]
     sources += [(Path(run).name, run) for run in _LINEAGE_RUNS.value]
     for network, run in sources:
@@ -225,18 +234,44 @@ def networks_main() -> None:
             generations = list(range(len(lineage)))
             source = f"architecture-only lineage drawn with {environment!r}"
         _time_and_print(results, network, lineage, generations, source, table)
-    io_utils.atomic_write_json(
-        Path(_OUTPUT.value),
-        {
-            **results,
-            "platform": {
-                "machine": platform.machine(),
-                "cpus": os.cpu_count(),
-                "tensorflow": tf.__version__,
-            },
-        },
-    )
+    results["platform"] = _networks_platform()
+    if previous is not None:
+        merged = dict(previous)  # its other keys (e.g. overhead_ms) and flags stay as they were
+        merged["networks"] = {**previous["networks"], **results["networks"]}
+        results = merged
+        print(f"Merged {sorted(results['networks'])} ({len(previous['networks'])} before)")
+    io_utils.atomic_write_json(Path(_OUTPUT.value), results)
     print(f"Wrote {_OUTPUT.value}")
+
+
+def _previous_results(current_flags: dict) -> dict:
+    """--merge: the existing --output, checked to record the same flags before anything is timed
+    (its top-level flags must stay true of every entry)."""
+    path = Path(_OUTPUT.value)
+    if not path.is_file():
+        raise app.UsageError(f"--merge: {path} does not exist; drop --merge to write it.")
+    previous = json.loads(path.read_text())
+    recorded = {"input_size": [], **previous.get("flags", {})}  # older files lack input_size
+    differing = {
+        key: (recorded.get(key), value)
+        for key, value in current_flags.items()
+        if recorded.get(key) != value
+    }
+    if differing:
+        raise app.UsageError(
+            f"--merge: {path} records other flags (recorded, given): {differing}; give the "
+            "recorded ones or write a new --output."
+        )
+    if previous.get("platform", _networks_platform()) != _networks_platform():
+        raise app.UsageError(
+            f"--merge: {path} was measured on {previous['platform']}, this machine is "
+            f"{_networks_platform()}; write a new --output instead."
+        )
+    return previous
+
+
+def _networks_platform() -> dict:
+    return {"machine": platform.machine(), "cpus": os.cpu_count(), "tensorflow": tf.__version__}
 
 
 def _input_size() -> tuple[int, int] | None:

@@ -5,6 +5,7 @@ JSON value at the precision the README prints it, and a README row that has no J
 fails. The main job's timing sentence is checked too.
 """
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -256,3 +257,43 @@ def test_cifar10_throughput_sentence_matches_cifar10_json():
 )
 def test_printed_as_compares_at_the_printed_precision(text, actual, ok):
     assert printed_as(text, actual) is ok
+
+
+NETWORK_ROWS = {  # README "network" cell -> (network key, JSON files whose cells the row fills)
+    "LeNet-5 (trained widths)": ("lenet5", ("align0",)),
+    "LeNet-5 (drawn)": ("lenet5", ("align16",)),
+    "ResNet-56": ("resnet56", ("align0", "align16")),
+    "AlexNet": ("alexnet_cifar", ("align0", "align16")),
+    "DetectNet": ("detectnet", ("align0", "align16")),
+}
+
+
+def _network_table_rows() -> list[list[str]]:
+    """Body rows of the per-generation table as cell lists (its column names repeat)."""
+    lines = README.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| network | gen | MACs"))
+    body = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
+    return [_cells(line) for line in body]
+
+
+def test_network_generation_table_matches_latency_networks_jsons():
+    results = {a: _results(f"latency_networks_{a}.json")["networks"] for a in ("align0", "align16")}
+    name = None
+    for cells in _network_table_rows():
+        name = cells[0] or name
+        network, files = NETWORK_ROWS[name]
+        where = f"per-generation table {name} gen {cells[1]}"
+        columns = {"align0": (2, ("1", "2")), "align16": (8, ("1",))}
+        for align in files:
+            rows = results[align][network]["rows"]
+            (entry,) = [r for r in rows if r["generation"] == int(cells[1])]
+            first, threads = columns[align]
+            values = [entry["macs_ratio"]]
+            for t in threads:
+                values += [entry["speedup"][t], entry["share_of_promised_saving"][t]]
+            values.append(entry["predicted_speedup"])
+            for offset, actual in enumerate(values):
+                assert printed_as(cells[first + offset], actual), (
+                    f"README {where}, cell {first + offset}: {cells[first + offset]!r} but "
+                    f"latency_networks_{align}.json has {actual!r}"
+                )
