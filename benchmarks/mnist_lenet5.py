@@ -141,7 +141,8 @@ def _print_and_write_comparison(
             "config": config,
             "lineage": [{k: r[k] for k in _BRIEF_KEYS if k in r} for r in records],
         }
-    arm = _COMPARE.value if _COMPARE.value != "none" else "flops_budget"
+    # --other_workdir: the other run's own environment names the file (flops / latency / ...)
+    arm = _COMPARE.value if _COMPARE.value != "none" else _environment(second[1])
     default_output = f"benchmarks/results/mnist_{arm.removesuffix('_budget')}_vs_layer_budget.json"
     common.write_results(
         _COMPARE_OUTPUT.value or default_output,
