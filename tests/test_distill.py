@@ -86,3 +86,83 @@ def test_generations_fine_tune_with_the_ancestor_as_teacher(tmp_path, mnist_smal
     assert evolution._teacher_model is not None  # the ancestor taught generation 1
     with pytest.raises(ValueError, match="distill_alpha"):
         EvolutionSettings(distill_alpha=2.0).validate()
+
+
+def test_precomputed_teacher_logits_train_exactly_like_the_running_teacher(mnist_small):
+    """The teacher's logits gathered with the labels (computed once) give the student the same
+    updates as running the teacher every step."""
+    keras.utils.set_random_seed(0)
+    teacher = lenet5()
+    _compile(teacher)
+    teacher.fit(mnist_small.train_dataset(64, seed=0), epochs=1, verbose=0)
+    keras.utils.set_random_seed(1)
+    initial = tf_evosyn.evolvable(lenet5()).get_weights()
+    students = []
+    soft = mnist_small.soft_target_train_data(teacher, batch_size=64)
+    for data in (mnist_small.train_dataset(64, seed=5), soft(5)):
+        student = tf_evosyn.evolvable(lenet5())
+        student.set_weights(initial)
+        _compile(student)
+        distiller_like(student, teacher, 4.0, 0.1).fit(data, epochs=1, verbose=0)
+        students.append(student)
+    x, (labels, logits) = next(iter(soft(5)))
+    assert logits.shape == (64, 10) and labels.dtype == tf.int32
+    np.testing.assert_allclose(logits, teacher(x, training=False), rtol=1e-4, atol=1e-4)
+    for a, b in zip(students[0].get_weights(), students[1].get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_evolution_uses_soft_target_data_once_and_falls_back_when_unavailable(
+    tmp_path, mnist_small
+):
+    made = []
+
+    def soft_target_data(teacher):
+        made.append(teacher)
+        return mnist_small.soft_target_train_data(teacher, batch_size=64)
+
+    settings = EvolutionSettings(
+        generations=2,
+        epochs_per_generation=1,
+        accuracy_tolerance=0.5,
+        max_attempts=1,
+        seed=3,
+        fit_verbose=0,
+        tensorboard_fit_logs=False,
+        distill_temperature=4.0,
+    )
+    for name, factory in (("cached", soft_target_data), ("augmented", lambda teacher: None)):
+        keras.utils.set_random_seed(0)
+        evolution = Evolution(
+            tmp_path / name,
+            compile_fn=_compile,
+            train_data=lambda seed: mnist_small.train_dataset(batch_size=64, seed=seed),
+            test_data=mnist_small.test_dataset(batch_size=256),
+            settings=settings,
+            soft_target_data=factory,
+        )
+        records = evolution.run(lenet5(), ancestor_epochs=1)
+        assert [r["generation"] for r in records] == [0, 1, 2]
+        assert all(r["accuracy"] > 0.5 for r in records)
+    assert len(made) == 1  # the teacher's logits were computed once for both generations
+
+
+def test_soft_targets_must_match_the_images_and_skip_augmentation(mnist_small):
+    from tf_evosyn.data import DataError, make_classification_dataset
+
+    images, labels = mnist_small.train_images[:32], mnist_small.train_labels[:32]
+    kwargs = dict(batch_size=8, training=True, seed=0)
+    with pytest.raises(DataError, match="one row per image"):
+        make_classification_dataset(images, labels, soft_targets=np.zeros((31, 10)), **kwargs)
+    with pytest.raises(DataError, match="augment=False"):
+        make_classification_dataset(
+            images, labels, soft_targets=np.zeros((32, 10)), augment=True, **kwargs
+        )
+    targets = np.arange(320, dtype=np.float32).reshape(32, 10)
+    ds = make_classification_dataset(images, labels, soft_targets=targets, **kwargs)
+    seen = []
+    for _, (y, t) in ds:  # each row stays with its own image's label
+        index = (t.numpy()[:, 0] // 10).astype(int)
+        np.testing.assert_array_equal(y.numpy(), labels[index])
+        seen.extend(index)
+    assert sorted(seen) == list(range(32))

@@ -81,6 +81,9 @@ class Evolution:
         protocol (records say ``selection_split: "test"``).
       task: what the network learns and how it is judged (default: classification, top-1
         accuracy). ``compile_fn`` should compile with the task's loss (:meth:`Task.compile`).
+      soft_target_data: for distillation, ``teacher -> (seed -> dataset)`` whose labels are
+        ``(label, teacher logits)``, computed once per run (the teacher, the ancestor, never
+        changes), or None where it cannot (augmented inputs); then the teacher runs every step.
     """
 
     def __init__(
@@ -95,8 +98,11 @@ class Evolution:
         strategy: tf.distribute.Strategy | None = None,
         task: Task | None = None,
         validation_data: tf.data.Dataset | None = None,
+        soft_target_data: Callable[[keras.Model], TrainData | None] | None = None,
     ):
         self._teacher_model: keras.Model | None = None
+        self._soft_target_data = soft_target_data
+        self._soft_train_data: TrainData | None = None
         self.run_dir = RunDirectory(workdir)
         self.workdir = self.run_dir.workdir
         self.compile_fn = compile_fn
@@ -169,7 +175,10 @@ class Evolution:
             return [], None
         keras.utils.set_random_seed(seed)
         _compile(self.ancestor_compile_fn if generation == 0 else self.compile_fn, model, epochs)
-        data = self.train_data(seed) if callable(self.train_data) else self.train_data
+        distill = generation > 0 and self.settings.distill_temperature > 0
+        source = self._distillation_data() if distill else None
+        source = source or self.train_data
+        data = source(seed) if callable(source) else source
         callbacks = [keras.callbacks.TerminateOnNaN(), *self.fit_kwargs.get("callbacks", [])]
         if self.settings.tensorboard_fit_logs:
             callbacks.append(
@@ -180,7 +189,7 @@ class Evolution:
                 )
             )
         extra = {k: v for k, v in self.fit_kwargs.items() if k != "callbacks"}
-        if generation > 0 and self.settings.distill_temperature > 0:
+        if distill:
             model = distiller_like(
                 model,
                 self._teacher(),
@@ -193,6 +202,14 @@ class Evolution:
         )
         losses = [float(v) for v in history.history.get("loss", [])]
         return losses, (time.perf_counter() - start) / max(len(losses), 1)
+
+    def _distillation_data(self) -> TrainData | None:
+        """Training data labelled with the teacher's logits, made once (None: not available)."""
+        if self._soft_train_data is None and self._soft_target_data is not None:
+            self._soft_train_data = self._soft_target_data(self._teacher())
+            if self._soft_train_data is None:
+                self._soft_target_data = None  # e.g. augmented inputs: the teacher runs per step
+        return self._soft_train_data
 
     def _teacher(self) -> keras.Model:
         """The ancestor (generation 0), loaded once, as the distillation teacher."""

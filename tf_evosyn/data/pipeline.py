@@ -42,6 +42,7 @@ def make_classification_dataset(
     normalization: ChannelStats | None = None,
     augment_pad: int = CIFAR_PAD,
     augment_flip: bool = True,
+    soft_targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Build a batched, prefetched dataset of ``(float32 image, int32 label)``.
 
@@ -57,6 +58,9 @@ def make_classification_dataset(
     horizontally with probability 1/2; the crops and
     flips are drawn afresh every epoch from a stream seeded by ``seed``, so a rebuilt dataset
     repeats them exactly.
+
+    ``soft_targets`` (N, K), e.g. a distillation teacher's logits of these images, are gathered
+    with the labels: the elements are then ``(image, (label, soft_target))``.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -81,6 +85,12 @@ def make_classification_dataset(
             f"augment_pad must be in [0, {min(images.shape[1:3])}) pixels for "
             f"{images.shape[1]}x{images.shape[2]} images, got {augment_pad}."
         )
+    if soft_targets is not None and len(soft_targets) != len(images):
+        raise DataError(
+            f"soft_targets must have one row per image ({len(images)}), got {len(soft_targets)}."
+        )
+    if soft_targets is not None and augment:
+        raise DataError("soft_targets belong to the un-augmented images; set augment=False.")
     channels = images.shape[-1] if images.ndim == 4 else 1
     if normalization is not None and np.shape(normalization.mean) != (channels,):
         raise DataError(
@@ -92,16 +102,26 @@ def make_classification_dataset(
     # examples themselves, but several times faster to build than a per-example map, which
     # matters because the training dataset is rebuilt every generation.
     labels_t = tf.constant(labels.astype(np.int32))
+    if soft_targets is not None:
+        targets_t = tf.constant(np.asarray(soft_targets, np.float32))
+
+        def label(idx: tf.Tensor):
+            return tf.gather(labels_t, idx), tf.gather(targets_t, idx)
+    else:
+
+        def label(idx: tf.Tensor):
+            return tf.gather(labels_t, idx)
+
     if cache:
         source = _decode(tf.constant(images), normalization)  # decoded once, kept in memory
 
         def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return tf.gather(source, idx), tf.gather(labels_t, idx)
+            return tf.gather(source, idx), label(idx)
     else:
         source = tf.constant(images)
 
         def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return _decode(tf.gather(source, idx), normalization), tf.gather(labels_t, idx)
+            return _decode(tf.gather(source, idx), normalization), label(idx)
 
     ds = tf.data.Dataset.range(len(images))
     if training:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from tf_evosyn._keras import tf
+from tf_evosyn._keras import keras, tf
 from tf_evosyn.data.datasets import (  # noqa: F401  (DatasetSpec/LocalData: their old home)
     DATASETS,
     DEFAULT_TEST_FRACTION,
@@ -98,6 +98,27 @@ class ClassificationData:
             augment_pad=self.augment_pad,
             augment_flip=self.augment_flip,
         )
+
+    def soft_target_train_data(self, teacher: keras.Model, batch_size: int):
+        """``seed -> training batches`` whose labels carry ``teacher``'s logits of each image,
+        computed once here (for distillation, see tf_evosyn.distill); None when the training
+        images are augmented (the teacher must then see each augmented image)."""
+        if self.augment:
+            return None
+        logits = teacher.predict(self.preprocess(self.train_images), batch_size=1024, verbose=0)
+
+        def train_data(seed: int) -> tf.data.Dataset:
+            return make_classification_dataset(
+                self.train_images,
+                self.train_labels,
+                batch_size=batch_size,
+                training=True,
+                seed=seed,
+                normalization=self.normalization,
+                soft_targets=logits,
+            )
+
+        return train_data
 
     def test_dataset(self, batch_size: int) -> tf.data.Dataset:
         """Test batches in file order (unshuffled, never augmented, so evaluations compare)."""

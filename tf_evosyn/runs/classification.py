@@ -63,6 +63,7 @@ def _run(
             test_data=lambda: data.test_dataset(batch_size=eval_batch),
             validation_data=lambda: data.validation_dataset(eval_batch),
             model_kwargs=model_kwargs(config),
+            soft_target_data=lambda teacher: data.soft_target_train_data(teacher, batch_size),
         ),
     )
 

@@ -37,6 +37,8 @@ class TaskData:
     test_data: Callable[[], tf.data.Dataset]
     validation_data: Callable[[], tf.data.Dataset]  # made only when decisions need it
     model_kwargs: dict = field(default_factory=dict)  # extra arguments of models.build
+    # teacher -> (seed -> batches labelled (label, teacher logits)) or None: see Evolution
+    soft_target_data: Callable[[keras.Model], Callable[[int], tf.data.Dataset] | None] | None = None
 
 
 def evolve_task(
@@ -100,5 +102,6 @@ def evolve_task(
         strategy=strategy,
         task=data.task,
         validation_data=validation_data,
+        soft_target_data=data.soft_target_data,
     )
     return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
