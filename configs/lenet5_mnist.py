@@ -47,10 +47,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Offspring synthesis and fine-tuning.
     config.evolution = ml_collections.ConfigDict()
     config.evolution.generations = 14
-    config.evolution.epochs_per_generation = 3
-    # Longer fine-tuning as the network shrinks: + round(this * log2(parent's cluster
-    # efficiency)) epochs, at most max_epochs_per_generation (0 = no cap).
-    config.evolution.epochs_per_doubling = 0.75
+    # 2 epochs while the network is large, + round(this * log2(parent's cluster efficiency))
+    # epochs as it shrinks, at most max_epochs_per_generation (0 = no cap): 2, 3, 4, 5 epochs
+    # at 1x, 2x, 4x, 8x fewer clusters. Against 3 + 0.75 per doubling the whole evolution
+    # takes 2.8x the ancestor's training instead of 3.6x, at the same accuracy at 14x clusters.
+    config.evolution.epochs_per_generation = 2
+    config.evolution.epochs_per_doubling = 1.0
     config.evolution.max_epochs_per_generation = 5
     config.evolution.optimizer = "adam"
     config.evolution.learning_rate = 1e-3
