@@ -83,7 +83,7 @@ def test_generations_fine_tune_with_the_ancestor_as_teacher(tmp_path, mnist_smal
     assert [r["generation"] for r in records] == [0, 1]
     assert records[1]["loss"] is not None and np.isfinite(records[1]["loss"])
     assert records[1]["accuracy"] > 0.5
-    assert evolution._teacher_model is not None  # the ancestor taught generation 1
+    assert evolution.fine_tuner.teacher_model is not None  # the ancestor taught generation 1
     with pytest.raises(ValueError, match="distill_alpha"):
         EvolutionSettings(distill_alpha=2.0).validate()
 

@@ -12,11 +12,9 @@ lineage as an uninterrupted one.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
-from collections.abc import Callable
 
 import numpy as np
 from absl import logging
@@ -29,7 +27,7 @@ from tf_evosyn import records as records_lib
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction import compact
 from tf_evosyn.convert import clone_with_weights, evolvable
-from tf_evosyn.distill import distiller_like
+from tf_evosyn.fine_tuning import CompileFn, FineTuner, SoftTargetData, TrainData
 from tf_evosyn.layers import evolvable_layers
 from tf_evosyn.mating import synthesize_from_parents
 from tf_evosyn.measures import count_living
@@ -38,9 +36,6 @@ from tf_evosyn.run_dir import RunDirectory
 from tf_evosyn.settings import SELECTION_CRITERIA, EvolutionSettings  # noqa: F401
 from tf_evosyn.tasks import ClassificationTask, Evaluation, Task
 from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: F401  (its old home)
-
-TrainData = Callable[[int], tf.data.Dataset] | tf.data.Dataset
-CompileFn = Callable[[keras.Model], None]
 
 
 def derive_seed(*parts: int) -> int:
@@ -98,16 +93,10 @@ class Evolution:
         strategy: tf.distribute.Strategy | None = None,
         task: Task | None = None,
         validation_data: tf.data.Dataset | None = None,
-        soft_target_data: Callable[[keras.Model], TrainData | None] | None = None,
+        soft_target_data: SoftTargetData | None = None,
     ):
-        self._teacher_model: keras.Model | None = None
-        self._soft_target_data = soft_target_data
-        self._soft_train_data: TrainData | None = None
         self.run_dir = RunDirectory(workdir)
         self.workdir = self.run_dir.workdir
-        self.compile_fn = compile_fn
-        self.ancestor_compile_fn = ancestor_compile_fn or compile_fn
-        self.train_data = train_data
         self.test_data = test_data
         self.validation_data = validation_data
         if validation_data is None:
@@ -123,7 +112,16 @@ class Evolution:
                 f"distill_temperature > 0 needs a task whose outputs are class logits; the "
                 f"{self.task.name} task does not support distillation. Set it to 0."
             )
-        self.fit_kwargs = dict(fit_kwargs or {})
+        self.fine_tuner = FineTuner(
+            compile_fn,
+            ancestor_compile_fn or compile_fn,
+            train_data,
+            self.settings,
+            teacher_dir=self.generation_dir(0),
+            tensorboard_dir=self.run_dir.tensorboard_dir,
+            fit_kwargs=fit_kwargs,
+            soft_target_data=soft_target_data,
+        )
         self.strategy = strategy or tf.distribute.get_strategy()
         self.lineage = self.run_dir.lineage
 
@@ -169,54 +167,7 @@ class Evolution:
     def _train(
         self, model: keras.Model, epochs: int, seed: int, generation: int
     ) -> tuple[list[float], float | None]:
-        """Compile and fit; returns the per-epoch training losses and the fit's wall seconds per
-        epoch (None without training)."""
-        if epochs <= 0:
-            return [], None
-        keras.utils.set_random_seed(seed)
-        _compile(self.ancestor_compile_fn if generation == 0 else self.compile_fn, model, epochs)
-        distill = generation > 0 and self.settings.distill_temperature > 0
-        source = self._distillation_data() if distill else None
-        source = source or self.train_data
-        data = source(seed) if callable(source) else source
-        callbacks = [keras.callbacks.TerminateOnNaN(), *self.fit_kwargs.get("callbacks", [])]
-        if self.settings.tensorboard_fit_logs:
-            callbacks.append(
-                keras.callbacks.TensorBoard(
-                    str(fs.join(self.run_dir.tensorboard_dir, f"gen_{generation:04d}")),
-                    write_graph=False,
-                    profile_batch=0,
-                )
-            )
-        extra = {k: v for k, v in self.fit_kwargs.items() if k != "callbacks"}
-        if distill:
-            model = distiller_like(
-                model,
-                self._teacher(),
-                self.settings.distill_temperature,
-                self.settings.distill_alpha,
-            )
-        start = time.perf_counter()
-        history = model.fit(
-            data, epochs=epochs, callbacks=callbacks, verbose=self.settings.fit_verbose, **extra
-        )
-        losses = [float(v) for v in history.history.get("loss", [])]
-        return losses, (time.perf_counter() - start) / max(len(losses), 1)
-
-    def _distillation_data(self) -> TrainData | None:
-        """Training data labelled with the teacher's logits, made once (None: not available)."""
-        if self._soft_train_data is None and self._soft_target_data is not None:
-            self._soft_train_data = self._soft_target_data(self._teacher())
-            if self._soft_train_data is None:
-                self._soft_target_data = None  # e.g. augmented inputs: the teacher runs per step
-        return self._soft_train_data
-
-    def _teacher(self) -> keras.Model:
-        """The ancestor (generation 0), loaded once, as the distillation teacher."""
-        if self._teacher_model is None:
-            self._teacher_model = load_model(self.generation_dir(0))
-            self._teacher_model.trainable = False
-        return self._teacher_model
+        return self.fine_tuner.train(model, epochs, seed, generation)
 
     @property
     def selection_split(self) -> str:
@@ -449,17 +400,3 @@ class Evolution:
 def _brief(candidate: dict) -> dict:
     """A candidate's summary as the lineage keeps it (without its full metrics)."""
     return {k: v for k, v in candidate.items() if k not in ("metrics", "environment")}
-
-
-def _compile(compile_fn: CompileFn, model: keras.Model, epochs: int) -> None:
-    """``compile_fn(model, epochs=...)`` if it takes the epochs (a schedule that spans one
-    training must know how long this one is: see ``settings.epochs_for``), else
-    ``compile_fn(model)``."""
-    try:
-        takes_epochs = "epochs" in inspect.signature(compile_fn).parameters
-    except (TypeError, ValueError):
-        takes_epochs = False
-    if takes_epochs:
-        compile_fn(model, epochs=epochs)
-    else:
-        compile_fn(model)
