@@ -19,6 +19,20 @@ def _compile(model):
     )
 
 
+def _settings(**overrides) -> EvolutionSettings:
+    """One or two quick distilled generations that accept anything better than chance."""
+    values = dict(
+        epochs_per_generation=1,
+        accuracy_tolerance=0.5,
+        max_attempts=1,
+        seed=3,
+        fit_verbose=0,
+        tensorboard_fit_logs=False,
+        distill_temperature=4.0,
+    )
+    return EvolutionSettings(**{**values, **overrides})
+
+
 def test_soft_target_loss_is_scaled_kl_divergence():
     rng = np.random.default_rng(0)
     teacher, student = rng.normal(size=(5, 10)), rng.normal(size=(5, 10))
@@ -61,17 +75,7 @@ def test_distiller_trains_only_the_student(mnist_small):
 
 def test_generations_fine_tune_with_the_ancestor_as_teacher(tmp_path, mnist_small):
     keras.utils.set_random_seed(0)
-    settings = EvolutionSettings(
-        generations=1,
-        epochs_per_generation=1,
-        accuracy_tolerance=0.5,
-        max_attempts=1,
-        seed=3,
-        fit_verbose=0,
-        tensorboard_fit_logs=False,
-        distill_temperature=4.0,
-        distill_alpha=0.2,
-    )
+    settings = _settings(generations=1, distill_alpha=0.2)
     evolution = Evolution(
         tmp_path,
         compile_fn=_compile,
@@ -121,16 +125,7 @@ def test_evolution_uses_soft_target_data_once_and_falls_back_when_unavailable(
         made.append(teacher)
         return mnist_small.soft_target_train_data(teacher, batch_size=64)
 
-    settings = EvolutionSettings(
-        generations=2,
-        epochs_per_generation=1,
-        accuracy_tolerance=0.5,
-        max_attempts=1,
-        seed=3,
-        fit_verbose=0,
-        tensorboard_fit_logs=False,
-        distill_temperature=4.0,
-    )
+    settings = _settings(generations=2)
     for name, factory in (("cached", soft_target_data), ("augmented", lambda teacher: None)):
         keras.utils.set_random_seed(0)
         evolution = Evolution(

@@ -83,9 +83,15 @@ class ClassificationData:
         return self.channel_stats
 
     def train_dataset(
-        self, batch_size: int, seed: int, *, drop_remainder: bool = False
+        self,
+        batch_size: int,
+        seed: int,
+        *,
+        drop_remainder: bool = False,
+        soft_targets: np.ndarray | None = None,
     ) -> tf.data.Dataset:
-        """Shuffled (and, if enabled, augmented) training batches; same ``seed``, same batches."""
+        """Shuffled (and, if enabled, augmented) training batches; same ``seed``, same batches.
+        ``soft_targets``: one row per training image, gathered with its label."""
         return make_classification_dataset(
             self.train_images,
             self.train_labels,
@@ -97,6 +103,7 @@ class ClassificationData:
             normalization=self.normalization,
             augment_pad=self.augment_pad,
             augment_flip=self.augment_flip,
+            soft_targets=soft_targets,
         )
 
     def soft_target_train_data(self, teacher: keras.Model, batch_size: int):
@@ -107,18 +114,7 @@ class ClassificationData:
             return None
         logits = teacher.predict(self.preprocess(self.train_images), batch_size=1024, verbose=0)
 
-        def train_data(seed: int) -> tf.data.Dataset:
-            return make_classification_dataset(
-                self.train_images,
-                self.train_labels,
-                batch_size=batch_size,
-                training=True,
-                seed=seed,
-                normalization=self.normalization,
-                soft_targets=logits,
-            )
-
-        return train_data
+        return lambda seed: self.train_dataset(batch_size, seed, soft_targets=logits)
 
     def test_dataset(self, batch_size: int) -> tf.data.Dataset:
         """Test batches in file order (unshuffled, never augmented, so evaluations compare)."""
