@@ -131,9 +131,9 @@ def checked_tflite(model, folder: Path, reference, probe: np.ndarray) -> dict:
 def interleaved_tflite_latency(
     paths: dict, shape: Sequence[int], threads: int, runs: int, warmup: int, rounds: int
 ) -> dict:
-    """key -> {median_ms, p90_ms, round_medians_ms}: every TFLite file timed once per round,
-    round after round, so load from other processes hits every model alike; the figures are
-    medians over rounds of the per-round median (p90 likewise)."""
+    """key -> {median_ms, p90_ms, round_medians_ms, round_cpu_medians_ms}: every TFLite file
+    timed once per round, round after round, so load from other processes hits every model
+    alike; the figures are medians over rounds of the per-round median (p90 likewise)."""
     from tf_evosyn.latency import tflite_latency
 
     samples = {key: [] for key in paths}
@@ -145,6 +145,7 @@ def interleaved_tflite_latency(
             "median_ms": float(statistics.median(r["median_ms"] for r in results)),
             "p90_ms": float(statistics.median(r["p90_ms"] for r in results)),
             "round_medians_ms": [r["median_ms"] for r in results],
+            "round_cpu_medians_ms": [r["cpu_median_ms"] for r in results],
         }
         for key, results in samples.items()
     }

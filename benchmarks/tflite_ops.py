@@ -10,12 +10,10 @@ With 1 thread every time is the invoking thread's CPU time (a loaded machine's w
 from __future__ import annotations
 
 import collections
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+import common
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.export import convert_to_tflite, save_serving_model
@@ -82,33 +80,14 @@ def one_layer_model(layer: keras.layers.Layer) -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
-def _invoke_ms(path: Path, threads: int, runs: int, warmup: int = 5) -> float:
-    """Median ms per invoke of a model with any number of inputs (random, filled once)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], rng.random(detail["shape"], dtype=np.float32))
-    for _ in range(warmup):
-        interpreter.invoke()
-    clock = time.thread_time if threads == 1 else time.perf_counter
-    samples = []
-    for _ in range(runs):
-        start = clock()
-        interpreter.invoke()
-        samples.append(clock() - start)
-    return float(statistics.median(samples)) * 1e3
-
-
 def layer_ms(layer: keras.layers.Layer, threads: int = 1, runs: int = 50) -> float:
     """Median ms of ``layer`` alone as a one-layer TFLite model (invoke overhead included)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(one_layer_model(layer))
     with tempfile.TemporaryDirectory(prefix="evosyn_op_") as tmp:
         path = Path(tmp) / "layer.tflite"
         path.write_bytes(converter.convert())
-        return _invoke_ms(path, threads, runs)
+        result = tflite_latency(path, None, threads, runs, warmup=5)
+        return result["cpu_median_ms" if threads == 1 else "median_ms"]
 
 
 def interleaved_ms(
@@ -121,10 +100,6 @@ def interleaved_ms(
 ) -> dict[str, list[float]]:
     """name -> per-round median ms of each model, the models interleaved in every round (so a
     change of load hits all alike); 1 thread: CPU time, more threads: wall time."""
-    clock = "cpu_median_ms" if threads == 1 else "median_ms"
-    samples: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(rounds):
-        for name, path in paths.items():
-            result = tflite_latency(path, input_shape, threads, runs, warmup)
-            samples[name].append(result[clock])
-    return samples
+    timings = common.interleaved_tflite_latency(paths, input_shape, threads, runs, warmup, rounds)
+    key = "round_cpu_medians_ms" if threads == 1 else "round_medians_ms"
+    return {name: timing[key] for name, timing in timings.items()}

@@ -34,21 +34,25 @@ def _summary(seconds: list[float], cpu_seconds: list[float] | None = None) -> di
 
 def tflite_latency(
     tflite_path: str | Path,
-    input_shape: tuple[int, ...],
+    input_shape: tuple[int, ...] | None,
     threads: int = 1,
     runs: int = 200,
     warmup: int = 20,
 ) -> dict:
-    """Per-invoke latency of a TFLite model (XNNPACK, the default delegate), input filled once.
+    """Per-invoke latency of a TFLite model (XNNPACK, the default delegate), inputs filled once.
 
-    ``input_shape`` includes the batch axis, e.g. (1, 28, 28, 1). Returns median_ms, p90_ms, runs.
+    ``input_shape`` includes the batch axis, e.g. (1, 28, 28, 1), and resizes the (single) input;
+    None keeps every input at the shape the model declares (models with several inputs).
+    Returns median_ms, p90_ms, runs and cpu_median_ms (the invoking thread's CPU time).
     """
     interpreter = _interpreter(tflite_path, threads)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(input_shape), strict=False)
+    inputs = interpreter.get_input_details()
+    if input_shape is not None:
+        interpreter.resize_tensor_input(inputs[0]["index"], list(input_shape), strict=False)
     interpreter.allocate_tensors()
     rng = np.random.default_rng(0)
-    interpreter.set_tensor(inp["index"], rng.random(input_shape, dtype=np.float32))
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], rng.random(detail["shape"], dtype=np.float32))
     for _ in range(warmup):
         interpreter.invoke()
     seconds, cpu_seconds = [], []
