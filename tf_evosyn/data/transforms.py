@@ -82,13 +82,13 @@ def random_crop_flip(
     offsets = tf.random.stateless_uniform(
         [batch, 2], seed=tf.stack([seed, 0]), minval=0, maxval=2 * pad + 1, dtype=tf.int32
     )
-    flips = tf.random.stateless_uniform(
-        [batch, 1], seed=tf.stack([seed, 1]), minval=0, maxval=2, dtype=tf.int32
-    )
     rows = offsets[:, :1] + tf.range(height)[tf.newaxis]  # (B, H)
-    forward = tf.range(width)[tf.newaxis]
-    if not flip:
-        flips = tf.zeros_like(flips)
-    cols = offsets[:, 1:] + tf.where(flips == 1, width - 1 - forward, forward)  # (B, W)
+    columns = tf.range(width)[tf.newaxis]  # (1, W)
+    if flip:
+        flips = tf.random.stateless_uniform(
+            [batch, 1], seed=tf.stack([seed, 1]), minval=0, maxval=2, dtype=tf.int32
+        )
+        columns = tf.where(flips == 1, width - 1 - columns, columns)
+    cols = offsets[:, 1:] + columns  # (B, W)
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)  # (B, H, W + 2 pad, C)
     return tf.gather(cropped, cols, axis=2, batch_dims=1)
