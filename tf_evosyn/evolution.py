@@ -164,11 +164,6 @@ class Evolution:
         return self.lineage.records
 
     # -- steps ---------------------------------------------------------------------------------
-    def _train(
-        self, model: keras.Model, epochs: int, seed: int, generation: int
-    ) -> tuple[list[float], float | None]:
-        return self.fine_tuner.train(model, epochs, seed, generation)
-
     @property
     def selection_split(self) -> str:
         return "test" if self.validation_data is None else "validation"
@@ -221,7 +216,8 @@ class Evolution:
             ancestor = evolvable(ancestor)  # cloned inside the scope
         elif not self._created_in_scope(ancestor):
             ancestor = clone_with_weights(ancestor)
-        losses, per_epoch = self._train(ancestor, epochs, derive_seed(self.settings.seed, 0), 0)
+        seed = derive_seed(self.settings.seed, 0)
+        losses, per_epoch = self.fine_tuner.train(ancestor, epochs, seed, 0)
         if (losses and not math.isfinite(losses[-1])) or not _finite_weights(ancestor):
             raise FloatingPointError(
                 "The ancestor's training loss became NaN/inf; lower the learning rate "
@@ -268,7 +264,7 @@ class Evolution:
         )
         if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
             offspring = compact(offspring, keep_evolvable=True)
-        losses, per_epoch = self._train(offspring, epochs, seed, generation)
+        losses, per_epoch = self.fine_tuner.train(offspring, epochs, seed, generation)
         finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
         # A diverged network is never evaluated, accepted, or used as a parent.
         evaluation = self._evaluate(offspring) if finite else None

@@ -18,6 +18,7 @@ from tf_evosyn import fs, models
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.config_checks import ScaleSettings, build_settings
 from tf_evosyn.evolution import Evolution
+from tf_evosyn.fine_tuning import SoftTargetData
 from tf_evosyn.model_io import load_model
 from tf_evosyn.recipes import make_compile_fn
 from tf_evosyn.runs.common import check_selection_of_run, prepare_workdir, select_on, write_runtime
@@ -38,7 +39,7 @@ class TaskData:
     validation_data: Callable[[], tf.data.Dataset]  # made only when decisions need it
     model_kwargs: dict = field(default_factory=dict)  # extra arguments of models.build
     # teacher -> (seed -> batches labelled (label, teacher logits)) or None: see Evolution
-    soft_target_data: Callable[[keras.Model], Callable[[int], tf.data.Dataset] | None] | None = None
+    soft_target_data: SoftTargetData | None = None
 
 
 def evolve_task(
