@@ -15,6 +15,7 @@ from tf_evosyn import fs, io_utils
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.config_checks import SCALE_DEFAULTS, ConfigError, ScaleSettings, scale_settings
+from tf_evosyn.data.transforms import CIFAR_PAD
 from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 
 # Other keys added after run directories existed, with the value that means "as before":
@@ -24,7 +25,7 @@ from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 OPTIONAL_DEFAULTS = {
     "model.weight_decay": None,
     "data.normalize_style": "standardize",
-    "data.augment_pad": 4,
+    "data.augment_pad": CIFAR_PAD,
     "data.augment_flip": True,
     "data.validation_size": None,  # None: the dataset's default (data/validation.py)
     "evolution.select_on": "validation",
