@@ -12,7 +12,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.deterministic = True  # same seed -> same lineage on the same machine
 
-    config.model = ml_collections.ConfigDict({"name": "lenet5"})
+    # linear: Caffe's LeNet-5 (no activation after the convolutions; the papers' ancestor).
+    # relu: a ReLU after each convolution, as the PyTorch LeNet-5-Caffe of the published
+    # compression results has (README, "LeNet-5 with ReLU convolutions").
+    config.model = ml_collections.ConfigDict({"name": "lenet5", "conv_activation": "linear"})
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "mnist"

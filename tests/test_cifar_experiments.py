@@ -149,6 +149,18 @@ def test_weight_decay_reaches_the_model():
     assert model_kwargs(lenet) == {}  # models without weight decay get nothing
 
 
+def test_conv_activation_reaches_lenet5():
+    config = load_config("lenet5_mnist")
+    plain = models.build(config.model.name, **model_kwargs(config))
+    assert plain.get_layer("conv1").activation is keras.activations.linear  # Caffe's network
+    config.model.conv_activation = "relu"
+    validate_config(config)
+    relu = models.build(config.model.name, **model_kwargs(config))
+    for name in ("conv1", "conv2"):
+        assert relu.get_layer(name).activation is keras.activations.relu
+    assert relu.count_params() == plain.count_params() == 431_080  # same weights and clusters
+
+
 # -- bad recipe keys -----------------------------------------------------------------------------
 
 
@@ -183,6 +195,8 @@ def _set(config, dotted, value):
         ({"evolution.warmup_epochs": -1.0}, "warmup_epochs must be a number >= 0"),
         ({"model.weight_decay": -1e-4}, "model.weight_decay must be a number >= 0"),
         ({"model.name": "lenet5"}, "takes no weight decay"),
+        ({"model.conv_activation": "relu"}, "has no such option"),
+        ({"model.conv_activation": "tanh"}, r"use one of \('linear', 'relu'\)"),
     ],
 )
 def test_bad_recipe_keys_are_config_errors(changes, message):
@@ -206,6 +220,8 @@ def test_piecewise_without_the_keys_says_what_is_missing():
 def test_configs_and_run_directories_older_than_the_recipe_keys_still_work(tmp_path):
     config = load_config("lenet5_mnist")
     validate_config(config)  # no momentum/boundaries/warmup/weight_decay keys
+    assert model_kwargs(config) == {"conv_activation": "linear"}
+    del config.model["conv_activation"]  # a config older than that key, too
     assert model_kwargs(config) == {}
     model = tf_evosyn.evolvable(models.lenet5())
     make_compile_fn(config.train, epochs=2, steps_per_epoch=5)(model)
@@ -223,7 +239,12 @@ def test_configs_and_run_directories_older_than_the_recipe_keys_still_work(tmp_p
             config[section].decay_factor = 0.1
             config[section].warmup_epochs = 0.0
         config.model.weight_decay = ml_collections.config_dict.placeholder(float)
+        config.model.conv_activation = "linear"
     prepare_workdir(config, tmp_path)
+    config.model.conv_activation = "relu"
+    with pytest.raises(ConfigError, match="model.conv_activation"):
+        prepare_workdir(config, tmp_path)
+    config.model.conv_activation = "linear"
     config.train.momentum = 0.9
     with pytest.raises(ConfigError, match="train.momentum"):
         prepare_workdir(config, tmp_path)

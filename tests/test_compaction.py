@@ -121,6 +121,17 @@ def test_lenet_random_masks_compact_equivalently(mnist_images):
     assert "conv2" in text and "50 -> 30" in text
 
 
+def test_lenet_with_relu_convolutions_compacts_equivalently(mnist_images):
+    model = tf_evosyn.evolvable(lenet5(conv_activation="relu"))
+    rng = np.random.default_rng(1)
+    dead = {"conv1": [0, 3, 7], "conv2": list(range(0, 50, 3)), "fc1": list(range(0, 500, 2))}
+    kill(model, dead, rng, synapse_survival=0.6)
+    compacted = compact(model)
+    assert compacted.get_layer("conv2").activation is keras.activations.relu
+    assert channels(compacted, "conv1") == 17 and channels(compacted, "conv2") == 33
+    assert_equivalent(model, compacted, mnist_images)
+
+
 def test_lenet_three_synthesized_generations_compact_equivalently(mnist_images):
     model = tf_evosyn.evolvable(lenet5())
     for generation in range(1, 4):

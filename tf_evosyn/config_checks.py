@@ -17,6 +17,7 @@ from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import environment as environment_lib
 from tf_evosyn.flops_budget import FlopsBudget
 from tf_evosyn.latency_budget import LatencyBudget
+from tf_evosyn.models.lenet5 import CONV_ACTIVATIONS
 from tf_evosyn.recipes import OPTIMIZERS, RECIPE_DEFAULTS, SCHEDULES, recipe
 from tf_evosyn.settings import EvolutionSettings
 
@@ -102,6 +103,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
         _validate_recipe(config, section)
     _validate_weight_decay(config)
+    _validate_conv_activation(config)
     if config.train.batch_size < 1:
         raise ConfigError("train.batch_size must be >= 1.")
     if config.train.epochs < 0:
@@ -208,10 +210,30 @@ def _validate_weight_decay(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def _validate_conv_activation(config: ml_collections.ConfigDict) -> None:
+    value = config.model.get("conv_activation", None)
+    if value is None:
+        return
+    if value not in CONV_ACTIVATIONS:
+        raise ConfigError(
+            f"model.conv_activation={value!r}; use one of {CONV_ACTIVATIONS} (linear: Caffe's "
+            "LeNet-5; activations with f(0) != 0 would make dead filters emit non-zero)."
+        )
+    if not models.accepts_keyword(config.model.name, "conv_activation"):
+        raise ConfigError(
+            f"model.conv_activation={value!r}, but model {config.model.name!r} has no such "
+            "option; leave model.conv_activation unset (None) for it."
+        )
+
+
 def model_kwargs(config: ml_collections.ConfigDict) -> dict:
     """Extra keyword arguments of ``models.build`` from ``config.model``."""
-    value = weight_decay(config)
-    return {} if value is None else {"weight_decay": float(value)}
+    kwargs = {}
+    if weight_decay(config) is not None:
+        kwargs["weight_decay"] = float(weight_decay(config))
+    if config.model.get("conv_activation", None) is not None:
+        kwargs["conv_activation"] = str(config.model.conv_activation)
+    return kwargs
 
 
 def build_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:

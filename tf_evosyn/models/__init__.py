@@ -25,12 +25,17 @@ def build(name: str, **kwargs):
     return _MODELS[name](**kwargs)
 
 
+# Builders that pass their ``**kwargs`` on to another builder: what that one takes counts.
+_FORWARDS_TO = {"resnet20": resnet_cifar, "resnet56": resnet_cifar}
+
+
 def accepts_keyword(name: str, keyword: str) -> bool:
     """Can ``build(name, ...)`` take ``keyword`` (e.g. ``weight_decay``)? A builder with
-    ``**kwargs`` forwards them to one that does (``resnet56`` -> ``resnet_cifar``)."""
+    ``**kwargs`` is judged by the builder it forwards them to (``resnet56`` -> ``resnet_cifar``)."""
     if name not in _MODELS:
         raise ValueError(f"Unknown model {name!r}; known models: {sorted(_MODELS)}.")
-    parameters = inspect.signature(_MODELS[name]).parameters.values()
+    builder = _FORWARDS_TO.get(name, _MODELS[name])
+    parameters = inspect.signature(builder).parameters.values()
     return any(p.name == keyword or p.kind is p.VAR_KEYWORD for p in parameters)
 
 

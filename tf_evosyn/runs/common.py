@@ -24,6 +24,7 @@ from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 # tf_evosyn.data.registry.NORMALIZE_STYLES.
 OPTIONAL_DEFAULTS = {
     "model.weight_decay": None,
+    "model.conv_activation": "linear",  # LeNet-5 as Caffe has it (other models: no such key)
     "data.normalize_style": "standardize",
     "data.augment_pad": CIFAR_PAD,
     "data.augment_flip": True,
