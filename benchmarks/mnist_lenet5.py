@@ -10,7 +10,8 @@ the finished run directory instead), then prints one row per generation (validat
 accuracy, synapses, clusters, both efficiencies, compacted MACs, seconds and seconds per
 fine-tuning epoch) beside the published LeNet-5 results, the verdict against issue 12's targets
 (offspring chosen on validation, judged on test), draws test accuracy against synaptic and
-cluster efficiency as PNG, and writes everything as JSON.
+cluster efficiency as PNG (named after ``--output``: ``<stem>_test_accuracy_vs_*.png``), and
+writes everything as JSON.
 
 Issue 13: ``--compare=flops_budget`` (or ``latency_budget``) also runs the same config with that
 ``evolution.environment`` from the same trained ancestor (``--compare_workdir``),
@@ -168,7 +169,7 @@ def main(argv: list[str]) -> None:
     print()
     print(report.format_verdict(result))
     plots = plot_score_vs_efficiency(
-        records, _PLOTS_DIR.value, anchors=report.PUBLISHED, prefix="mnist_lenet5_"
+        records, _PLOTS_DIR.value, anchors=report.PUBLISHED, prefix=f"{Path(_OUTPUT.value).stem}_"
     )
     print("Plots: " + ", ".join(str(p) for p in plots))
     common.write_results(

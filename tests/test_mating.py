@@ -5,7 +5,8 @@ import pytest
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.environment import ConstantFactor
+from tf_evosyn.environment import ConstantFactor, LayerBudget
+from tf_evosyn.heredity import expected_survivors
 from tf_evosyn.mating import (
     combined_strengths,
     heredity_model,
@@ -75,6 +76,20 @@ def test_offspring_inherits_from_the_fittest_parent_alive_there(parents):
     child, _ = synthesize_from_parents([dead_everywhere, twin], ConstantFactor(1.0, 1.0))
     assert not child.get_layer("fc").living_synapse_mask()[1, 1]
     assert not child.get_layer("fc").living_cluster_mask()[2]
+
+
+def test_budgets_count_the_fittest_parent_not_the_union(parents):
+    # A (fittest) has 2 living fc units and 3 living synapses; the union of A and B 3 and 6.
+    budget = LayerBudget(cluster_fraction=0.5, synapse_fraction=0.5, max_factor=10.0)
+    _, record = synthesize_from_parents(parents, budget, seed=0)
+    union = {h.name: h for h in compute_heredity(heredity_model(parents), False)}
+    synapses, clusters = expected_survivors(union["fc"], *record.factors["fc"])
+    assert clusters == pytest.approx(0.5 * 2, rel=1e-4)  # not 0.5 * 3
+    assert synapses == pytest.approx(0.5 * 3, rel=1e-4)  # not 0.5 * 6
+    # The same budget on the fittest parent alone expects the same sizes.
+    alone = {h.name: h for h in compute_heredity(parents[0], False)}
+    own = budget.layer_factors(alone["fc"], 3)
+    assert expected_survivors(alone["fc"], *own) == pytest.approx((synapses, clusters), rel=1e-4)
 
 
 def test_one_parent_is_plain_synthesis(parents):

@@ -124,7 +124,7 @@ class SynapseBudget(EnvironmentalFactor):
 
     def layer_factors(self, layer, parent_synapses):
         target = self.fraction * float(parent_synapses)
-        factor = _solve_factor(
+        factor = solve_factor(
             lambda f: expected_survivors(layer, *self._pair(f))[0], target, self.max_factor
         )
         return self._pair(factor)
@@ -139,7 +139,7 @@ class SynapseBudget(EnvironmentalFactor):
         }
 
 
-def _solve_factor(expected, target: float, max_factor: float) -> float:
+def solve_factor(expected, target: float, max_factor: float) -> float:
     """Smallest factor in (0, max_factor] whose ``expected(factor)`` reaches ``target``.
 
     ``expected`` must be non-decreasing in the factor. If even ``max_factor`` falls short,
@@ -230,13 +230,13 @@ class LayerBudget(EnvironmentalFactor):
     def layer_factors(self, layer, parent_synapses):
         cluster_fraction, synapse_fraction = self.fractions(layer.name)
         cluster_target = cluster_fraction * float(layer.cluster_alive.sum())
-        cluster_factor = _solve_factor(
+        cluster_factor = solve_factor(
             lambda f: expected_survivors(layer, f, self.max_factor)[1],
             cluster_target,
             self.max_factor,
         )
         synapse_target = synapse_fraction * float(parent_synapses)
-        synapse_factor = _solve_factor(
+        synapse_factor = solve_factor(
             lambda f: expected_survivors(layer, cluster_factor, f)[0],
             synapse_target,
             self.max_factor,

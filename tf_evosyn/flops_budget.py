@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tf_evosyn import environment as environment_lib
-from tf_evosyn.environment import EnvironmentalFactor, _check_fraction, _solve_factor
+from tf_evosyn.environment import EnvironmentalFactor, _check_fraction, solve_factor
 from tf_evosyn.heredity import LayerHeredity, apply_factor
 
 COUNTS = ("dense", "living")
@@ -218,7 +218,7 @@ class FlopsBudget(EnvironmentalFactor):
             heredity = macs.layers[macs.index[name]].heredity
             weights = macs.cluster_costs(name)
             target = values["fraction"] * float((weights * heredity.cluster_alive).sum())
-            factor = _solve_factor(
+            factor = solve_factor(
                 lambda f, h=heredity, w=weights: float(
                     (apply_factor(h.cluster_probs, f) * w).sum()
                 ),
@@ -231,7 +231,7 @@ class FlopsBudget(EnvironmentalFactor):
         def factors_for(f: float) -> list[tuple[float, float]]:
             return [pinned.get(name, self._pair(f)) for name in names]
 
-        shared = _solve_factor(
+        shared = solve_factor(
             lambda f: float(macs.layer_macs(factors_for(f)).sum()), target, self.max_factor
         )
         return dict(zip(names, factors_for(shared), strict=True))

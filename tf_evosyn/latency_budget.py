@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from tf_evosyn import environment as environment_lib
-from tf_evosyn.environment import EnvironmentalFactor, _check_fraction, _solve_factor
+from tf_evosyn.environment import EnvironmentalFactor, _check_fraction, solve_factor
 from tf_evosyn.flops_budget import MacsModel, SolvedFactors
 from tf_evosyn.latency_model import LatencyTable, LayerShape, layer_shapes
 
@@ -182,7 +182,7 @@ class LatencyBudget(EnvironmentalFactor):
             target = self.milliseconds
         else:  # a fraction of what shrinking can remove (see the class docstring)
             target = floor_ms + self.fraction * (parent_ms - floor_ms)
-        factor = _solve_factor(
+        factor = solve_factor(
             lambda f: self.predicted_ms(macs, layers, [(f, 1.0)] * n), target, self.max_factor
         )
         names = [c.heredity.name for c in macs.layers]
