@@ -193,6 +193,8 @@ def _set(config, dotted, value):
         ({"train.decay_factor": 0.0}, r"decay_factor must be in \(0, 1\]"),
         ({"train.decay_factor": 10.0}, r"decay_factor must be in \(0, 1\]"),
         ({"evolution.warmup_epochs": -1.0}, "warmup_epochs must be a number >= 0"),
+        ({"train.steps_per_execution": 0}, "steps_per_execution must be an integer >= 1"),
+        ({"evolution.steps_per_execution": 2.0}, "steps_per_execution must be an integer"),
         ({"model.weight_decay": -1e-4}, "model.weight_decay must be a number >= 0"),
         ({"model.name": "lenet5"}, "takes no weight decay"),
         ({"model.conv_activation": "relu"}, "has no such option"),

@@ -1,6 +1,7 @@
 """Distillation for offspring fine-tuning: the loss is Hinton's, only the student learns, and the
 generational loop can use the ancestor as teacher."""
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -9,6 +10,7 @@ from tf_evosyn._keras import keras, tf
 from tf_evosyn.distill import Distiller, distiller_like, soft_target_loss
 from tf_evosyn.evolution import Evolution, EvolutionSettings
 from tf_evosyn.models import lenet5
+from tf_evosyn.recipes import make_compile_fn
 
 
 def _compile(model):
@@ -161,3 +163,25 @@ def test_soft_targets_must_match_the_images_and_skip_augmentation(mnist_small):
         np.testing.assert_array_equal(y.numpy(), labels[index])
         seen.extend(index)
     assert sorted(seen) == list(range(32))
+
+
+def test_steps_per_execution_gives_the_same_updates_and_reaches_the_distiller(mnist_small):
+    keras.utils.set_random_seed(0)
+    teacher = lenet5()
+    _compile(teacher)
+    start = tf_evosyn.evolvable(lenet5()).get_weights()
+    trained = []
+    for steps in (1, 8):
+        section = ml_collections.ConfigDict(
+            dict(optimizer="adam", learning_rate=1e-3, schedule="cosine", steps_per_execution=steps)
+        )
+        student = tf_evosyn.evolvable(lenet5())
+        student.set_weights(start)
+        make_compile_fn(section, epochs=1, steps_per_epoch=4)(student)
+        distiller = distiller_like(student, teacher, temperature=4.0, alpha=0.1)
+        assert int(distiller._steps_per_execution.numpy()) == steps
+        distiller.fit(mnist_small.train_dataset(64, seed=0).take(4), epochs=1, verbose=0)
+        trained.append(student.get_weights())
+    assert not np.allclose(trained[0][0], start[0])  # it trained
+    for one, eight in zip(*trained, strict=True):
+        np.testing.assert_allclose(one, eight, rtol=0, atol=1e-6)

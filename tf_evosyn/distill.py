@@ -82,6 +82,12 @@ class Distiller(keras.Model):
         return {"temperature": self.temperature, "alpha": self.alpha}
 
 
+def steps_per_execution(model: keras.Model) -> int:
+    """The compiled ``steps_per_execution`` of ``model`` (1 when it has none)."""
+    value = getattr(model, "_steps_per_execution", None)
+    return 1 if value is None else int(value.numpy())
+
+
 def distiller_like(
     student: keras.Model, teacher: keras.Model, temperature: float, alpha: float
 ) -> Distiller:
@@ -98,5 +104,6 @@ def distiller_like(
         loss=student.loss,
         metrics=metrics,
         jit_compile=getattr(student, "_jit_compile", None),
+        steps_per_execution=steps_per_execution(student),
     )
     return distiller

@@ -57,6 +57,7 @@ class Task(abc.ABC):
         model: keras.Model,
         optimizer: keras.optimizers.Optimizer,
         jit_compile: bool = False,
+        steps_per_execution: int = 1,
     ) -> None:
         """Compile ``model`` for this task with a fresh ``optimizer``."""
         model.compile(
@@ -65,6 +66,7 @@ class Task(abc.ABC):
             loss_weights=self.loss_weights(),
             metrics=self.compile_metrics(),
             jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
         )
 
     @abc.abstractmethod
