@@ -75,14 +75,18 @@ def test_main_job_timing_sentence_matches_the_benchmark_run():
     assert round(sum(r["seconds"] for r in lineage) / 60) == minutes
 
 
-def test_lenet5_table_matches_mnist_lenet5_json():
-    results = _results("mnist_lenet5.json")
+@pytest.mark.parametrize(
+    "gen_header, json_name",
+    [("gen", "mnist_lenet5.json"), ("gen (ReLU)", "mnist_lenet5_relu.json")],
+)
+def test_lenet5_table_matches_its_json(gen_header, json_name):
+    results = _results(json_name)
     lineage = {r["generation"]: r for r in results["lineage"]}
-    rows = table(["gen", "val %", "test %", "synapses"])
-    assert [int(r["gen"]) for r in rows] == sorted(lineage)
+    rows = table([gen_header, "val %", "test %", "synapses"])
+    assert [int(r[gen_header]) for r in rows] == sorted(lineage)
     best = results["verdict"]["best_generation"]
     for row in rows:
-        record, where = lineage[int(row["gen"])], f"LeNet-5 gen {row['gen']}"
+        record, where = lineage[int(row[gen_header])], f"{json_name} gen {row[gen_header]}"
         check(row, "val %", 100 * record["accuracy"], where)  # the selection split
         check(row, "test %", 100 * record["test_accuracy"], where)
         check(row, "synapses", record["synapses"], where)
