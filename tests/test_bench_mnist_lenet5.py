@@ -230,7 +230,8 @@ def test_benchmark_runs_compares_and_reports_a_finished_run(tmp_path, datasets_d
     assert set(side["runs"]) == {"layer_budget", "flops_budget"}
     # The second arm starts from the first arm's trained ancestor.
     assert side["runs"]["flops_budget"]["lineage"][0]["score"] == results["lineage"][0]["score"]
-    assert len(list((tmp_path / "plots").glob("mnist_lenet5_test_accuracy_vs_*.png"))) == 2
+    # PNGs are named after --output (bench.json -> bench_test_accuracy_vs_*.png).
+    assert len(list((tmp_path / "plots").glob("bench_test_accuracy_vs_*.png"))) == 2
 
     # Reading the finished runs again (nothing trained) prints the same figures.
     before = (run / "lineage.jsonl").read_text()
