@@ -150,8 +150,8 @@ def _validate_recipe(config: ml_collections.ConfigDict, name: str) -> None:
     steps = recipe(section, "steps_per_execution")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(
-            f"{name}.steps_per_execution must be an integer >= 1 (1 = one step per call; 32 "
-            f"suits small networks), got {steps!r}."
+            f"{name}.steps_per_execution must be an integer >= 1 (1 = one step per call; "
+            f"larger values save dispatch time on TPUs and GPUs), got {steps!r}."
         )
     warmup = recipe(section, "warmup_epochs")
     if not _is_number(warmup) or warmup < 0:
