@@ -5,6 +5,7 @@ import pytest
 
 import tf_evosyn
 from tf_evosyn._keras import keras
+from tf_evosyn.alignment import ChannelAlignment
 from tf_evosyn.environment import ConstantFactor, LayerBudget
 from tf_evosyn.heredity import expected_survivors
 from tf_evosyn.mating import (
@@ -13,6 +14,7 @@ from tf_evosyn.mating import (
     inherited_kernel,
     synthesize_from_parents,
 )
+from tf_evosyn.models import lenet5
 from tf_evosyn.synthesis import compute_heredity, synthesize
 
 # fc: 2 inputs -> 3 units. Parent A is the fittest.
@@ -105,3 +107,25 @@ def test_parents_must_align():
     )
     with pytest.raises(ValueError, match="same evolvable layers|different kernel shapes"):
         synthesize_from_parents([_parent(KERNEL_A, ALIVE_A, CLUSTERS_A), other])
+
+
+def test_anchored_draws_keep_the_environments_mask_edits():
+    # Two LeNet-5 parents with different dead filters; alignment to 4 still applies after the
+    # anchored draw (the environment is only bound to the fittest parent).
+    parents = []
+    for dead in (range(0, 20, 3), range(1, 20, 4)):
+        parent = tf_evosyn.evolvable(lenet5())
+        conv1 = parent.get_layer("conv1")
+        clusters = np.ones(20, np.float32)
+        clusters[list(dead)] = 0
+        conv1.set_masks(np.ones(conv1.matrix_shape), clusters)
+        parents.append(parent)
+    environment = ChannelAlignment(LayerBudget(0.7, 0.7), multiple=4, rounding="nearest")
+    for seed in range(3):
+        offspring, _ = synthesize_from_parents(parents, environment, seed=seed)
+        counts = {
+            layer.name: int(layer.living_cluster_mask().sum())
+            for layer in tf_evosyn.evolvable_layers(offspring)
+        }
+        assert counts["fc2"] == 10
+        assert all(n % 4 == 0 for name, n in counts.items() if name != "fc2"), counts

@@ -124,26 +124,33 @@ class AnchoredToFittest(EnvironmentalFactor):
     ``environment`` still apply after the draw.
     """
 
-    def __init__(self, environment: EnvironmentalFactor, fittest: keras.Model):
+    def __init__(
+        self,
+        environment: EnvironmentalFactor,
+        fittest: keras.Model,
+        targets: dict[str, tuple[float, float]] | None = None,
+    ):
         self.environment = environment
         self.fittest = fittest
-        self.targets: dict[str, tuple[float, float]] = {}
+        self.targets = dict(targets or {})  # layer -> expected (synapses, clusters), once bound
 
     def for_attempt(self, attempt: int) -> AnchoredToFittest:
         return AnchoredToFittest(self.environment.for_attempt(attempt), self.fittest)
 
     def bind(self, model, plan, heredities) -> AnchoredToFittest:
+        """Solves ``environment`` on the fittest parent only: the union's factors come from
+        :meth:`layer_factors`, and mask edits (:meth:`adjust_masks`) need no binding."""
+        del model, plan, heredities
         fittest_plan = plan_coupling(self.fittest)
         fittest_heredities = compute_heredity(self.fittest, False, plan=fittest_plan)
         bound = self.environment.bind(self.fittest, fittest_plan, fittest_heredities)
-        anchored = AnchoredToFittest(self.environment.bind(model, plan, heredities), self.fittest)
-        anchored.targets = {
+        targets = {
             layer.name: expected_survivors(
                 layer, *bound.layer_factors(layer, int(layer.synapse_alive.sum()))
             )
             for layer in fittest_heredities
         }
-        return anchored
+        return AnchoredToFittest(self.environment, self.fittest, targets)
 
     def layer_factors(self, layer, parent_synapses):
         synapses, clusters = self.targets[layer.name]
