@@ -235,8 +235,9 @@ def _validate_conv_activation(config: ml_collections.ConfigDict) -> None:
 def model_kwargs(config: ml_collections.ConfigDict) -> dict:
     """Extra keyword arguments of ``models.build`` from ``config.model``."""
     kwargs = {}
-    if weight_decay(config) is not None:
-        kwargs["weight_decay"] = float(weight_decay(config))
+    decay = weight_decay(config)
+    if decay is not None:
+        kwargs["weight_decay"] = float(decay)
     if config.model.get("conv_activation", None) is not None:
         kwargs["conv_activation"] = str(config.model.conv_activation)
     return kwargs
