@@ -102,7 +102,7 @@ def generations_table(records: Sequence[Mapping]) -> str:
         ratio = per_epoch / base_epoch if per_epoch and base_epoch else None
         rows.append(
             [
-                str(r["generation"]),
+                f"{r['generation']} (final)" if r.get("final") else str(r["generation"]),
                 _pct(_validation(r)),
                 _pct(_test(r)),
                 f"{r['synapses']:,}",

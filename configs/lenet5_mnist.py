@@ -58,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.epochs_per_generation = 1
     config.evolution.epochs_per_doubling = 1.0
     config.evolution.max_epochs_per_generation = 5
+    # > 0: best/ trains this many more epochs after the last generation (kept if validation
+    # does not drop; lineage: one more generation, final: true).
+    config.evolution.final_epochs = 0
     config.evolution.optimizer = "adam"
     config.evolution.learning_rate = 1e-3
     config.evolution.schedule = "cosine"  # decays over each generation's fine-tuning

@@ -82,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
     # efficiency)) epochs, at most max_epochs_per_generation (0 = no cap).
     config.evolution.epochs_per_doubling = 0.0
     config.evolution.max_epochs_per_generation = 0
+    # > 0: best/ trains this many more epochs after the last generation (kept if validation
+    # does not drop; lineage: one more generation, final: true).
+    config.evolution.final_epochs = 0
     config.evolution.optimizer = "sgd"
     config.evolution.learning_rate = 0.01
     config.evolution.momentum = 0.9

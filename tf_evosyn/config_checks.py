@@ -340,6 +340,7 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         epochs_per_generation=evo.epochs_per_generation,
         epochs_per_doubling=evo.get("epochs_per_doubling", 0.0),
         max_epochs_per_generation=evo.get("max_epochs_per_generation", 0),
+        final_epochs=evo.get("final_epochs", 0),
         environment=build_environment(evo),
         accuracy_tolerance=evo.get("accuracy_tolerance", 0.01),
         score_tolerance=evo.get("score_tolerance", None),

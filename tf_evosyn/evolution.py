@@ -159,6 +159,7 @@ class Evolution:
         while stopped is None and self.lineage.last_generation < self.settings.generations:
             if not self._evolve_one_generation():
                 stopped = self._stopped_reason()
+        self._final_fine_tuning()
         self._sync_best()
         self._finish(stopped)
         return self.lineage.records
@@ -204,6 +205,14 @@ class Evolution:
             **extra,
         }
 
+    def _fine_tune(self, model: keras.Model, epochs: int, seed: int, generation: int):
+        """Train ``model``; returns (evaluation, last loss, seconds per epoch). A diverged
+        network (non-finite loss or weights) is never evaluated: its evaluation is None."""
+        losses, per_epoch = self.fine_tuner.train(model, epochs, seed, generation)
+        finite = _finite_weights(model) and all(math.isfinite(v) for v in losses)
+        evaluation = self._evaluate(model) if finite else None
+        return evaluation, (losses[-1] if losses and finite else None), per_epoch
+
     def _created_in_scope(self, model: keras.Model) -> bool:
         """Were ``model``'s variables created under this evolution's strategy?"""
         if distribute_lib.is_default(self.strategy):
@@ -217,25 +226,14 @@ class Evolution:
         elif not self._created_in_scope(ancestor):
             ancestor = clone_with_weights(ancestor)
         seed = derive_seed(self.settings.seed, 0)
-        losses, per_epoch = self.fine_tuner.train(ancestor, epochs, seed, 0)
-        if (losses and not math.isfinite(losses[-1])) or not _finite_weights(ancestor):
+        evaluation, loss, per_epoch = self._fine_tune(ancestor, epochs, seed, 0)
+        if evaluation is None:
             raise FloatingPointError(
                 "The ancestor's training loss became NaN/inf; lower the learning rate "
                 "(--config.train.learning_rate) and start a new run directory."
             )
-        record = self._measure(
-            ancestor,
-            0,
-            time.time() - start,
-            True,
-            self._evaluate(ancestor),
-            {
-                "loss": losses[-1] if losses else None,
-                "epochs": epochs,
-                "attempts": 1,
-                "seconds_per_epoch": per_epoch,
-            },
-        )
+        extra = {"loss": loss, "epochs": epochs, "attempts": 1, "seconds_per_epoch": per_epoch}
+        record = self._measure(ancestor, 0, time.time() - start, True, evaluation, extra)
         self._commit_generation(ancestor, record)
 
     def _parents(self, generation: int) -> list[keras.Model]:
@@ -264,10 +262,8 @@ class Evolution:
         )
         if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
             offspring = compact(offspring, keep_evolvable=True)
-        losses, per_epoch = self.fine_tuner.train(offspring, epochs, seed, generation)
-        finite = _finite_weights(offspring) and all(math.isfinite(v) for v in losses)
         # A diverged network is never evaluated, accepted, or used as a parent.
-        evaluation = self._evaluate(offspring) if finite else None
+        evaluation, loss, per_epoch = self._fine_tune(offspring, epochs, seed, generation)
         counts = count_living(offspring)
         reason = None
         if evaluation is None:
@@ -297,7 +293,7 @@ class Evolution:
             if reason is None
             else None,
             "reason": reason,
-            "loss": losses[-1] if losses and math.isfinite(losses[-1]) else None,
+            "loss": loss,
             "environment": {name: list(f) for name, f in synthesis.factors.items()},
             "seconds": time.time() - start,
             "seconds_per_epoch": per_epoch,
@@ -352,11 +348,35 @@ class Evolution:
         self._commit_generation(offspring, record)
         return accepted
 
+    def _final_fine_tuning(self) -> None:
+        """Train best/ ``settings.final_epochs`` more epochs, once, as one more generation.
+
+        Kept (accepted, and then best/: same efficiency, later) only if its score on the
+        decision split meets the floor and does not fall below what it had; a killed final
+        fine-tuning is redone from its start on resume (same seed, same result).
+        """
+        records = self.lineage.records
+        source = self.best_record()
+        if not self.settings.final_epochs or records[-1].get("final") or not source["generation"]:
+            return
+        start, epochs = time.time(), self.settings.final_epochs
+        generation = self.lineage.last_generation + 1
+        model = load_model(self.generation_dir(source["generation"]))
+        seed = derive_seed(self.settings.seed, generation, 0)
+        evaluation, loss, per_epoch = self._fine_tune(model, epochs, seed, generation)
+        ancestor_floor = self.settings.floor(lineage_lib.score_of(self.lineage.ancestor))
+        floor = max(ancestor_floor, source["score"])
+        accepted = evaluation is not None and evaluation.score >= floor
+        extra = {"final": True, "parent": source["generation"], "attempts": 1, "loss": loss}
+        extra.update(epochs=epochs, seconds_per_epoch=per_epoch)
+        record = self._measure(model, generation, time.time() - start, accepted, evaluation, extra)
+        self._commit_generation(model, record)
+
     def _parent_record(self) -> dict:
         return self.lineage.accepted_records()[-1]
 
     def _stopped_reason(self) -> str | None:
-        records = self.lineage.records
+        records = [r for r in self.lineage.records if not r.get("final")]
         if records and not records[-1]["accepted"]:
             return records[-1].get("stop_reason", "the last offspring was rejected")
         return None

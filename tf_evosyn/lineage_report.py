@@ -32,6 +32,11 @@ def _fmt_score(value: float, percent: bool) -> str:
     return f"{100.0 * value:.2f}" if percent else f"{value:.4f}"
 
 
+def generation_label(record: Mapping[str, Any]) -> str:
+    """The generation number, marked when it is the final fine-tuning of best/ (not a draw)."""
+    return f"{record['generation']} (final)" if record.get("final") else str(record["generation"])
+
+
 def summary_table(
     records: Sequence[Mapping[str, Any]], paper: Mapping[str, Any] | None = None
 ) -> str:
@@ -59,7 +64,7 @@ def summary_table(
     for r in records:
         rows.append(
             (
-                str(r["generation"]),
+                generation_label(r),
                 _fmt_score(r["score"], percent),
                 f"{r['synapses']:,}",
                 f"{r['clusters']:,}",

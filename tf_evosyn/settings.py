@@ -22,6 +22,11 @@ class EvolutionSettings:
     # but (compacted) cost less per epoch.
     epochs_per_doubling: float = 0.0
     max_epochs_per_generation: int = 0
+    # > 0: after the last generation, the offspring chosen as best/ trains this many more epochs
+    # (the same recipe, its schedule spanning them), recorded as one more generation with
+    # ``final: true``. A small offspring that passed the floor after a few epochs is not done
+    # learning (LeNet-5 at 40 clusters: 98.74% -> ~99.0% test after 20 more epochs).
+    final_epochs: int = 0
     environment: environment_lib.EnvironmentalFactor = field(
         default_factory=environment_lib.ConstantFactor
     )
@@ -62,6 +67,8 @@ class EvolutionSettings:
                 "epochs_per_doubling and max_epochs_per_generation must be >= 0 (0 = a fixed "
                 "epochs_per_generation)."
             )
+        if self.final_epochs < 0:
+            raise ValueError(f"final_epochs must be >= 0 (0 = none), got {self.final_epochs}.")
         if 0 < self.max_epochs_per_generation < self.epochs_per_generation:
             raise ValueError(
                 f"max_epochs_per_generation ({self.max_epochs_per_generation}) is below "

@@ -36,6 +36,7 @@ OPTIONAL_DEFAULTS = {
     "evolution.compact_offspring": False,
     "evolution.epochs_per_doubling": 0.0,
     "evolution.max_epochs_per_generation": 0,
+    "evolution.final_epochs": 0,
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
     "detection.coverage_positive_weight": 1.0,
@@ -53,9 +54,10 @@ OPTIONAL_DEFAULTS = {
 SELECT_ON = ("validation", "test")
 
 # Where the run executes may change when it is resumed (e.g. on other hardware), and how long
-# it goes on (more generations continue a finished run: earlier ones are not affected); what
-# it computes may not: a resumed run must use the same config apart from these keys.
-RESUMABLE_CHANGES = ("distribute.", "evolution.generations", "log.")
+# it goes on (more generations continue a finished run, a final fine-tuning follows it: earlier
+# ones are not affected); what it computes may not: a resumed run must use the same config
+# apart from these keys.
+RESUMABLE_CHANGES = ("distribute.", "evolution.generations", "evolution.final_epochs", "log.")
 RUNTIME_FILENAME = "runtime.json"
 
 
