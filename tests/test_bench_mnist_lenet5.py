@@ -249,3 +249,19 @@ def test_benchmark_runs_compares_and_reports_a_finished_run(tmp_path, datasets_d
     table = [line for line in out.splitlines() if line.startswith("| 1 |")]
     assert table and table[0] in again
     assert json.loads((tmp_path / "again.json").read_text())["verdict"] == results["verdict"]
+
+
+def test_a_final_fine_tuning_is_labelled_chosen_like_any_offspring_and_timed():
+    """The final fine-tuning of best/ (same counts, one more generation) is marked in the
+    table, can be the offspring a target is judged on, and its seconds count as evolution."""
+    records = lineage(
+        record(1, 0.989, 0.9874, 155.6, 14.5, seconds=200.0),
+        record(2, 0.9914, 0.9899, 155.6, 14.5, seconds=120.0, final=True, parent=1),
+    )
+    table = report.generations_table(records)
+    assert "| 2 (final) |" in table and "| 1 |" in table
+    assert lineage_report.generation_label(records[2]) == "2 (final)"
+    result = report.target_verdict(records, ISSUE12)
+    assert (result["generation"], result["status"]) == (2, "NOT MET")  # 98.99% test < 99.0%
+    assert result["why"] == "below the target on test"
+    assert report.time_verdict(records)["offspring_seconds"] == 320.0

@@ -1,6 +1,8 @@
 """Final fine-tuning of best/ (``EvolutionSettings.final_epochs``): one more generation that
 trains the chosen offspring longer, kept only if the decision split does not get worse."""
 
+import json
+
 import numpy as np
 import pytest
 from helpers import adam_compile, small_evolution
@@ -57,6 +59,11 @@ def test_final_fine_tuning_keeps_the_structure_and_becomes_best(tmp_path, mnist_
     assert (final["synapses"], final["clusters"]) == (source["synapses"], source["clusters"])
     assert final["score"] == source["score"] and final["accepted"]
     assert evolution.best_record()["generation"] == 3
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["best_generation"] == 3
+    assert status["reason"] == (
+        f"reached generation 2; generation 3 is the final fine-tuning of {source['generation']}"
+    )
     best = load_model(tmp_path / "best")
     parent = load_model(tmp_path / "generations" / f"gen_{source['generation']:04d}")
     for got, want in zip(best.get_weights(), parent.get_weights(), strict=True):

@@ -173,9 +173,16 @@ class RunDirectory:
         lineage_lib.plot_lineage(self.lineage.records, fs.join(self.workdir, "plots"))
         table = lineage_lib.summary_table(self.lineage.records)
         io_utils.atomic_write_text(fs.join(self.workdir, "summary.txt"), table + "\n")
+        last = self.lineage.records[-1]
+        evolved = last["generation"] - 1 if last.get("final") else last["generation"]
+        reason = stopped or f"reached generation {evolved}"
+        if last.get("final"):
+            reason += (
+                f"; generation {last['generation']} is the final fine-tuning of {last['parent']}"
+            )
         status = {
             "state": "stopped" if stopped else "finished",
-            "reason": stopped or f"reached generation {self.lineage.last_generation}",
+            "reason": reason,
             "best_generation": best_generation,
             "last_generation": self.lineage.last_generation,
         }
