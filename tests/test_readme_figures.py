@@ -301,3 +301,25 @@ def test_network_generation_table_matches_latency_networks_jsons():
                     f"README {where}, cell {first + offset}: {cells[first + offset]!r} but "
                     f"latency_networks_{align}.json has {actual!r}"
                 )
+
+
+def test_final_fine_tuning_table_matches_its_json():
+    """The ReLU run resumed with final_epochs = 12 and 20: the final record's accuracies, its
+    seconds and the whole evolution's cost; row 0 is the generation it polished."""
+    rows = {r["final epochs"].split()[0]: r for r in table(["final epochs", "val %", "test %"])}
+    assert sorted(rows) == ["0", "12", "20"]
+    for epochs in ("12", "20"):
+        results = _results(f"mnist_lenet5_relu_final{epochs}.json")
+        final = results["lineage"][-1]
+        where = f"final {epochs}"
+        assert final["final"] and final["epochs"] == int(epochs), where
+        check(rows[epochs], "val %", 100 * final["accuracy"], where)
+        check(rows[epochs], "test %", 100 * final["test_accuracy"], where)
+        check(rows[epochs], "final seconds", final["seconds"], where)
+        check(rows[epochs], "evolution / ancestor", results["verdict"]["time"]["ratio"], where)
+        polished = results["lineage"][final["parent"]]
+        check(rows["0"], "val %", 100 * polished["accuracy"], where)
+        check(rows["0"], "test %", 100 * polished["test_accuracy"], where)
+        offspring = sum(r["seconds"] for r in results["lineage"][1:-1])
+        ancestor = results["lineage"][0]["seconds"]
+        check(rows["0"], "evolution / ancestor", offspring / ancestor, where)
