@@ -323,3 +323,14 @@ def test_final_fine_tuning_table_matches_its_json():
         offspring = sum(r["seconds"] for r in results["lineage"][1:-1])
         ancestor = results["lineage"][0]["seconds"]
         check(rows["0"], "evolution / ancestor", offspring / ancestor, where)
+
+
+def test_final_fine_tuning_sentence_on_the_main_run_matches_its_json():
+    lineage = _results("mnist_lenet5_final20.json")["lineage"]
+    final, polished = lineage[-1], lineage[lineage[-1]["parent"]]
+    assert final["final"] and final["epochs"] == 20
+    flat = " ".join(README.split())
+    before = f"from {100 * polished['accuracy']:.2f}% validation / {100 * polished['test_accuracy']:.2f}% test"
+    after = f"to **{100 * final['accuracy']:.2f}% / {100 * final['test_accuracy']:.2f}% test**"
+    assert before in flat and after in flat
+    assert f"{final['synaptic_efficiency']:.1f}x / {final['cluster_efficiency']:.2f}x" in flat
