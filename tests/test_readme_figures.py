@@ -330,7 +330,8 @@ def test_final_fine_tuning_sentence_on_the_main_run_matches_its_json():
     final, polished = lineage[-1], lineage[lineage[-1]["parent"]]
     assert final["final"] and final["epochs"] == 20
     flat = " ".join(README.split())
-    before = f"from {100 * polished['accuracy']:.2f}% validation / {100 * polished['test_accuracy']:.2f}% test"
+    val, test = 100 * polished["accuracy"], 100 * polished["test_accuracy"]
+    before = f"from {val:.2f}% validation / {test:.2f}% test"
     after = f"to **{100 * final['accuracy']:.2f}% / {100 * final['test_accuracy']:.2f}% test**"
     assert before in flat and after in flat
     assert f"{final['synaptic_efficiency']:.1f}x / {final['cluster_efficiency']:.2f}x" in flat
