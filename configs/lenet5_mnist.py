@@ -61,6 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
     # > 0: best/ trains this many more epochs after the last generation (kept if validation
     # does not drop; lineage: one more generation, final: true).
     config.evolution.final_epochs = 0
+    # The global batch offspring fine-tune on (0: train.batch_size). A small offspring's epoch
+    # is mostly per-step cost, so a larger batch (with a larger rate) halves it.
+    config.evolution.batch_size = 0
     config.evolution.optimizer = "adam"
     config.evolution.learning_rate = 1e-3
     config.evolution.schedule = "cosine"  # decays over each generation's fine-tuning

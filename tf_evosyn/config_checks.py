@@ -106,6 +106,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _validate_conv_activation(config)
     if config.train.batch_size < 1:
         raise ConfigError("train.batch_size must be >= 1.")
+    offspring_batch = config.evolution.get("batch_size", 0)
+    if isinstance(offspring_batch, bool) or not isinstance(offspring_batch, int):
+        offspring_batch = -1
+    if offspring_batch < 0:
+        raise ConfigError(
+            f"evolution.batch_size={config.evolution.batch_size!r}: use an integer >= 1, or 0 for "
+            "train.batch_size."
+        )
     if config.train.epochs < 0:
         raise ConfigError("train.epochs must be >= 0 (0 = the ancestor is already trained).")
     if config.train.ancestor_path and not Path(config.train.ancestor_path).exists():
@@ -358,3 +366,9 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         distill_temperature=evo.get("distill_temperature", 0.0),
         distill_alpha=evo.get("distill_alpha", 0.1),
     )
+
+
+def offspring_batch_size(config: ml_collections.ConfigDict) -> int:
+    """The global batch offspring fine-tune on: ``evolution.batch_size``, or (0, absent) the
+    ancestor's ``train.batch_size``."""
+    return config.evolution.get("batch_size", 0) or config.train.batch_size

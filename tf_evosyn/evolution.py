@@ -58,6 +58,8 @@ class Evolution:
         ``EvolutionSettings.epochs_per_doubling``), so a schedule can span it.
       train_data: a ``tf.data.Dataset`` or, for exact resumability, a function ``seed -> dataset``
         (the loop passes a different seed per generation and attempt).
+      ancestor_train_data: the ancestor's batches, if they differ from the offspring's (e.g. a
+        smaller batch: a small offspring's epoch is mostly per-step cost); default ``train_data``.
       test_data: the test split: evaluated and recorded every generation (``test_score``,
         ``test_accuracy`` for classification), never used to decide anything when
         ``validation_data`` is given.
@@ -94,6 +96,7 @@ class Evolution:
         task: Task | None = None,
         validation_data: tf.data.Dataset | None = None,
         soft_target_data: SoftTargetData | None = None,
+        ancestor_train_data: TrainData | None = None,
     ):
         self.run_dir = RunDirectory(workdir)
         self.workdir = self.run_dir.workdir
@@ -121,6 +124,7 @@ class Evolution:
             tensorboard_dir=self.run_dir.tensorboard_dir,
             fit_kwargs=fit_kwargs,
             soft_target_data=soft_target_data,
+            ancestor_train_data=ancestor_train_data,
         )
         self.strategy = strategy or tf.distribute.get_strategy()
         self.lineage = self.run_dir.lineage

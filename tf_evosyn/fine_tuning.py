@@ -29,8 +29,8 @@ class FineTuner:
     """Trains the ancestor (generation 0) and every offspring of one run.
 
     Args:
-      compile_fn / ancestor_compile_fn / train_data / fit_kwargs / soft_target_data: as
-        :class:`tf_evosyn.evolution.Evolution` takes them.
+      compile_fn / ancestor_compile_fn / train_data / ancestor_train_data / fit_kwargs /
+        soft_target_data: as :class:`tf_evosyn.evolution.Evolution` takes them.
       settings: the run's settings (distillation, verbosity, TensorBoard logs).
       teacher_dir: where the trained ancestor is saved (the distillation teacher).
       tensorboard_dir: where per-generation fit logs go.
@@ -46,10 +46,14 @@ class FineTuner:
         tensorboard_dir: fs.RunPath,
         fit_kwargs: dict | None = None,
         soft_target_data: SoftTargetData | None = None,
+        ancestor_train_data: TrainData | None = None,
     ):
         self.compile_fn = compile_fn
         self.ancestor_compile_fn = ancestor_compile_fn
         self.train_data = train_data
+        self.ancestor_train_data = ancestor_train_data
+        if ancestor_train_data is None:
+            self.ancestor_train_data = train_data
         self.settings = settings
         self.teacher_dir = teacher_dir
         self.tensorboard_dir = tensorboard_dir
@@ -70,7 +74,8 @@ class FineTuner:
             self.ancestor_compile_fn if generation == 0 else self.compile_fn, model, epochs
         )
         distill = generation > 0 and self.settings.distill_temperature > 0
-        source = (self._distillation_data() if distill else None) or self.train_data
+        plain = self.ancestor_train_data if generation == 0 else self.train_data
+        source = (self._distillation_data() if distill else None) or plain
         data = source(seed) if callable(source) else source
         callbacks = [keras.callbacks.TerminateOnNaN(), *self.fit_kwargs.get("callbacks", [])]
         if self.settings.tensorboard_fit_logs:

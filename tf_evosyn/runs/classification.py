@@ -59,11 +59,11 @@ def _run(
             num_train=len(data.train_labels),
             input_shape=data.input_shape,
             num_classes=data.num_classes,
-            train_data=lambda seed: data.train_dataset(batch_size=batch_size, seed=seed),
+            train_data=lambda batch, seed: data.train_dataset(batch_size=batch, seed=seed),
             test_data=lambda: data.test_dataset(batch_size=eval_batch),
             validation_data=lambda: data.validation_dataset(eval_batch),
             model_kwargs=model_kwargs(config),
-            soft_target_data=lambda teacher: data.soft_target_train_data(teacher, batch_size),
+            soft_target_data=data.soft_target_train_data,
         ),
     )
 

@@ -14,7 +14,13 @@ from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import fs, io_utils
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.config_checks import SCALE_DEFAULTS, ConfigError, ScaleSettings, scale_settings
+from tf_evosyn.config_checks import (
+    SCALE_DEFAULTS,
+    ConfigError,
+    ScaleSettings,
+    offspring_batch_size,
+    scale_settings,
+)
 from tf_evosyn.data.transforms import CIFAR_PAD
 from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 
@@ -37,6 +43,7 @@ OPTIONAL_DEFAULTS = {
     "evolution.epochs_per_doubling": 0.0,
     "evolution.max_epochs_per_generation": 0,
     "evolution.final_epochs": 0,
+    "evolution.batch_size": 0,  # 0: train.batch_size
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
     "detection.coverage_positive_weight": 1.0,
@@ -125,6 +132,7 @@ def write_runtime(
     strategy: tf.distribute.Strategy,
     scale: ScaleSettings,
     batch_size: int,
+    offspring_batch_size: int | None = None,
 ) -> dict:
     """Record how this invocation runs in ``DIR/runtime.json`` (latest session at the top
     level, earlier sessions of a resumed run under ``previous_sessions``). Kept out of the
@@ -142,6 +150,7 @@ def write_runtime(
         "jit_compile": scale.jit_compile,
         "global_batch_size": batch_size,
         "per_replica_batch_size": batch_size // replicas,
+        "offspring_global_batch_size": offspring_batch_size or batch_size,
         "tensorflow": tf.__version__,
         # -1: a fresh run; otherwise this session resumes after that generation.
         "resumed_after_generation": lineage_lib.Lineage(
@@ -181,12 +190,15 @@ def run_with_strategy(
     except distribute_lib.StrategyError as error:
         raise ConfigError(f"train: {error}") from error
     replicas = int(strategy.num_replicas_in_sync)
-    batch_size = config.train.batch_size
-    if batch_size % replicas:
-        raise ConfigError(
-            f"train.batch_size={batch_size} is the global batch and must split evenly over the "
-            f"{replicas} replicas; use a multiple of {replicas}."
-        )
+    for key, batch_size in (
+        ("train.batch_size", config.train.batch_size),
+        ("evolution.batch_size", offspring_batch_size(config)),
+    ):
+        if batch_size % replicas:
+            raise ConfigError(
+                f"{key}={batch_size} is the global batch and must split evenly over the "
+                f"{replicas} replicas; use a multiple of {replicas}."
+            )
     previous_policy = keras.mixed_precision.global_policy()
     distribute_lib.set_precision(scale.mixed_precision)
     try:

@@ -133,7 +133,7 @@ def _run(
             num_train=data.num_train,
             input_shape=data.input_shape,
             num_classes=len(task.class_names),
-            train_data=lambda seed: task.training_pairs(data.train_dataset(batch_size, seed)),
+            train_data=lambda batch, seed: task.training_pairs(data.train_dataset(batch, seed)),
             test_data=lambda: data.test_dataset(batch_size),
             validation_data=lambda: data.validation_dataset(batch_size),
             model_kwargs=detection_model_kwargs(config),

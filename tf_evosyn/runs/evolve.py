@@ -16,9 +16,9 @@ from absl import logging
 from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import fs, models
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.config_checks import ScaleSettings, build_settings
+from tf_evosyn.config_checks import ScaleSettings, build_settings, offspring_batch_size
 from tf_evosyn.evolution import Evolution
-from tf_evosyn.fine_tuning import SoftTargetData
+from tf_evosyn.fine_tuning import TrainData
 from tf_evosyn.model_io import load_model
 from tf_evosyn.recipes import make_compile_fn
 from tf_evosyn.runs.common import check_selection_of_run, prepare_workdir, select_on, write_runtime
@@ -34,12 +34,13 @@ class TaskData:
     num_train: int
     input_shape: tuple[int, ...]
     num_classes: int
-    train_data: Callable[[int], tf.data.Dataset]  # seed -> batches the task's loss reads
+    train_data: Callable[[int, int], tf.data.Dataset]  # (batch, seed) -> what the loss reads
     test_data: Callable[[], tf.data.Dataset]
     validation_data: Callable[[], tf.data.Dataset]  # made only when decisions need it
     model_kwargs: dict = field(default_factory=dict)  # extra arguments of models.build
-    # teacher -> (seed -> batches labelled (label, teacher logits)) or None: see Evolution
-    soft_target_data: SoftTargetData | None = None
+    # (teacher, batch) -> (seed -> batches labelled (label, teacher logits)) or None: see
+    # Evolution
+    soft_target_data: Callable[[keras.Model, int], TrainData | None] | None = None
 
 
 def evolve_task(
@@ -57,19 +58,20 @@ def evolve_task(
     prepare_workdir(config, workdir)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    batch_size = config.train.batch_size
-    runtime = write_runtime(workdir, strategy, scale, batch_size)
+    batch_size, offspring_batch = config.train.batch_size, offspring_batch_size(config)
+    runtime = write_runtime(workdir, strategy, scale, batch_size, offspring_batch)
     logging.info(
-        "Strategy %s: %d replica(s), global batch %d (%d per replica), %s%s; data: %s",
+        "Strategy %s: %d replica(s), global batch %d (%d per replica; offspring %d), %s%s; "
+        "data: %s",
         runtime["strategy"],
         runtime["num_replicas"],
         batch_size,
         runtime["per_replica_batch_size"],
+        offspring_batch,
         scale.mixed_precision,
         ", XLA" if scale.jit_compile else "",
         data.description,
     )
-    steps_per_epoch = -(-data.num_train // batch_size)
 
     ancestor, ancestor_epochs = None, 0
     if not fs.exists(fs.join(workdir, "lineage.jsonl")):
@@ -88,21 +90,31 @@ def evolve_task(
             # Mixed precision: every layer in the policy, float32 outputs.
             ancestor = distribute_lib.with_precision(ancestor, scale.mixed_precision)
 
-    def compile_fn(section: ml_collections.ConfigDict, epochs: int):
+    def compile_fn(section: ml_collections.ConfigDict, epochs: int, batch: int):
+        steps_per_epoch = -(-data.num_train // batch)  # the schedules count steps
         return make_compile_fn(
             section, epochs, steps_per_epoch, jit_compile=scale.jit_compile, task=data.task
         )
 
+    soft_target_data = None
+    if data.soft_target_data is not None:
+
+        def soft_target_data(teacher: keras.Model) -> TrainData | None:
+            return data.soft_target_data(teacher, offspring_batch)
+
     evolution = Evolution(
         workdir,
-        compile_fn=compile_fn(config.evolution, config.evolution.epochs_per_generation),
-        train_data=data.train_data,
+        compile_fn=compile_fn(
+            config.evolution, config.evolution.epochs_per_generation, offspring_batch
+        ),
+        train_data=lambda seed: data.train_data(offspring_batch, seed),
+        ancestor_train_data=lambda seed: data.train_data(batch_size, seed),
         test_data=data.test_data(),
         settings=build_settings(config),
-        ancestor_compile_fn=compile_fn(config.train, config.train.epochs),
+        ancestor_compile_fn=compile_fn(config.train, config.train.epochs, batch_size),
         strategy=strategy,
         task=data.task,
         validation_data=validation_data,
-        soft_target_data=data.soft_target_data,
+        soft_target_data=soft_target_data,
     )
     return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
