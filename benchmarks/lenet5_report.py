@@ -129,12 +129,15 @@ def _offspring(records: Sequence[Mapping]) -> list[Mapping]:
     return [r for r in records[1:] if r["accepted"]]
 
 
-def _efficiency_key(r: Mapping) -> tuple[float, float]:
-    return (r["cluster_efficiency"], r["synaptic_efficiency"])
+def _efficiency_key(r: Mapping) -> tuple[float, float, int]:
+    # Ties go to the later generation, as the run's best/ (Lineage.best): a final fine-tuning
+    # has its parent's counts.
+    return (r["cluster_efficiency"], r["synaptic_efficiency"], r["generation"])
 
 
 def best_generation(records: Sequence[Mapping]) -> int | None:
-    """The most efficient accepted offspring (accepted = within the tolerance on validation)."""
+    """The most efficient accepted offspring (accepted = within the tolerance on validation),
+    the one the run's best/ holds."""
     best = max(_offspring(records), key=_efficiency_key, default=None)
     return None if best is None else best["generation"]
 

@@ -265,3 +265,6 @@ def test_a_final_fine_tuning_is_labelled_chosen_like_any_offspring_and_timed():
     assert (result["generation"], result["status"]) == (2, "NOT MET")  # 98.99% test < 99.0%
     assert result["why"] == "below the target on test"
     assert report.time_verdict(records)["offspring_seconds"] == 320.0
+    # Same counts as its parent: the later generation is best/, in the run and in the report.
+    assert report.best_generation(records) == 2
+    assert "| 2 (final) |" in report.generations_table(records)

@@ -83,10 +83,12 @@ def test_lenet5_table_matches_its_json(gen_header, json_name):
     results = _results(json_name)
     lineage = {r["generation"]: r for r in results["lineage"]}
     rows = table([gen_header, "val %", "test %", "synapses"])
-    assert [int(r[gen_header]) for r in rows] == sorted(lineage)
+    generation = {id(r): int(r[gen_header].split()[0]) for r in rows}  # "15 (final)" -> 15
+    assert [generation[id(r)] for r in rows] == sorted(lineage)
     best = results["verdict"]["best_generation"]
     for row in rows:
-        record, where = lineage[int(row[gen_header])], f"{json_name} gen {row[gen_header]}"
+        record, where = lineage[generation[id(row)]], f"{json_name} gen {row[gen_header]}"
+        assert row[gen_header].endswith("(final)") == bool(record.get("final")), where
         check(row, "val %", 100 * record["accuracy"], where)  # the selection split
         check(row, "test %", 100 * record["test_accuracy"], where)
         check(row, "synapses", record["synapses"], where)
