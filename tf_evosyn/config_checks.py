@@ -107,11 +107,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.train.batch_size < 1:
         raise ConfigError("train.batch_size must be >= 1.")
     offspring_batch = config.evolution.get("batch_size", 0)
-    if isinstance(offspring_batch, bool) or not isinstance(offspring_batch, int):
-        offspring_batch = -1
-    if offspring_batch < 0:
+    if type(offspring_batch) is not int or offspring_batch < 0:  # bool is not a batch size
         raise ConfigError(
-            f"evolution.batch_size={config.evolution.batch_size!r}: use an integer >= 1, or 0 for "
+            f"evolution.batch_size={offspring_batch!r}: use an integer >= 1, or 0 for "
             "train.batch_size."
         )
     if config.train.epochs < 0:

@@ -132,7 +132,7 @@ def write_runtime(
     strategy: tf.distribute.Strategy,
     scale: ScaleSettings,
     batch_size: int,
-    offspring_batch_size: int | None = None,
+    offspring_batch_size: int,
 ) -> dict:
     """Record how this invocation runs in ``DIR/runtime.json`` (latest session at the top
     level, earlier sessions of a resumed run under ``previous_sessions``). Kept out of the
@@ -150,7 +150,7 @@ def write_runtime(
         "jit_compile": scale.jit_compile,
         "global_batch_size": batch_size,
         "per_replica_batch_size": batch_size // replicas,
-        "offspring_global_batch_size": offspring_batch_size or batch_size,
+        "offspring_global_batch_size": offspring_batch_size,
         "tensorflow": tf.__version__,
         # -1: a fresh run; otherwise this session resumes after that generation.
         "resumed_after_generation": lineage_lib.Lineage(
