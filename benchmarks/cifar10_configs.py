@@ -85,12 +85,9 @@ def apply_setting(config: ml_collections.ConfigDict, key: str, value) -> None:
 
 
 def load_recipe(model: str) -> ml_collections.ConfigDict:
-    import importlib.util
+    from tf_evosyn.bin.config_cli import load_config_file
 
-    spec = importlib.util.spec_from_file_location(f"{model}_recipe", RECIPES[model])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(str(RECIPES[model]))
 
 
 def model_config(

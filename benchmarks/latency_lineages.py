@@ -12,7 +12,6 @@ to the load of a shared machine), 2-thread times are wall time.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import statistics
@@ -48,11 +47,9 @@ CLOCK = {1: "cpu_median_ms", 2: "median_ms"}
 
 
 def _config(network: str):
-    path = ROOT / "configs" / f"{CONFIGS[network]}.py"
-    spec = importlib.util.spec_from_file_location(CONFIGS[network], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    from tf_evosyn.bin.config_cli import load_config_file
+
+    return load_config_file(str(ROOT / "configs" / f"{CONFIGS[network]}.py"))
 
 
 def environment_for(network: str, flops_fraction: float, align_channels: int):

@@ -2,7 +2,6 @@
 momentum, piecewise schedule, warm-up, weight decay) and, marked slow, a 2-generation ResNet-56
 smoke evolution through the binary under the default and a mirrored strategy."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from ml_collections import config_flags
 import tf_evosyn
 from tf_evosyn import models
 from tf_evosyn._keras import keras
+from tf_evosyn.bin.config_cli import load_config_file
 from tf_evosyn.compaction import compact
 from tf_evosyn.coupling import plan_coupling
 from tf_evosyn.data import DataError, load_classification_data
@@ -47,10 +47,7 @@ COMPACT_TOLERANCE = 1e-5
 
 
 def load_config(name: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(f"{name}_config", CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(str(CONFIGS / f"{name}.py"))
 
 
 def _section(**kwargs) -> ml_collections.ConfigDict:

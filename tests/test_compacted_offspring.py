@@ -230,13 +230,9 @@ def test_tfmot_twin_of_a_compacted_offspring_computes_the_same(mnist_images):
 def test_compact_offspring_with_several_parents_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="evolution.parents=1"):
         EvolutionSettings(compact_offspring=True, population=2, parents=2).validate()
-    import importlib.util
+    from tf_evosyn.bin.config_cli import load_config_file
 
-    path = Path(__file__).parents[1] / "configs" / "lenet5_mnist.py"
-    spec = importlib.util.spec_from_file_location("lenet5_mnist_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(str(Path(__file__).parents[1] / "configs" / "lenet5_mnist.py"))
     config.evolution.compact_offspring = True
     validate_config(config)  # one parent: fine
     config.evolution.population = 2

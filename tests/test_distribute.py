@@ -18,6 +18,7 @@ import pytest
 import tf_evosyn
 from tf_evosyn import distribute
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.bin.config_cli import load_config_file
 from tf_evosyn.evolution import evaluate_accuracy
 from tf_evosyn.experiment import (
     ConfigError,
@@ -39,12 +40,7 @@ TINY = (
 
 
 def _smoke_config() -> ml_collections.ConfigDict:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("smoke_config", SMOKE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(str(SMOKE))
 
 
 @pytest.fixture
@@ -322,11 +318,8 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     )
     # run_classification refuses XLA on logical CPU replicas before any work.
     cfg = json.loads(sys.argv[1])
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("smoke", cfg["smoke"])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    from tf_evosyn.bin.config_cli import load_config_file
+    c = load_config_file(cfg["smoke"])
     c.train.jit_compile = True
     try:
         experiment.run_classification(c, cfg["workdir"], strategy=strategy)

@@ -6,7 +6,6 @@ here runs in-process: the experiment (what evosyn-classify runs), its resume aft
 injected between a generation's files and its marker, and evosyn-export's ``export_run``.
 """
 
-import importlib.util
 import json
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from helpers import without_timing
 
 from tf_evosyn import fs, io_utils
+from tf_evosyn.bin.config_cli import load_config_file
 from tf_evosyn.bin.export import REPORT_FILENAME, export_run
 from tf_evosyn.export_target import ExportError, resolve_target
 from tf_evosyn.lineage import Lineage
@@ -29,10 +29,7 @@ def _ram_dir(name: str) -> str:
 
 
 def _smoke_config(mnist_dir: Path):
-    spec = importlib.util.spec_from_file_location("lenet5_mnist_smoke_config", SMOKE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(str(SMOKE))
     config.data.source = "idx"
     config.data.data_dir = str(mnist_dir)
     config.data.train_limit = 1000
