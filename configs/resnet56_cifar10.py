@@ -85,6 +85,11 @@ def get_config() -> ml_collections.ConfigDict:
     # > 0: best/ trains this many more epochs after the last generation (kept if validation
     # does not drop; lineage: one more generation, final: true).
     config.evolution.final_epochs = 0
+    # Stop after the first accepted generation at least this efficient against the ancestor
+    # (0 = no target; generations stays the cap): --config.evolution.stop_at.cluster_efficiency=14
+    config.evolution.stop_at = ml_collections.ConfigDict(
+        {"synaptic_efficiency": 0.0, "cluster_efficiency": 0.0, "flops_efficiency": 0.0}
+    )
     config.evolution.optimizer = "sgd"
     config.evolution.learning_rate = 0.01
     config.evolution.momentum = 0.9

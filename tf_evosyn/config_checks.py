@@ -347,6 +347,7 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         epochs_per_doubling=evo.get("epochs_per_doubling", 0.0),
         max_epochs_per_generation=evo.get("max_epochs_per_generation", 0),
         final_epochs=evo.get("final_epochs", 0),
+        stop_at=_plain(evo.get("stop_at", None)) or {},
         environment=build_environment(evo),
         accuracy_tolerance=evo.get("accuracy_tolerance", 0.01),
         score_tolerance=evo.get("score_tolerance", None),
@@ -364,6 +365,11 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         distill_temperature=evo.get("distill_temperature", 0.0),
         distill_alpha=evo.get("distill_alpha", 0.1),
     )
+
+
+def _plain(value):
+    """A ConfigDict as a plain dict (other values as they are, for the settings to check)."""
+    return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
 def offspring_batch_size(config: ml_collections.ConfigDict) -> int:

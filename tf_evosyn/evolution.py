@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import fs
+from tf_evosyn import fs, stop_targets
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn import population as population_lib
 from tf_evosyn import records as records_lib
@@ -159,13 +159,19 @@ class Evolution:
                 "Resuming %s after generation %d.", self.workdir, self.lineage.last_generation
             )
 
-        stopped = self._stopped_reason()
-        while stopped is None and self.lineage.last_generation < self.settings.generations:
-            if not self._evolve_one_generation():
+        stopped, reached = self._stopped_reason(), self._reached_targets()
+        while (
+            stopped is None
+            and reached is None
+            and self.lineage.last_generation < self.settings.generations
+        ):
+            if self._evolve_one_generation():
+                reached = self._reached_targets()
+            else:
                 stopped = self._stopped_reason()
         self._final_fine_tuning()
         self._sync_best()
-        self._finish(stopped)
+        self._finish(stopped, reached)
         return self.lineage.records
 
     # -- steps ---------------------------------------------------------------------------------
@@ -385,6 +391,13 @@ class Evolution:
             return records[-1].get("stop_reason", "the last offspring was rejected")
         return None
 
+    def _reached_targets(self) -> str | None:
+        """Why the last accepted offspring ends the evolution (settings.stop_at), or None."""
+        records = [r for r in self.lineage.records if not r.get("final")]
+        if not records or not records[-1]["accepted"] or not records[-1]["generation"]:
+            return None
+        return stop_targets.reached(self.settings.stop_at, records[-1], self.lineage.ancestor)
+
     # -- persistence (the files themselves: tf_evosyn.run_dir) --------------------------------
     def _commit_generation(self, model: keras.Model | None, record: dict) -> None:
         self.run_dir.commit_generation(model, record)
@@ -410,8 +423,8 @@ class Evolution:
         if self.lineage.last_generation >= 0:
             self.run_dir.sync_best(self.best_record())
 
-    def _finish(self, stopped: str | None) -> None:
-        table = self.run_dir.finish(stopped, self.best_record()["generation"])
+    def _finish(self, stopped: str | None, reached: str | None = None) -> None:
+        table = self.run_dir.finish(stopped, self.best_record()["generation"], reached)
         print(table)
         if stopped:
             print(f"Evolution stopped: {stopped}")

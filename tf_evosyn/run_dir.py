@@ -167,15 +167,16 @@ class RunDirectory:
 
         io_utils.atomic_replace_dir(self.best_dir, copy_best)
 
-    def finish(self, stopped: str | None, best_generation: int) -> str:
+    def finish(self, stopped: str | None, best_generation: int, reached: str | None = None) -> str:
         """Write summary.txt and status.json (and redraw the plots, which a crash right after
-        the last lineage line would leave stale); returns the summary table."""
+        the last lineage line would leave stale); returns the summary table. ``stopped``: why
+        no offspring could go on; ``reached``: which efficiency targets ended it (finished)."""
         lineage_lib.plot_lineage(self.lineage.records, fs.join(self.workdir, "plots"))
         table = lineage_lib.summary_table(self.lineage.records)
         io_utils.atomic_write_text(fs.join(self.workdir, "summary.txt"), table + "\n")
         last = self.lineage.records[-1]
         evolved = last["generation"] - 1 if last.get("final") else last["generation"]
-        reason = stopped or f"reached generation {evolved}"
+        reason = stopped or reached or f"reached generation {evolved}"
         if last.get("final"):
             reason += (
                 f"; generation {last['generation']} is the final fine-tuning of {last['parent']}"

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from tf_evosyn import environment as environment_lib
+from tf_evosyn import stop_targets
 
 SELECTION_CRITERIA = ("most_efficient", "most_accurate")
 
@@ -27,6 +28,10 @@ class EvolutionSettings:
     # ``final: true``. A small offspring that passed the floor after a few epochs is not done
     # learning (LeNet-5 at 40 clusters: 98.74% -> ~99.0% test after 20 more epochs).
     final_epochs: int = 0
+    # Stop after the first accepted generation that reaches these efficiencies against the
+    # ancestor (stop_targets.STOP_MEASURES -> e.g. 14.0; 0 = no target); generations stays the
+    # cap. Past the size a user needs, generations only cost time and accuracy.
+    stop_at: dict[str, float] = field(default_factory=dict)
     environment: environment_lib.EnvironmentalFactor = field(
         default_factory=environment_lib.ConstantFactor
     )
@@ -69,6 +74,7 @@ class EvolutionSettings:
             )
         if self.final_epochs < 0:
             raise ValueError(f"final_epochs must be >= 0 (0 = none), got {self.final_epochs}.")
+        stop_targets.active_targets(self.stop_at)
         if 0 < self.max_epochs_per_generation < self.epochs_per_generation:
             raise ValueError(
                 f"max_epochs_per_generation ({self.max_epochs_per_generation}) is below "

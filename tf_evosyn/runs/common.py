@@ -43,6 +43,7 @@ OPTIONAL_DEFAULTS = {
     "evolution.epochs_per_doubling": 0.0,
     "evolution.max_epochs_per_generation": 0,
     "evolution.final_epochs": 0,
+    "evolution.stop_at": None,  # no efficiency targets (stop_targets.py)
     "evolution.batch_size": 0,  # 0: train.batch_size
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
@@ -61,10 +62,16 @@ OPTIONAL_DEFAULTS = {
 SELECT_ON = ("validation", "test")
 
 # Where the run executes may change when it is resumed (e.g. on other hardware), and how long
-# it goes on (more generations continue a finished run, a final fine-tuning follows it: earlier
-# ones are not affected); what it computes may not: a resumed run must use the same config
-# apart from these keys.
-RESUMABLE_CHANGES = ("distribute.", "evolution.generations", "evolution.final_epochs", "log.")
+# it goes on (more generations or higher stop_at targets continue a finished run, a final
+# fine-tuning follows it: earlier ones are not affected); what it computes may not: a resumed
+# run must use the same config apart from these keys.
+RESUMABLE_CHANGES = (
+    "distribute.",
+    "evolution.generations",
+    "evolution.stop_at",
+    "evolution.final_epochs",
+    "log.",
+)
 RUNTIME_FILENAME = "runtime.json"
 
 
