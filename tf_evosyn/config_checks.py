@@ -278,13 +278,12 @@ def _flops_budget(evo: ml_collections.ConfigDict) -> FlopsBudget:
     count = evo.get("flops_count", "dense")
     if count not in flops_budget.COUNTS:
         raise ConfigError(f"evolution.flops_count={count!r}; use one of {flops_budget.COUNTS}.")
-    overrides = evo.get("flops_budgets", None)
     return FlopsBudget(
         fraction,
         count=count,
         synapse_factor=evo.synapse_factor,
         max_factor=evo.budget_max_factor,
-        overrides=overrides.to_dict() if overrides is not None else None,
+        overrides=_plain(evo.get("flops_budgets", None)),
         retry_relief=evo.get("retry_relief", 0.0),
     )
 
@@ -322,12 +321,11 @@ def _base_environment(evo: ml_collections.ConfigDict) -> environment_lib.Environ
     if evo.environment == "constant":
         return environment_lib.ConstantFactor(evo.cluster_factor, evo.synapse_factor)
     if evo.environment == "layer_budget":
-        overrides = evo.get("layer_budgets", None)
         return environment_lib.LayerBudget(
             cluster_fraction=evo.cluster_budget_fraction,
             synapse_fraction=evo.budget_fraction,
             max_factor=evo.budget_max_factor,
-            overrides=overrides.to_dict() if overrides is not None else None,
+            overrides=_plain(evo.get("layer_budgets", None)),
             retry_relief=evo.get("retry_relief", 0.0),
         )
     return environment_lib.SynapseBudget(
@@ -368,7 +366,8 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
 
 
 def _plain(value):
-    """A ConfigDict as a plain dict (other values as they are, for the settings to check)."""
+    """A ConfigDict section as a plain dict; other values (None, ...) as they are, for the
+    environment or settings that take them to check."""
     return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 

@@ -385,18 +385,23 @@ class Evolution:
     def _parent_record(self) -> dict:
         return self.lineage.accepted_records()[-1]
 
-    def _stopped_reason(self) -> str | None:
+    def _last_evolved(self) -> dict | None:
+        """The last record of the generational loop (a final fine-tuning is not one)."""
         records = [r for r in self.lineage.records if not r.get("final")]
-        if records and not records[-1]["accepted"]:
-            return records[-1].get("stop_reason", "the last offspring was rejected")
+        return records[-1] if records else None
+
+    def _stopped_reason(self) -> str | None:
+        last = self._last_evolved()
+        if last is not None and not last["accepted"]:
+            return last.get("stop_reason", "the last offspring was rejected")
         return None
 
     def _reached_targets(self) -> str | None:
         """Why the last accepted offspring ends the evolution (settings.stop_at), or None."""
-        records = [r for r in self.lineage.records if not r.get("final")]
-        if not records or not records[-1]["accepted"] or not records[-1]["generation"]:
+        last = self._last_evolved()
+        if last is None or not last["accepted"] or not last["generation"]:
             return None
-        return stop_targets.reached(self.settings.stop_at, records[-1], self.lineage.ancestor)
+        return stop_targets.reached(self.settings.stop_at, last, self.lineage.ancestor)
 
     # -- persistence (the files themselves: tf_evosyn.run_dir) --------------------------------
     def _commit_generation(self, model: keras.Model | None, record: dict) -> None:
