@@ -66,6 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.stop_at = ml_collections.ConfigDict(
         {"synaptic_efficiency": 0.0, "cluster_efficiency": 0.0, "flops_efficiency": 0.0}
     )
+    # Floors: layers that keep at least this many living clusters whatever the environment
+    # draws, e.g. {"conv1": 7} (empty = none; override one with --config.evolution.min_clusters.X=N
+    # once the config names X).
+    config.evolution.min_clusters = ml_collections.ConfigDict()
     # The global batch offspring fine-tune on (0: train.batch_size). A small offspring's epoch
     # is mostly per-step cost, so a larger batch (with a larger rate) halves it.
     config.evolution.batch_size = 0

@@ -90,6 +90,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.stop_at = ml_collections.ConfigDict(
         {"synaptic_efficiency": 0.0, "cluster_efficiency": 0.0, "flops_efficiency": 0.0}
     )
+    # Floors: layers that keep at least this many living clusters whatever the environment
+    # draws, e.g. {"conv1": 7} (empty = none; override one with --config.evolution.min_clusters.X=N
+    # once the config names X).
+    config.evolution.min_clusters = ml_collections.ConfigDict()
     config.evolution.optimizer = "sgd"
     config.evolution.learning_rate = 0.01
     config.evolution.momentum = 0.9

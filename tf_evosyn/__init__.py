@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tf_evosyn.alignment import ChannelAlignment  # noqa: E402
+from tf_evosyn.cluster_floor import ClusterFloor  # noqa: E402
 from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
 from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget  # noqa: E402
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChannelAlignment",
+    "ClusterFloor",
     "ConstantFactor",
     "EvoConv1D",
     "EvoConv2D",

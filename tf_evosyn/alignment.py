@@ -80,26 +80,28 @@ def align_masks(
         families.setdefault(group.family, []).append(group)
     for family in sorted(families, key=lambda names: min(order[n] for n in names)):
         groups = families[family]
-        parent_alive = [g for g in groups if _alive(g, lambda n: by_name[n].cluster_alive)]
-        living = [g for g in parent_alive if _alive(g, lambda n: masks[n][1])]
+        parent_alive = [g for g in groups if group_alive(g, lambda n: by_name[n].cluster_alive)]
+        living = [g for g in parent_alive if group_alive(g, lambda n: masks[n][1])]
         fixed = [g for g in living if not g.may_die]
         target = aligned_count(len(living), len(parent_alive), len(fixed), multiple, rounding, rng)
-        strength = {g.index: _group_prob(g, by_name) for g in parent_alive}
+        strength = {g.index: group_strength(g, by_name) for g in parent_alive}
         if target < len(living):
             victims = sorted((g for g in living if g.may_die), key=lambda g: strength[g.index])
             for group in victims[: len(living) - target]:
-                _set_group(group, False, plan, by_name, masks)
+                set_group(group, False, plan, by_name, masks)
         elif target > len(living):
             dead = [g for g in parent_alive if g not in living and g.may_die]
             for group in sorted(dead, key=lambda g: -strength[g.index])[: target - len(living)]:
-                _set_group(group, True, plan, by_name, masks)
+                set_group(group, True, plan, by_name, masks)
 
 
-def _alive(group, cluster_mask) -> bool:
+def group_alive(group, cluster_mask) -> bool:
+    """Does any member channel of ``group`` live under ``cluster_mask`` (layer name -> mask)?"""
     return any(bool(cluster_mask(name)[channel]) for name, channel in group.members)
 
 
-def _group_prob(group, by_name) -> float:
+def group_strength(group, by_name) -> float:
+    """The group's heredity: its strongest member cluster's probability (revival order)."""
     return max(float(by_name[name].cluster_probs[channel]) for name, channel in group.members)
 
 
@@ -113,7 +115,7 @@ def _input_alive(name: str, plan, masks) -> np.ndarray:
     return alive
 
 
-def _set_group(group, alive: bool, plan, by_name, masks) -> None:
+def set_group(group, alive: bool, plan, by_name, masks) -> None:
     """Kill or revive ``group`` with its own synapses and the synapses reading it."""
     for name, channel in group.members:
         synapses, clusters = (m.copy() for m in masks[name])
@@ -153,6 +155,9 @@ class ChannelAlignment(EnvironmentalFactor):
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}.")
         self.multiple = multiple
         self.rounding = rounding
+
+    def check_model(self, model):
+        self.base.check_model(model)
 
     def layer_factors(self, layer, parent_synapses):
         return self.base.layer_factors(layer, parent_synapses)

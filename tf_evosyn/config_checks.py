@@ -15,6 +15,7 @@ import ml_collections
 from tf_evosyn import alignment, flops_budget, models
 from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import environment as environment_lib
+from tf_evosyn.cluster_floor import ClusterFloor
 from tf_evosyn.flops_budget import FlopsBudget
 from tf_evosyn.latency_budget import LatencyBudget
 from tf_evosyn.models.lenet5 import CONV_ACTIVATIONS
@@ -250,7 +251,14 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict:
 
 
 def build_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:
-    """The environment the ``evolution`` section asks for, aligned when ``align_channels`` > 1."""
+    """The environment the ``evolution`` section asks for: aligned when ``align_channels`` > 1,
+    then held at ``min_clusters`` floors (which win over alignment: a floor is a requirement)."""
+    environment = _aligned_environment(evo)
+    floors = _plain(evo.get("min_clusters", None))
+    return ClusterFloor(environment, floors) if floors else environment
+
+
+def _aligned_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:
     environment = _base_environment(evo)
     multiple = evo.get("align_channels", 0)
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 0:

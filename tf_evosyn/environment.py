@@ -35,6 +35,11 @@ class EnvironmentalFactor:
         """
         raise NotImplementedError
 
+    def check_model(self, model) -> None:
+        """Raise ValueError naming the fix if this environment cannot evolve ``model`` (e.g. it
+        names layers the model lacks); called before the ancestor trains. Default: any model."""
+        del model
+
     def bind(self, model, plan, heredities) -> EnvironmentalFactor:
         """The environment for drawing one offspring of ``model`` (its coupling ``plan`` and
         parent ``heredities``). Models that budget the whole network (FLOPs, latency) solve

@@ -235,6 +235,7 @@ class Evolution:
             ancestor = evolvable(ancestor)  # cloned inside the scope
         elif not self._created_in_scope(ancestor):
             ancestor = clone_with_weights(ancestor)
+        self.settings.environment.check_model(ancestor)  # before any training
         seed = derive_seed(self.settings.seed, 0)
         evaluation, loss, per_epoch = self._fine_tune(ancestor, epochs, seed, 0)
         if evaluation is None:

@@ -44,6 +44,7 @@ OPTIONAL_DEFAULTS = {
     "evolution.max_epochs_per_generation": 0,
     "evolution.final_epochs": 0,
     "evolution.stop_at": None,  # no efficiency targets (stop_targets.py)
+    "evolution.min_clusters": None,  # no cluster floors (cluster_floor.py)
     "evolution.batch_size": 0,  # 0: train.batch_size
     "evolution.score_tolerance": None,
     "evolution.relative_tolerance": None,
