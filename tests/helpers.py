@@ -23,6 +23,7 @@ from tf_evosyn.zoo import relative_difference as zoo_relative_difference
 
 __all__ = [
     "adam_compile",
+    "assert_compacts_exactly",
     "binary_command",
     "binary_env",
     "cifar_images",
@@ -30,6 +31,7 @@ __all__ = [
     "random_bn",
     "read_lineage",
     "relative_difference",
+    "residual",
     "run_and_kill",
     "run_binary",
     "small_evolution",
@@ -170,3 +172,34 @@ def small_evolution(workdir, data, compile_fn=adam_compile, **settings):
         validation_data=data.test_dataset(256).take(1),
         settings=EvolutionSettings(**knobs),
     )
+
+
+def residual(width: int = 24):
+    """Stem + one identity block + a projection block: coupled families of width 24 and 40."""
+    from tf_evosyn._keras import keras
+
+    layers = keras.layers
+
+    def conv_bn(x, filters, name, strides=1, kernel=3):
+        x = layers.Conv2D(filters, kernel, strides, padding="same", name=name)(x)
+        return layers.BatchNormalization(name=f"{name}_bn")(x)
+
+    inputs = keras.Input((16, 16, 3))
+    x = layers.ReLU()(conv_bn(inputs, width, "stem"))
+    y = conv_bn(layers.ReLU()(conv_bn(x, width, "b1_conv1")), width, "b1_conv2")
+    x = layers.ReLU()(layers.Add()([x, y]))
+    y = conv_bn(layers.ReLU()(conv_bn(x, 40, "b2_conv1", strides=2)), 40, "b2_conv2")
+    x = layers.ReLU()(layers.Add()([conv_bn(x, 40, "b2_proj", 2, 1), y]))
+    outputs = layers.Dense(10, name="logits")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def assert_compacts_exactly(model, images: np.ndarray) -> None:
+    """The compacted model computes what the masked one does, and drops every dead cluster."""
+    from tf_evosyn.compaction import compact, plan_compaction
+
+    assert not plan_compaction(model).kept_dead
+    expected = model(images, training=False).numpy()
+    actual = compact(model)(images, training=False).numpy()
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)

@@ -5,12 +5,13 @@ from config keys with clear errors."""
 import ml_collections
 import numpy as np
 import pytest
+from helpers import assert_compacts_exactly, residual
 
 import tf_evosyn
 from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.alignment import ChannelAlignment, aligned_count
-from tf_evosyn.compaction import compact, plan_compaction
+from tf_evosyn.compaction import compact
 from tf_evosyn.config_checks import ConfigError, build_environment
 from tf_evosyn.coupling import plan_coupling
 from tf_evosyn.flops import count_flops
@@ -22,32 +23,6 @@ from tf_evosyn.synthesis import compute_heredity, draw_masks, synthesis_rng
 from tf_evosyn.zoo import randomize_batchnorm
 
 DRAWS = 40
-
-
-def residual(width: int = 24) -> keras.Model:
-    """Stem + one identity block + a projection block: coupled families of width 24 and 40."""
-    layers = keras.layers
-
-    def conv_bn(x, filters, name, strides=1, kernel=3):
-        x = layers.Conv2D(filters, kernel, strides, padding="same", name=name)(x)
-        return layers.BatchNormalization(name=f"{name}_bn")(x)
-
-    inputs = keras.Input((16, 16, 3))
-    x = layers.ReLU()(conv_bn(inputs, width, "stem"))
-    y = conv_bn(layers.ReLU()(conv_bn(x, width, "b1_conv1")), width, "b1_conv2")
-    x = layers.ReLU()(layers.Add()([x, y]))
-    y = conv_bn(layers.ReLU()(conv_bn(x, 40, "b2_conv1", strides=2)), 40, "b2_conv2")
-    x = layers.ReLU()(layers.Add()([conv_bn(x, 40, "b2_proj", 2, 1), y]))
-    outputs = layers.Dense(10, name="logits")(layers.GlobalAveragePooling2D()(x))
-    return keras.Model(inputs, outputs)
-
-
-def assert_compacts_exactly(model: keras.Model, images: np.ndarray) -> None:
-    assert not plan_compaction(model).kept_dead
-    expected = model(images, training=False).numpy()
-    actual = compact(model)(images, training=False).numpy()
-    assert np.abs(expected).max() > 1e-3
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
 
 
 def macs_model(model, count="dense") -> MacsModel:

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from tf_evosyn import environment as environment_lib
 from tf_evosyn.alignment import group_alive, group_strength, set_group
 from tf_evosyn.environment import EnvironmentalFactor
-from tf_evosyn.layers import evolvable_layers
 
 
 def check_floors(floors: Mapping[str, int] | None) -> dict[str, int]:
@@ -59,13 +58,7 @@ class ClusterFloor(EnvironmentalFactor):
         self.floors = check_floors(floors)
 
     def check_model(self, model) -> None:
-        names = [layer.name for layer in evolvable_layers(model)]
-        unknown = sorted(set(self.floors) - set(names))
-        if unknown:
-            raise ValueError(
-                f"min_clusters names {unknown}, which are not evolvable layers of "
-                f"{model.name}; use some of {names}."
-            )
+        environment_lib.check_layer_names("min_clusters", self.floors, model)
         self.base.check_model(model)
 
     def layer_factors(self, layer, parent_synapses):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tf_evosyn.heredity import LayerHeredity, expected_survivors
+from tf_evosyn.layers import evolvable_layers
 
 _REGISTRY: dict[str, type[EnvironmentalFactor]] = {}
 
@@ -207,6 +208,9 @@ class LayerBudget(EnvironmentalFactor):
                 for key, value in values.items()
             }
 
+    def check_model(self, model) -> None:
+        check_layer_names("layer_budgets (LayerBudget overrides)", self.overrides, model)
+
     def fractions(self, layer_name: str) -> tuple[float, float]:
         """(cluster_fraction, synapse_fraction) that apply to ``layer_name``."""
         override = self.overrides.get(layer_name, {})
@@ -256,6 +260,18 @@ class LayerBudget(EnvironmentalFactor):
             "overrides": {name: dict(values) for name, values in self.overrides.items()},
             "retry_relief": self.retry_relief,
         }
+
+
+def check_layer_names(what: str, given, model) -> None:
+    """ValueError if ``given`` names layers that are not evolvable layers of ``model``: a
+    misspelt layer in a per-layer setting would otherwise be ignored without a word."""
+    names = [layer.name for layer in evolvable_layers(model)]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ValueError(
+            f"{what} names {unknown}, which are not evolvable layers of {model.name}; use some "
+            f"of {names}."
+        )
 
 
 def _check_fraction(name: str, value: float) -> float:

@@ -236,6 +236,10 @@ class FlopsBudget(EnvironmentalFactor):
         )
         return dict(zip(names, factors_for(shared), strict=True))
 
+    def check_model(self, model) -> None:
+        what = "flops_budgets (FlopsBudget overrides)"
+        environment_lib.check_layer_names(what, self.overrides, model)
+
     def bind(self, model, plan, heredities) -> EnvironmentalFactor:
         return SolvedFactors(self, self.solve(MacsModel(model, plan, heredities, self.count)))
 
