@@ -95,10 +95,11 @@ def test_floors_round_trip_and_build_from_the_config():
     assert isinstance(restored, ClusterFloor) and isinstance(restored.base, LayerBudget)
     assert restored.get_config() == environment.get_config()
     evo = load_config_file(str(RELU_CONFIG)).evolution
+    assert isinstance(build_environment(evo), LayerBudget)  # empty: no wrapper
+    evo.min_clusters.conv1 = 7
+    evo.min_clusters.fc1 = 10
     built = build_environment(evo)
     assert isinstance(built, ClusterFloor) and built.floors == {"conv1": 7, "fc1": 10}
-    evo.min_clusters = {}
-    assert isinstance(build_environment(evo), LayerBudget)  # empty: no wrapper
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,7 @@ def test_bad_floors_name_the_fix(floors, message):
 
 def test_bad_floor_in_a_config_fails_validation():
     config = load_config_file(str(RELU_CONFIG))
-    config.evolution.min_clusters.conv1 = 0
+    config.evolution.min_clusters.conv1 = 0  # a new key: the section is an open ConfigDict
     with pytest.raises(ConfigError, match=r"evolution: min_clusters\['conv1'\]"):
         validate_config(config)
 
