@@ -4,7 +4,9 @@ Every layer has a width below which the task cannot be learnt any more, and the 
 pressure does not know it: a budget that keeps 74% of fc1 per generation takes LeNet-5's fc1
 from 500 units to 8 as readily as to 10. In our ReLU LeNet-5 lineages the offspring that held
 99% on MNIST kept at least 7 conv1 filters and 10 fc1 units, and those with 8 units or 5
-filters did not (README, "LeNet-5 with ReLU convolutions").
+filters did not (README, "LeNet-5 with ReLU convolutions"; floors at those widths alone did
+not lift the weaker lineages, so that config sets none). Floors are also what hardware or a
+deployment asks for: a minimum width per layer that no budget may go under.
 
 :class:`ClusterFloor` wraps any environment and, after an offspring is drawn, brings each
 floored layer back up to ``min(floor, living clusters in the parent)``: the parent's dead
