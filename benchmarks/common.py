@@ -18,6 +18,24 @@ import numpy as np
 
 from tf_evosyn import io_utils
 
+REPO = Path(__file__).resolve().parent.parent
+# Issue 12's recipe (LeNet-5 with ReLU convolutions): the LeNet-5 / MNIST benchmarks' default, so
+# the one default command measures the config that reaches the issue's targets.
+LENET5_CONFIG = REPO / "configs" / "lenet5_relu_mnist.py"
+
+
+def config_stem(flag_name: str = "config") -> str:
+    """The file name (no suffix) of the config file flag ``flag_name`` was given."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    return Path(config_flags.get_config_filename(flags.FLAGS[flag_name])).stem
+
+
+def default_workdir(flag_name: str = "config") -> str:
+    """``runs/bench_<config>``: benchmarks run on the same config share (and resume) one run."""
+    return f"runs/bench_{config_stem(flag_name)}"
+
 
 class BenchmarkError(ValueError):
     """A flag or run directory that cannot work; the message names the fix."""

@@ -2,7 +2,7 @@
 
     # Full benchmark (LeNet-5 / full MNIST): evolve (or resume) into --workdir, then compare.
     EVOSYN_DATA_DIR=/path/to/datasets python benchmarks/compare_tfmot.py \
-        --config=configs/lenet5_mnist.py --workdir=runs/bench_mnist_lenet5 \
+        [--config=configs/lenet5_relu_mnist.py] [--workdir=runs/bench_<config>] \
         --tfmot_workdir=runs/compare_tfmot_arms [--output=benchmarks/results/compare_tfmot.json]
 
     # Against a finished evosyn-classify run (its data, batch size and fine-tuning optimizer):
@@ -77,8 +77,6 @@ from tf_evosyn.experiment import ConfigError, run_classification  # noqa: E402
 from tf_evosyn.flops import count_flops  # noqa: E402
 from tf_evosyn.model_io import load_model  # noqa: E402
 
-_REPO = Path(__file__).resolve().parent.parent
-
 _EVOLUTION_RUN = flags.DEFINE_string(
     "evolution_run",
     None,
@@ -87,14 +85,14 @@ _EVOLUTION_RUN = flags.DEFINE_string(
 )
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
-    str(_REPO / "configs" / "lenet5_mnist.py"),
-    "Experiment config, used only without --evolution_run.",
+    str(common.LENET5_CONFIG),
+    "Experiment config, used only without --evolution_run (default: issue 12's recipe).",
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir",
-    "runs/bench_mnist_lenet5",
-    "Run directory of the evolution when --evolution_run is not given (created or resumed; the "
-    "default is the one benchmarks/mnist_lenet5.py uses, so the two share one evolution).",
+    None,
+    "Run directory of the evolution when --evolution_run is not given (created or resumed; "
+    "default runs/bench_<config>, as benchmarks/mnist_lenet5.py, so the two share one evolution).",
 )
 _SPARSITIES = flags.DEFINE_list(
     "sparsities",
@@ -174,8 +172,9 @@ def _evolve(config: ml_collections.ConfigDict) -> Path:
         config.data.train_limit = _TRAIN_LIMIT.value
     if _TEST_LIMIT.value is not None:
         config.data.test_limit = _TEST_LIMIT.value
-    run_classification(config, _WORKDIR.value)
-    return Path(_WORKDIR.value)
+    workdir = _WORKDIR.value or common.default_workdir()
+    run_classification(config, workdir)
+    return Path(workdir)
 
 
 def prepare(generations: list[int] | None) -> Bench:

@@ -1,7 +1,8 @@
 """Benchmark: evolve LeNet-5 on full MNIST and compare with the published results (issue 12).
 
-    python benchmarks/mnist_lenet5.py --config=configs/lenet5_mnist.py --workdir=runs/bench
-        [--output=benchmarks/results/mnist_lenet5.json] [--plots_dir=benchmarks/results]
+    python benchmarks/mnist_lenet5.py [--config=configs/lenet5_relu_mnist.py]
+        [--workdir=runs/bench_<config>] [--output=benchmarks/results/mnist_<config>.json]
+        [--plots_dir=benchmarks/results]
         [--report_only] [--compare=flops_budget|latency_budget | --other_workdir=RUN]
         [--config.KEY=VALUE ...]
 
@@ -11,7 +12,10 @@ accuracy, synapses, clusters, both efficiencies, compacted MACs, seconds and sec
 fine-tuning epoch) beside the published LeNet-5 results, the verdict against issue 12's targets
 (offspring chosen on validation, judged on test), draws test accuracy against synaptic and
 cluster efficiency as PNG (named after ``--output``: ``<stem>_test_accuracy_vs_*.png``), and
-writes everything as JSON.
+writes everything as JSON. Without flags it runs issue 12's recipe
+(``configs/lenet5_relu_mnist.py``) into ``runs/bench_lenet5_relu_mnist`` and writes
+``benchmarks/results/mnist_lenet5_relu.json``;
+the papers' Caffe LeNet-5 is ``--config=configs/lenet5_mnist.py`` (-> ``mnist_lenet5.json``).
 
 Issue 13: ``--compare=flops_budget`` (or ``latency_budget``) also runs the same config with that
 ``evolution.environment`` from the same trained ancestor (``--compare_workdir``),
@@ -37,10 +41,15 @@ import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
 from tf_evosyn import fs  # noqa: E402
 from tf_evosyn.lineage_report import plot_score_vs_efficiency  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/lenet5_mnist.py", "Experiment config.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/bench_mnist_lenet5", "Run directory.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(common.LENET5_CONFIG), "Experiment config (default: issue 12's recipe)."
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/bench_<config>).")
 _OUTPUT = flags.DEFINE_string(
-    "output", "benchmarks/results/mnist_lenet5.json", "Where to write the JSON results."
+    "output",
+    None,
+    "Where to write the JSON results (default: benchmarks/results/mnist_<config>.json, <config> "
+    "= the config file's name without _mnist: lenet5_relu_mnist -> mnist_lenet5_relu.json).",
 )
 _PLOTS_DIR = flags.DEFINE_string(
     "plots_dir", "benchmarks/results", "Where to write the accuracy-vs-efficiency PNGs."
@@ -81,6 +90,15 @@ def _run(config, workdir: str) -> list[dict]:
     return run_classification(config, workdir)
 
 
+def _workdir() -> str:
+    return _WORKDIR.value or common.default_workdir()
+
+
+def _output() -> str:
+    default = f"benchmarks/results/mnist_{common.config_stem().replace('_mnist', '')}.json"
+    return _OUTPUT.value or default
+
+
 def _check_flags() -> None:
     """Contradictions are reported before any training."""
     if _COMPARE.value != "none" and _OTHER_WORKDIR.value:
@@ -98,9 +116,9 @@ def _environment(config: dict) -> str:
 
 def _main_arm() -> tuple[list[dict], dict]:
     if _REPORT_ONLY.value:
-        return common.read_run(_WORKDIR.value)
+        return common.read_run(_workdir())
     config = _CONFIG.value
-    return _run(config, _WORKDIR.value), common.config_json(config)
+    return _run(config, _workdir()), common.config_json(config)
 
 
 def _compare_arm() -> tuple[list[dict], dict, str] | None:
@@ -111,12 +129,12 @@ def _compare_arm() -> tuple[list[dict], dict, str] | None:
     if _COMPARE.value == "none":
         return None
     config = copy.deepcopy(_CONFIG.value)
-    workdir = _COMPARE_WORKDIR.value or f"{_WORKDIR.value.rstrip('/')}_{_COMPARE.value}"
+    workdir = _COMPARE_WORKDIR.value or f"{_workdir().rstrip('/')}_{_COMPARE.value}"
     with config.unlocked():
         config.evolution.environment = _COMPARE.value
         # The same trained ancestor, so the two lineages differ only by their environment.
         config.train.ancestor_path = str(
-            fs.join(_WORKDIR.value, "generations", "gen_0000", "model.keras")
+            fs.join(_workdir(), "generations", "gen_0000", "model.keras")
         )
         config.train.epochs = 0
     return _run(config, workdir), common.config_json(config), workdir
@@ -169,15 +187,15 @@ def main(argv: list[str]) -> None:
     print()
     print(report.format_verdict(result))
     plots = plot_score_vs_efficiency(
-        records, _PLOTS_DIR.value, anchors=report.PUBLISHED, prefix=f"{Path(_OUTPUT.value).stem}_"
+        records, _PLOTS_DIR.value, anchors=report.PUBLISHED, prefix=f"{Path(_output()).stem}_"
     )
     print("Plots: " + ", ".join(str(p) for p in plots))
     common.write_results(
-        _OUTPUT.value,
+        _output(),
         {
             "benchmark": "mnist_lenet5",
             "config": config,
-            "workdir": str(_WORKDIR.value),
+            "workdir": str(_workdir()),
             "published": list(report.PUBLISHED),
             "targets": [t.__dict__ for t in report.TARGETS],
             "verdict": result,
@@ -187,7 +205,7 @@ def main(argv: list[str]) -> None:
     )
     second = _compare_arm()
     if second is not None:
-        _print_and_write_comparison((records, config, _WORKDIR.value), second)
+        _print_and_write_comparison((records, config, _workdir()), second)
 
 
 if __name__ == "__main__":

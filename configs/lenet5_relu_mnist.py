@@ -2,8 +2,7 @@
 results on "LeNet-5-Caffe" were measured on (their PyTorch code: conv -> ReLU -> pool), where
 Caffe's own LeNet-5 (configs/lenet5_mnist.py, the papers' ancestor) has none.
 
-    python benchmarks/mnist_lenet5.py --config=configs/lenet5_relu_mnist.py \
-        --workdir=runs/bench_relu --output=benchmarks/results/mnist_lenet5_relu.json
+    python benchmarks/mnist_lenet5.py   # this config is the benchmark's default
 
 Same weights and clusters (430,500 / 580). Budgets and tolerance differ from the base config,
 found by measurement (README, "LeNet-5 with ReLU convolutions"): the ReLU network loses

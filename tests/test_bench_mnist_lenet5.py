@@ -178,6 +178,20 @@ def test_accuracy_vs_efficiency_plots_mark_generations_and_anchors(tmp_path):
     assert "BC-GHS (Louizos et al. 2017)" in texts and "Sparse VD (Molchanov et al. 2017)" in texts
 
 
+def test_the_default_config_is_issue_12s_recipe():
+    """`python benchmarks/mnist_lenet5.py` without flags measures the config that is meant to
+    reach the issue's targets: LeNet-5 with ReLU convolutions, evolved to 14x / 150x."""
+    import common
+
+    from tf_evosyn.bin.config_cli import load_config_file
+
+    config = load_config_file(str(common.LENET5_CONFIG))
+    assert config.model.conv_activation == "relu"
+    assert dict(config.evolution.stop_at)["cluster_efficiency"] == 14.0
+    assert dict(config.evolution.stop_at)["synaptic_efficiency"] == 150.0
+    assert config.data.validation_size == 5000 and config.evolution.select_on == "validation"
+
+
 # ------------------------------------------------------------ the script on a tiny real run
 
 SMOKE = REPO / "configs" / "lenet5_mnist_smoke.py"
@@ -249,6 +263,15 @@ def test_benchmark_runs_compares_and_reports_a_finished_run(tmp_path, datasets_d
     table = [line for line in out.splitlines() if line.startswith("| 1 |")]
     assert table and table[0] in again
     assert json.loads((tmp_path / "again.json").read_text())["verdict"] == results["verdict"]
+
+    # Without --workdir / --output the run directory and the JSON are named after the config.
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / f"bench_{SMOKE.stem}").symlink_to(run)
+    _bench(tmp_path, datasets_dir, "--report_only", f"--plots_dir={tmp_path / 'plots'}")
+    named = tmp_path / "benchmarks" / "results" / "mnist_lenet5_smoke.json"
+    named = json.loads(named.read_text())
+    assert named["workdir"] == f"runs/bench_{SMOKE.stem}"
+    assert named["verdict"] == results["verdict"]
 
 
 def test_a_final_fine_tuning_is_labelled_chosen_like_any_offspring_and_timed():
