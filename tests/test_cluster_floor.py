@@ -124,14 +124,24 @@ def test_bad_floor_in_a_config_fails_validation():
         validate_config(config)
 
 
-@pytest.mark.parametrize(
-    "environment, what",
-    [
-        (ClusterFloor(HARSH, {"fc9": 3}), "min_clusters"),
-        (LayerBudget(overrides={"fc9": {"cluster_fraction": 0.5}}), "layer_budgets"),
-        (tf_evosyn.FlopsBudget(0.5, overrides={"fc9": {"fraction": 0.5}}), "flops_budgets"),
-    ],
-)
+# Environments that name a layer LeNet-5 lacks ("fc9"), and the key each names in its error.
+UNKNOWN_LAYER = [
+    (ClusterFloor(HARSH, {"fc9": 3}), "min_clusters"),
+    (LayerBudget(overrides={"fc9": {"cluster_fraction": 0.5}}), "layer_budgets"),
+    (tf_evosyn.FlopsBudget(0.5, overrides={"fc9": {"fraction": 0.5}}), "flops_budgets"),
+    (ChannelAlignment(LayerBudget(overrides={"fc9": {}}), 4), "layer_budgets"),
+]
+
+
+@pytest.mark.parametrize("environment, what", UNKNOWN_LAYER)
+def test_synthesize_refuses_unknown_layer_names_before_drawing(environment, what):
+    """A direct ``synthesize`` call (the Python API, no Evolution) gets the same clear error; a
+    misspelt LayerBudget override used to be ignored silently there."""
+    with pytest.raises(ValueError, match=rf"{what}.* names \['fc9'\].*use some of \['conv1'"):
+        tf_evosyn.synthesize(_lenet(), environment, seed=0)
+
+
+@pytest.mark.parametrize("environment, what", UNKNOWN_LAYER[:3])
 def test_unknown_layer_names_fail_before_the_ancestor_trains(
     tmp_path, mnist_small, environment, what
 ):

@@ -67,7 +67,6 @@ class ClusterFloor(EnvironmentalFactor):
         return self.base.layer_factors(layer, parent_synapses)
 
     def bind(self, model, plan, heredities):
-        self.check_model(model)
         return ClusterFloor(self.base.bind(model, plan, heredities), self.floors)
 
     def for_attempt(self, attempt):

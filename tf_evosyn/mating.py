@@ -134,6 +134,9 @@ class AnchoredToFittest(EnvironmentalFactor):
         self.fittest = fittest
         self.targets = dict(targets or {})  # layer -> expected (synapses, clusters), once bound
 
+    def check_model(self, model) -> None:
+        self.environment.check_model(model)
+
     def for_attempt(self, attempt: int) -> AnchoredToFittest:
         return AnchoredToFittest(self.environment.for_attempt(attempt), self.fittest)
 

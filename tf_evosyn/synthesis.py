@@ -116,8 +116,10 @@ def draw_masks(
     """Sample new (synapse_mask, cluster_mask) for every evolvable layer of ``model``.
 
     Layers are drawn in topological order; a coupled group is decided at its first member and
-    every later member follows that decision. Synapses reading a dead group die with it.
+    every later member follows that decision. Synapses reading a dead group die with it. An
+    environment that names layers the model lacks is refused here, before anything is drawn.
     """
+    environment.check_model(model)
     plan = plan_coupling(model)
     heredities = compute_heredity(model, plan=plan)
     layers = {layer.name: layer for layer in evolvable_layers(model)}
