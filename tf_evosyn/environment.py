@@ -265,6 +265,8 @@ class LayerBudget(EnvironmentalFactor):
 def check_layer_names(what: str, given, model) -> None:
     """ValueError if ``given`` names layers that are not evolvable layers of ``model``: a
     misspelt layer in a per-layer setting would otherwise be ignored without a word."""
+    if not given:
+        return
     names = [layer.name for layer in evolvable_layers(model)]
     unknown = sorted(set(given) - set(names))
     if unknown:
