@@ -38,7 +38,8 @@ class EnvironmentalFactor:
 
     def check_model(self, model) -> None:
         """Raise ValueError naming the fix if this environment cannot evolve ``model`` (e.g. it
-        names layers the model lacks); called before the ancestor trains. Default: any model."""
+        names layers the model lacks); called before the ancestor trains and before every draw
+        (``synthesis.draw_masks``). Wrappers pass it on to their base. Default: any model."""
         del model
 
     def bind(self, model, plan, heredities) -> EnvironmentalFactor:
