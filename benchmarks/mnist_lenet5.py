@@ -14,8 +14,8 @@ fine-tuning epoch) beside the published LeNet-5 results, the verdict against iss
 cluster efficiency as PNG (named after ``--output``: ``<stem>_test_accuracy_vs_*.png``), and
 writes everything as JSON. Without flags it runs issue 12's recipe
 (``configs/lenet5_relu_mnist.py``) into ``runs/bench_lenet5_relu_mnist`` and writes
-``benchmarks/results/mnist_lenet5_relu.json``;
-the papers' Caffe LeNet-5 is ``--config=configs/lenet5_mnist.py`` (-> ``mnist_lenet5.json``).
+``benchmarks/results/mnist_lenet5_relu.json``; the papers' Caffe LeNet-5 is
+``--config=configs/lenet5_mnist.py`` (-> ``mnist_lenet5.json``).
 
 Issue 13: ``--compare=flops_budget`` (or ``latency_budget``) also runs the same config with that
 ``evolution.environment`` from the same trained ancestor (``--compare_workdir``),
