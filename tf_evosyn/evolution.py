@@ -81,6 +81,8 @@ class Evolution:
       soft_target_data: for distillation, ``teacher -> (seed -> dataset)`` whose labels are
         ``(label, teacher logits)``, computed once per run (the teacher, the ancestor, never
         changes), or None where it cannot (augmented inputs); then the teacher runs every step.
+      ancestor_callbacks: Keras callbacks for the ancestor's training only (e.g.
+        :class:`tf_evosyn.learning_curve.LearningCurve`).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Evolution:
         validation_data: tf.data.Dataset | None = None,
         soft_target_data: SoftTargetData | None = None,
         ancestor_train_data: TrainData | None = None,
+        ancestor_callbacks: list[keras.callbacks.Callback] | None = None,
     ):
         self.run_dir = RunDirectory(workdir)
         self.workdir = self.run_dir.workdir
@@ -125,6 +128,7 @@ class Evolution:
             fit_kwargs=fit_kwargs,
             soft_target_data=soft_target_data,
             ancestor_train_data=ancestor_train_data,
+            ancestor_callbacks=ancestor_callbacks,
         )
         self.strategy = strategy or tf.distribute.get_strategy()
         self.lineage = self.run_dir.lineage

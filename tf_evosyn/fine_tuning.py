@@ -30,7 +30,7 @@ class FineTuner:
 
     Args:
       compile_fn / ancestor_compile_fn / train_data / ancestor_train_data / fit_kwargs /
-        soft_target_data: as :class:`tf_evosyn.evolution.Evolution` takes them.
+        soft_target_data / ancestor_callbacks: as :class:`tf_evosyn.evolution.Evolution` takes them.
       settings: the run's settings (distillation, verbosity, TensorBoard logs).
       teacher_dir: where the trained ancestor is saved (the distillation teacher).
       tensorboard_dir: where per-generation fit logs go.
@@ -47,6 +47,7 @@ class FineTuner:
         fit_kwargs: dict | None = None,
         soft_target_data: SoftTargetData | None = None,
         ancestor_train_data: TrainData | None = None,
+        ancestor_callbacks: list[keras.callbacks.Callback] | None = None,
     ):
         self.compile_fn = compile_fn
         self.ancestor_compile_fn = ancestor_compile_fn
@@ -58,6 +59,7 @@ class FineTuner:
         self.teacher_dir = teacher_dir
         self.tensorboard_dir = tensorboard_dir
         self.fit_kwargs = dict(fit_kwargs or {})
+        self.ancestor_callbacks = list(ancestor_callbacks or [])
         self.teacher_model: keras.Model | None = None
         self._soft_target_data = soft_target_data
         self._soft_train_data: TrainData | None = None
@@ -78,6 +80,8 @@ class FineTuner:
         source = (self._distillation_data() if distill else None) or plain
         data = source(seed) if callable(source) else source
         callbacks = [keras.callbacks.TerminateOnNaN(), *self.fit_kwargs.get("callbacks", [])]
+        if generation == 0:
+            callbacks += self.ancestor_callbacks
         if self.settings.tensorboard_fit_logs:
             callbacks.append(
                 keras.callbacks.TensorBoard(

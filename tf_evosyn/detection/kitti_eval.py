@@ -156,18 +156,24 @@ def _statistics(
     return tp, fp, fn, tp_scores
 
 
+def _threshold_ranks(n_scores: int, n_gt: int) -> list[int]:
+    """Which ranks (0 = highest) of the sorted TP scores getThresholds picks: they depend on the
+    counts only, not on the scores, so a bootstrap can reuse them (bootstrap.py)."""
+    ranks, current_recall = [], 0.0
+    for i in range(n_scores):
+        left = (i + 1) / n_gt
+        right = (i + 2) / n_gt if i < n_scores - 1 else left
+        if (right - current_recall) < (current_recall - left) and i < n_scores - 1:
+            continue
+        ranks.append(i)
+        current_recall += 1.0 / (N_SAMPLE_PTS - 1.0)
+    return ranks
+
+
 def _thresholds(scores: list[float], n_gt: int) -> list[float]:
     """The devkit's getThresholds: TP scores closest to 41 evenly spaced recall levels."""
     scores = sorted(scores, reverse=True)
-    thresholds, current_recall = [], 0.0
-    for i, score in enumerate(scores):
-        left = (i + 1) / n_gt
-        right = (i + 2) / n_gt if i < len(scores) - 1 else left
-        if (right - current_recall) < (current_recall - left) and i < len(scores) - 1:
-            continue
-        thresholds.append(score)
-        current_recall += 1.0 / (N_SAMPLE_PTS - 1.0)
-    return thresholds
+    return [scores[i] for i in _threshold_ranks(len(scores), n_gt)]
 
 
 def precision_curve(images: Sequence[_Image], cls: str, difficulty: str, min_overlap: float):
@@ -201,6 +207,30 @@ def _as_image_list(records) -> list[Mapping]:
     return list(records)
 
 
+def _prepare(
+    ground_truth,
+    detections,
+    class_names: Sequence[str],
+    detection_class_names: Sequence[str] | None,
+    min_overlap: Mapping[str, float] | None,
+    difficulties: Sequence[str],
+) -> tuple[list[_Image], dict[str, float]]:
+    """Checked arguments of :func:`evaluate_kitti`: the images and the IoU threshold per class."""
+    gts, dets = _as_image_list(ground_truth), _as_image_list(detections)
+    if len(gts) != len(dets):
+        raise ValueError(f"{len(gts)} ground-truth images but {len(dets)} detection images")
+    overlaps = {**MIN_OVERLAP, **{k.lower(): v for k, v in (min_overlap or {}).items()}}
+    for name in class_names:
+        if name.lower() not in overlaps:
+            raise ValueError(f"no IoU threshold for class {name!r}: pass min_overlap={{name: ..}}")
+    for difficulty in difficulties:
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"unknown difficulty {difficulty!r}; use some of {DIFFICULTIES}")
+    detection_class_names = tuple(detection_class_names or class_names)
+    images = [_Image(g, d, detection_class_names) for g, d in zip(gts, dets, strict=True)]
+    return images, overlaps
+
+
 def evaluate_kitti(
     ground_truth,
     detections,
@@ -217,18 +247,9 @@ def evaluate_kitti(
     (indices into ``detection_class_names``, default ``class_names``; -1 padding), e.g. the
     output of ``cluster_detections`` or ``detections_to_list(decode_nms(...))``.
     """
-    gts, dets = _as_image_list(ground_truth), _as_image_list(detections)
-    if len(gts) != len(dets):
-        raise ValueError(f"{len(gts)} ground-truth images but {len(dets)} detection images")
-    overlaps = {**MIN_OVERLAP, **{k.lower(): v for k, v in (min_overlap or {}).items()}}
-    for name in class_names:
-        if name.lower() not in overlaps:
-            raise ValueError(f"no IoU threshold for class {name!r}: pass min_overlap={{name: ..}}")
-    for difficulty in difficulties:
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"unknown difficulty {difficulty!r}; use some of {DIFFICULTIES}")
-    detection_class_names = tuple(detection_class_names or class_names)
-    images = [_Image(g, d, detection_class_names) for g, d in zip(gts, dets, strict=True)]
+    images, overlaps = _prepare(
+        ground_truth, detections, class_names, detection_class_names, min_overlap, difficulties
+    )
     results = {}
     for name in class_names:
         cls = name.lower()

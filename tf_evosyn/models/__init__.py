@@ -3,7 +3,9 @@
 import inspect
 
 from tf_evosyn.models.alexnet_cifar import alexnet_cifar
+from tf_evosyn.models.box_coding import LogDistanceCorners
 from tf_evosyn.models.detectnet import detectnet
+from tf_evosyn.models.detectnet_mobilenetv2 import detectnet_mobilenetv2
 from tf_evosyn.models.lenet5 import lenet5
 from tf_evosyn.models.lrn import CrossChannelLRN, WithinChannelLRN
 from tf_evosyn.models.resnet_cifar import resnet20, resnet56, resnet_cifar
@@ -13,6 +15,7 @@ _MODELS = {
     "lenet5": lenet5,
     "alexnet_cifar": alexnet_cifar,
     "detectnet": detectnet,
+    "detectnet_mobilenetv2": detectnet_mobilenetv2,
     "resnet20": resnet20,
     "resnet56": resnet56,
 }
@@ -47,6 +50,7 @@ def custom_objects() -> dict[str, type]:
     """The zoo's custom layers, for ``keras.utils.custom_object_scope`` when loading models."""
     return {
         "CrossChannelLRN": CrossChannelLRN,
+        "LogDistanceCorners": LogDistanceCorners,
         "PadShortcut": PadShortcut,
         "WithinChannelLRN": WithinChannelLRN,
     }
@@ -54,6 +58,7 @@ def custom_objects() -> dict[str, type]:
 
 __all__ = [
     "CrossChannelLRN",
+    "LogDistanceCorners",
     "PadShortcut",
     "WithinChannelLRN",
     "accepts_keyword",
@@ -61,6 +66,7 @@ __all__ = [
     "build",
     "custom_objects",
     "detectnet",
+    "detectnet_mobilenetv2",
     "lenet5",
     "names",
     "resnet20",

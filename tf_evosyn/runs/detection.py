@@ -13,7 +13,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from tf_evosyn import fs
+from tf_evosyn import fs, models
 from tf_evosyn._keras import tf
 from tf_evosyn.config_checks import (
     ConfigError,
@@ -23,6 +23,7 @@ from tf_evosyn.config_checks import (
 )
 from tf_evosyn.data.kitti import load_kitti_data
 from tf_evosyn.detection import KITTI_TYPES
+from tf_evosyn.models.detectnet_mobilenetv2 import resolve_weights
 from tf_evosyn.runs.common import (
     run_with_strategy,
     select_on,
@@ -30,8 +31,19 @@ from tf_evosyn.runs.common import (
 from tf_evosyn.runs.evolve import TaskData, evolve_task
 from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
 
-# Keys of config.model passed to the model builder (DetectNet's width and normalisation).
-MODEL_KEYS = ("width", "normalization", "backbone_weights")
+# Keys of config.model passed to the model builder when it takes them (DetectNet's width and
+# normalisation; the MobileNetV2 trunk's cut, head and box coding).
+MODEL_KEYS = (
+    "width",
+    "normalization",
+    "backbone_weights",
+    "trunk_end",
+    "dropout",
+    "bbox_hidden",
+    "box_coding",
+    "bbox_scale",
+    "freeze_batchnorm",
+)
 STRIDE = 16  # DetectNet: GoogLeNet without pool4
 
 
@@ -51,6 +63,7 @@ def detection_task(config: ml_collections.ConfigDict) -> DetectionTask:
             nms_iou=float(det.nms_iou),
         ),
         coverage_positive_weight=float(det.get("coverage_positive_weight", 1.0)),
+        bbox_loss_weight=det.get("bbox_loss_weight", None),
     )
 
 
@@ -84,19 +97,36 @@ def validate_detection_config(config: ml_collections.ConfigDict) -> None:
             "evolution.distill_temperature must be 0 for detection (distillation needs class "
             "logits)."
         )
+    _check_model_keys(config.model)
     weights = config.model.get("backbone_weights", "")
-    if weights and not Path(weights).exists():
+    if config.model.name == "detectnet_mobilenetv2":
+        try:
+            resolve_weights(weights)
+        except FileNotFoundError as error:
+            raise ConfigError(f"model.backbone_weights={weights!r}: {error}") from None
+    elif weights and not Path(weights).exists():
         raise ConfigError(
             f"model.backbone_weights={weights!r} does not exist; give the path of trunk weights "
             "(e.g. a converted ImageNet GoogLeNet) or leave it empty to train from scratch."
         )
 
 
+def _check_model_keys(model: ml_collections.ConfigDict) -> None:
+    """A model key the chosen builder does not take is a typo or the wrong model: say so."""
+    for key in MODEL_KEYS:
+        value = model.get(key, None)
+        if value not in (None, "") and not models.accepts_keyword(model.name, key):
+            raise ConfigError(
+                f"model.{key}={value!r} is not an argument of model {model.name!r}; remove it "
+                "or choose a model that takes it."
+            )
+
+
 def detection_model_kwargs(config: ml_collections.ConfigDict) -> dict:
     kwargs = model_kwargs(config)
     for key in MODEL_KEYS:
         value = config.model.get(key, None)
-        if value not in (None, ""):
+        if value not in (None, "") and models.accepts_keyword(config.model.name, key):
             kwargs[key] = value
     return kwargs
 
@@ -137,6 +167,7 @@ def _run(
             test_data=lambda: data.test_dataset(batch_size),
             validation_data=lambda: data.validation_dataset(batch_size),
             model_kwargs=detection_model_kwargs(config),
+            train_eval_data=lambda: data.train_dataset(batch_size, config.seed, augment=False),
         ),
     )
 

@@ -19,6 +19,7 @@ from tf_evosyn._keras import keras, tf
 from tf_evosyn.config_checks import ScaleSettings, build_settings, offspring_batch_size
 from tf_evosyn.evolution import Evolution
 from tf_evosyn.fine_tuning import TrainData
+from tf_evosyn.learning_curve import LEARNING_CURVE_FILE, LearningCurve
 from tf_evosyn.model_io import load_model
 from tf_evosyn.recipes import make_compile_fn
 from tf_evosyn.runs.common import check_selection_of_run, prepare_workdir, select_on, write_runtime
@@ -41,6 +42,8 @@ class TaskData:
     # (teacher, batch) -> (seed -> batches labelled (label, teacher logits)) or None: see
     # Evolution
     soft_target_data: Callable[[keras.Model, int], TrainData | None] | None = None
+    # () -> unaugmented training batches the task evaluates (the learning curve's train side)
+    train_eval_data: Callable[[], tf.data.Dataset] | None = None
 
 
 def evolve_task(
@@ -116,5 +119,25 @@ def evolve_task(
         task=data.task,
         validation_data=validation_data,
         soft_target_data=soft_target_data,
+        ancestor_callbacks=_learning_curve(config, workdir, data),
     )
     return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
+
+
+def _learning_curve(
+    config: ml_collections.ConfigDict, workdir: fs.RunPath, data: TaskData
+) -> list[keras.callbacks.Callback]:
+    """``log.learning_curve_every`` > 0: the ancestor's train/validation score every that many
+    epochs, in ``learning_curve.json`` (needs the task's unaugmented training batches)."""
+    every = config.log.get("learning_curve_every", 0)
+    if not every or data.train_eval_data is None:
+        return []
+    return [
+        LearningCurve(
+            data.task,
+            data.train_eval_data,
+            data.validation_data,
+            every=int(every),
+            path=fs.join(workdir, LEARNING_CURVE_FILE),
+        )
+    ]

@@ -63,6 +63,8 @@ class DetectionTask(Task):
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     # 1 = DetectNet's coverage loss; > 1 weighs covered cells more (see CoverageLoss).
     coverage_positive_weight: float = 1.0
+    # DetectNet weighs the bbox loss 2 against the coverage loss; None keeps that.
+    bbox_loss_weight: float | None = None
 
     name = "detection"
     supports_distillation = False
@@ -74,6 +76,8 @@ class DetectionTask(Task):
                 f"detection classes {list(self.class_names)} must be KITTI types other than "
                 f"DontCare: {[t for t in KITTI_TYPES if t != 'DontCare']}."
             )
+        if self.bbox_loss_weight is not None and not self.bbox_loss_weight > 0:
+            raise ValueError(f"bbox_loss_weight must be > 0, got {self.bbox_loss_weight!r}.")
         self.class_names = tuple(self.class_names)
         self.class_ids = tuple(KITTI_TYPES.index(n) for n in self.class_names)
 
@@ -90,7 +94,10 @@ class DetectionTask(Task):
         }
 
     def loss_weights(self) -> dict[str, float]:
-        return dict(DETECTNET_LOSS_WEIGHTS)
+        weights = dict(DETECTNET_LOSS_WEIGHTS)
+        if self.bbox_loss_weight is not None:
+            weights["bbox"] = float(self.bbox_loss_weight)
+        return weights
 
     def targets(self, gt: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """DetectNet's training targets of a (batched) ground truth, as tf.data ops."""
@@ -140,7 +147,12 @@ class DetectionTask(Task):
             min_height=d.min_height,
         )
 
-    def evaluate(self, model: keras.Model, dataset: tf.data.Dataset) -> Evaluation:
+    def ground_truth_and_detections(
+        self, model: keras.Model, dataset: tf.data.Dataset
+    ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+        """Per image of ``dataset`` (batches of images and padded ground truth): its ground
+        truth and the model's decoded detections, for metrics beyond :meth:`evaluate`'s (other
+        IoU thresholds, bootstrap intervals)."""
         ground_truth, detections = [], []
         for images, gt in dataset:
             outputs = self.predict(model, images)
@@ -148,6 +160,10 @@ class DetectionTask(Task):
             ground_truth += _unbatch(gt)
         if not ground_truth:
             raise ValueError("The evaluation dataset is empty.")
+        return ground_truth, detections
+
+    def evaluate(self, model: keras.Model, dataset: tf.data.Dataset) -> Evaluation:
+        ground_truth, detections = self.ground_truth_and_detections(model, dataset)
         metrics: dict[str, float] = evaluate_kitti(ground_truth, detections, self.class_names)
         for index, name in enumerate(self.class_names):
             gt_boxes = [g["boxes"][g["types"] == self.class_ids[index]] for g in ground_truth]
