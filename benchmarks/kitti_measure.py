@@ -139,3 +139,38 @@ def plot_points(records: list[dict], measured: dict[int, dict], iou: str) -> lis
             }
         )
     return points
+
+
+def verdict(records: list[dict], measured: dict[int, dict], goal: dict) -> dict:
+    """The issue's goals on the TEST block, for the first accepted generation at >= 8.16x
+    (chosen on validation by the run, not on test)."""
+
+    def moderate(generation: int, iou: str) -> float:
+        return measured[generation]["test_ap_r40"][iou]["moderate"]["value"]
+
+    result = {
+        "ancestor_test_moderate_ap_r40_iou07": moderate(0, "0.7"),
+        "ancestor_test_moderate_ap_r40_iou05": moderate(0, "0.5"),
+        "ancestor_goal_met": moderate(0, "0.5") >= 0.40 and moderate(0, "0.7") >= 0.20,
+        "generation": None,
+    }
+    efficient = [
+        r
+        for r in records[1:]
+        if r["accepted"] and r["cluster_efficiency"] >= goal["cluster_efficiency"]
+    ]
+    if efficient:
+        r = efficient[0]
+        kept = moderate(r["generation"], "0.7") / max(moderate(0, "0.7"), 1e-12)
+        speedup = measured[0]["ms"] / measured[r["generation"]]["ms"]
+        result.update(
+            generation=r["generation"],
+            cluster_efficiency=r["cluster_efficiency"],
+            synaptic_efficiency=r["synaptic_efficiency"],
+            test_moderate_ap_r40_iou07=moderate(r["generation"], "0.7"),
+            kept_fraction_of_ancestor_ap=kept,
+            tflite_speedup_paper_size=speedup,
+            ap_goal_met=kept >= 1 - goal["max_relative_ap_loss"],
+            speed_goal_met=speedup >= goal["min_speedup"],
+        )
+    return result

@@ -6,7 +6,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import kitti_detectnet  # noqa: E402
 import kitti_measure  # noqa: E402
 
 
@@ -35,6 +34,7 @@ def _record(generation, efficiency, accepted=True, score=0.3):
     }
 
 
+GOAL = {"cluster_efficiency": 8.16, "max_relative_ap_loss": 0.10, "min_speedup": 3.0}
 RECORDS = [_record(0, 1.0), _record(1, 4.0), _record(2, 9.0, accepted=False), _record(3, 9.5)]
 MEASURED = {
     0: _measured(0.30, 0.50, 90.0),
@@ -44,18 +44,18 @@ MEASURED = {
 
 
 def test_verdict_takes_the_first_accepted_generation_past_the_paper():
-    result = kitti_detectnet.verdict(RECORDS, MEASURED)
+    result = kitti_measure.verdict(RECORDS, MEASURED, GOAL)
     assert result["generation"] == 3  # generation 2 was rejected on validation
     assert result["ancestor_goal_met"]
     assert abs(result["kept_fraction_of_ancestor_ap"] - 0.28 / 0.30) < 1e-12
     assert result["ap_goal_met"] and result["speed_goal_met"]  # 93% kept, 3.6x faster
     slow = {**MEASURED, 3: _measured(0.20, 0.5, 40.0)}
-    result = kitti_detectnet.verdict(RECORDS, slow)
+    result = kitti_measure.verdict(RECORDS, slow, GOAL)
     assert not result["ap_goal_met"] and not result["speed_goal_met"]
 
 
 def test_no_generation_past_the_paper_leaves_the_verdict_open():
-    result = kitti_detectnet.verdict(RECORDS[:2], MEASURED)
+    result = kitti_measure.verdict(RECORDS[:2], MEASURED, GOAL)
     assert result["generation"] is None and "ap_goal_met" not in result
 
 

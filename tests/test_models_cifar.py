@@ -340,7 +340,14 @@ def test_within_channel_lrn_matches_caffe_formula():
 
 
 def test_zoo_names():
-    assert models.names() == ["alexnet_cifar", "detectnet", "lenet5", "resnet20", "resnet56"]
+    assert models.names() == [
+        "alexnet_cifar",
+        "detectnet",
+        "detectnet_mobilenetv2",
+        "lenet5",
+        "resnet20",
+        "resnet56",
+    ]
     with pytest.raises(ValueError, match="Unknown model"):
         models.build("resnet110")
 
