@@ -203,3 +203,24 @@ def assert_compacts_exactly(model, images: np.ndarray) -> None:
     actual = compact(model)(images, training=False).numpy()
     assert np.abs(expected).max() > 1e-3
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+
+
+def gt_image(objects):
+    """One image's KITTI ground truth from (type name, box, truncated, occluded) tuples."""
+    from tf_evosyn.detection.kitti_types import KITTI_TYPE_INDEX
+
+    return {
+        "boxes": np.array([o[1] for o in objects], np.float32).reshape(-1, 4),
+        "types": np.array([KITTI_TYPE_INDEX[o[0]] for o in objects], np.int32),
+        "truncated": np.array([o[2] for o in objects], np.float32),
+        "occluded": np.array([o[3] for o in objects], np.int32),
+    }
+
+
+def det_image(boxes, scores, classes=None):
+    """One image's detections (keras-cv dict) from boxes, scores and class indices."""
+    return {
+        "boxes": np.array(boxes, np.float32).reshape(-1, 4),
+        "confidence": np.array(scores, np.float32),
+        "classes": np.zeros(len(scores), np.int64) if classes is None else np.array(classes),
+    }

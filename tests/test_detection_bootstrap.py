@@ -7,6 +7,7 @@ and P found cars give P thresholds of precision 1: AP|R40 = (P - 1) / 40 (0 when
 
 import numpy as np
 import pytest
+from helpers import det_image, gt_image
 
 from tf_evosyn.detection import evaluate_kitti
 from tf_evosyn.detection.bootstrap import (
@@ -15,31 +16,12 @@ from tf_evosyn.detection.bootstrap import (
     format_interval,
     resampled_ap,
 )
-from tf_evosyn.detection.kitti_types import KITTI_TYPE_INDEX
 
 CAR_BOX = [100.0, 100.0, 200.0, 180.0]  # 80 px high: easy
 N = 40
 DIFFICULTIES = ("easy", "moderate", "hard")
 KEYS = {f"car_{d}_ap_r40" for d in DIFFICULTIES}
 SCENE_CLASSES = {"detection_class_names": ("Car", "Pedestrian")}  # random_scene's classes
-
-
-def gt_image(objects):
-    """objects: (type name, box, truncated, occluded) tuples."""
-    return {
-        "boxes": np.array([o[1] for o in objects], np.float32).reshape(-1, 4),
-        "types": np.array([KITTI_TYPE_INDEX[o[0]] for o in objects], np.int32),
-        "truncated": np.array([o[2] for o in objects], np.float32),
-        "occluded": np.array([o[3] for o in objects], np.int32),
-    }
-
-
-def det_image(boxes, scores, classes=None):
-    return {
-        "boxes": np.array(boxes, np.float32).reshape(-1, 4),
-        "confidence": np.array(scores, np.float32),
-        "classes": np.zeros(len(scores), np.int64) if classes is None else np.array(classes),
-    }
 
 
 def half_found():

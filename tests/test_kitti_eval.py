@@ -7,30 +7,12 @@ With 80 TPs the devkit picks TP ranks 1, 2, 4, 6, .., 80 as thresholds (41 of th
 
 import numpy as np
 import pytest
+from helpers import det_image, gt_image
 
 from tf_evosyn.detection import digits_metrics, evaluate_kitti, score_detections
-from tf_evosyn.detection.kitti_types import KITTI_TYPE_INDEX
 
 CAR_BOX = [100.0, 100.0, 200.0, 180.0]  # 80 px high: easy
 N = 80
-
-
-def gt_image(objects):
-    """objects: (type name, box, truncated, occluded) tuples."""
-    return {
-        "boxes": np.array([o[1] for o in objects], np.float32).reshape(-1, 4),
-        "types": np.array([KITTI_TYPE_INDEX[o[0]] for o in objects], np.int32),
-        "truncated": np.array([o[2] for o in objects], np.float32),
-        "occluded": np.array([o[3] for o in objects], np.int32),
-    }
-
-
-def det_image(boxes, scores, classes=None):
-    return {
-        "boxes": np.array(boxes, np.float32).reshape(-1, 4),
-        "confidence": np.array(scores, np.float32),
-        "classes": np.zeros(len(scores), np.int64) if classes is None else np.array(classes),
-    }
 
 
 def base(n=N):

@@ -9,6 +9,7 @@ epochs of the ancestor's training and rewrites ``learning_curve.json`` in the ru
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -62,8 +63,6 @@ class LearningCurve(keras.callbacks.Callback):
 def read_learning_curve(workdir: str | fs.RunPath) -> dict | None:
     """The curve a run wrote (``{"metric", "points": [{epoch, loss, train, validation}]}``) or
     None when it wrote none."""
-    import json
-
     path = fs.join(workdir, LEARNING_CURVE_FILE)
     if not fs.exists(path):
         return None
