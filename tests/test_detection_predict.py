@@ -281,11 +281,16 @@ def test_draw_detections_writes_a_png_with_the_box_drawn(tmp_path):
 
 
 def _run_cli(**values) -> None:
-    """``evosyn-predict`` in process: absl parses the flags, then main runs."""
-    argv = ["evosyn-predict", *(f"--{k}={v}" for k, v in values.items())]
-    with flagsaver.flagsaver():
-        flags.FLAGS(argv)
-        cli.main(argv[:1])
+    """``evosyn-predict`` in process: absl parses these flags, then main runs.
+
+    Only the given flags are parsed and validated: other binaries imported into the same test
+    process define required flags of their own that this command never sees.
+    """
+    parsed = {name: str(value) for name, value in values.items()}
+    with flagsaver.as_parsed(**parsed):
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        cli.main(["evosyn-predict"])
 
 
 @pytest.fixture
