@@ -120,6 +120,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.parents = 1
     config.evolution.efficiency_weight = 0.005  # fitness = score + this * log2(cluster eff.)
     config.evolution.reinitialize = False
+    # Heredity sharpness gamma: P = exp(gamma (|w|/z - 1)); 1.0 = the papers' model.
+    config.evolution.synapse_sharpness = 1.0
+    config.evolution.cluster_sharpness = 1.0
     # True: each offspring is physically compacted (dead clusters removed, layers stay evolvable)
     # before fine-tuning, so generations get faster as the network shrinks. Needs parents = 1.
     config.evolution.compact_offspring = False

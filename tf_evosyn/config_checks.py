@@ -17,6 +17,7 @@ from tf_evosyn import distribute as distribute_lib
 from tf_evosyn import environment as environment_lib
 from tf_evosyn.cluster_floor import ClusterFloor
 from tf_evosyn.flops_budget import FlopsBudget
+from tf_evosyn.heredity import Heredity
 from tf_evosyn.latency_budget import LatencyBudget
 from tf_evosyn.models.lenet5 import CONV_ACTIVATIONS
 from tf_evosyn.recipes import OPTIMIZERS, RECIPE_DEFAULTS, SCHEDULES, recipe
@@ -363,6 +364,10 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         efficiency_weight=evo.get("efficiency_weight", 0.005),
         max_attempts=evo.max_attempts,
         reinitialize=evo.reinitialize,
+        heredity=Heredity(
+            synapse_sharpness=evo.get("synapse_sharpness", 1.0),
+            cluster_sharpness=evo.get("cluster_sharpness", 1.0),
+        ),
         compact_offspring=evo.get("compact_offspring", False),
         selection=evo.selection,
         seed=config.seed,

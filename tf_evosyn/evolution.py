@@ -274,6 +274,7 @@ class Evolution:
             generation=generation,
             attempt=index,
             reinitialize=self.settings.reinitialize,
+            heredity=self.settings.heredity,
         )
         if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
             offspring = compact(offspring, keep_evolvable=True)

@@ -3,8 +3,14 @@
 Pure NumPy on one layer's kernel (clusters on the last axis), following METHOD.md:
 
     s_c    = sum_{j in c} |w_j|                       (dead synapses count as 0)
-    P(c)   = exp(s_c / Z - 1),   Z = max_c s_c        (strongest cluster -> 1, weakest -> ~1/e)
-    P(j|c) = exp(|w_j| / z - 1), z = max_j |w_j|
+    P(c)   = exp(gamma_c (s_c / Z - 1)),   Z = max_c s_c
+    P(j|c) = exp(gamma_s (|w_j| / z - 1)), z = max_j |w_j|
+
+The sharpnesses gamma (``Heredity``) make this a family; gamma = 1 is the papers' model, whose
+probabilities span only [1/e, 1]: an environment that must remove 40% of a layer then also
+removes strong synapses and strong filters. A larger gamma spans [exp(-gamma), 1], so the same
+expected survivors are drawn more from the weak end (gamma -> inf is a magnitude trim; gamma ->
+0 a uniform draw). The strongest cluster and synapse keep P = 1 for every gamma.
 
 Dead clusters and synapses have probability 0, which makes heredity monotone. The environmental
 factors multiply these probabilities (clipped to [0, 1]) before sampling.
@@ -12,9 +18,42 @@ factors multiply these probabilities (clipped to [0, 1]) before sampling.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Heredity:
+    """The heredity family's sharpnesses: P = exp(gamma (v / max v - 1)), gamma = 1 the papers'."""
+
+    synapse_sharpness: float = 1.0
+    cluster_sharpness: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("synapse_sharpness", "cluster_sharpness"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(
+                    f"Heredity {name} must be a finite number > 0 (1.0 = the papers' "
+                    f"exp(|w|/z - 1)), got {value!r}."
+                )
+
+    def get_config(self) -> dict:
+        return {
+            "synapse_sharpness": float(self.synapse_sharpness),
+            "cluster_sharpness": float(self.cluster_sharpness),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> Heredity:
+        return cls(**config)
+
+
+PAPERS_HEREDITY = Heredity()
 
 
 @dataclass(frozen=True)
@@ -35,22 +74,30 @@ def cluster_strengths(weights: np.ndarray, synapse_alive: np.ndarray) -> np.ndar
     return magnitudes.reshape(-1, weights.shape[-1]).sum(axis=0)
 
 
-def _normalised_exp(values: np.ndarray, alive: np.ndarray) -> np.ndarray:
-    """exp(v / max(v) - 1) on living entries, 0 on dead ones."""
+def _normalised_exp(values: np.ndarray, alive: np.ndarray, sharpness: float = 1.0) -> np.ndarray:
+    """exp(sharpness (v / max(v) - 1)) on living entries, 0 on dead ones."""
     living = np.where(alive, values, 0.0)
     peak = float(living.max()) if living.size else 0.0
     ratio = living / peak if peak > 0 else np.zeros_like(living)
-    return np.where(alive, np.exp(ratio - 1.0), 0.0)
+    return np.where(alive, np.exp(float(sharpness) * (ratio - 1.0)), 0.0)
 
 
-def cluster_heredity(strengths: np.ndarray, cluster_alive: np.ndarray) -> np.ndarray:
-    """P(cluster survives) = exp(s_c / Z - 1) for living clusters, 0 for dead ones."""
-    return _normalised_exp(np.asarray(strengths, np.float64), np.asarray(cluster_alive, bool))
+def cluster_heredity(
+    strengths: np.ndarray, cluster_alive: np.ndarray, sharpness: float = 1.0
+) -> np.ndarray:
+    """P(cluster survives) = exp(gamma (s_c / Z - 1)) for living clusters, 0 for dead ones."""
+    return _normalised_exp(
+        np.asarray(strengths, np.float64), np.asarray(cluster_alive, bool), sharpness
+    )
 
 
-def synapse_heredity(weights: np.ndarray, synapse_alive: np.ndarray) -> np.ndarray:
-    """P(synapse survives | cluster survives) = exp(|w| / z - 1), z = max living |w|."""
-    return _normalised_exp(np.abs(np.asarray(weights, np.float64)), np.asarray(synapse_alive, bool))
+def synapse_heredity(
+    weights: np.ndarray, synapse_alive: np.ndarray, sharpness: float = 1.0
+) -> np.ndarray:
+    """P(synapse survives | cluster survives) = exp(gamma (|w| / z - 1)), z = max living |w|."""
+    return _normalised_exp(
+        np.abs(np.asarray(weights, np.float64)), np.asarray(synapse_alive, bool), sharpness
+    )
 
 
 def layer_heredity(
@@ -59,17 +106,18 @@ def layer_heredity(
     synapse_alive: np.ndarray,
     cluster_alive: np.ndarray,
     evolve_clusters: bool = True,
+    heredity: Heredity = PAPERS_HEREDITY,
 ) -> LayerHeredity:
     """Heredity probabilities of one layer from its parent weights and masks."""
     synapse_alive = np.asarray(synapse_alive, bool) & np.asarray(cluster_alive, bool)
     strengths = cluster_strengths(weights, synapse_alive)
-    cluster_probs = cluster_heredity(strengths, cluster_alive)
+    cluster_probs = cluster_heredity(strengths, cluster_alive, heredity.cluster_sharpness)
     if not evolve_clusters:
         cluster_probs = np.where(cluster_alive, 1.0, 0.0)
     return LayerHeredity(
         name=name,
         cluster_probs=cluster_probs,
-        synapse_probs=synapse_heredity(weights, synapse_alive),
+        synapse_probs=synapse_heredity(weights, synapse_alive, heredity.synapse_sharpness),
         cluster_alive=np.asarray(cluster_alive, bool),
         synapse_alive=synapse_alive,
         evolve_clusters=evolve_clusters,

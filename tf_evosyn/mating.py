@@ -39,7 +39,7 @@ from tf_evosyn._keras import keras
 from tf_evosyn.convert import clone_with_weights
 from tf_evosyn.coupling import plan_coupling
 from tf_evosyn.environment import EnvironmentalFactor, solve_factor
-from tf_evosyn.heredity import expected_survivors
+from tf_evosyn.heredity import PAPERS_HEREDITY, Heredity, expected_survivors
 from tf_evosyn.layers import evolvable_layers
 from tf_evosyn.synthesis import SynthesisRecord, compute_heredity, synthesize
 
@@ -129,23 +129,29 @@ class AnchoredToFittest(EnvironmentalFactor):
         environment: EnvironmentalFactor,
         fittest: keras.Model,
         targets: dict[str, tuple[float, float]] | None = None,
+        heredity: Heredity = PAPERS_HEREDITY,
     ):
         self.environment = environment
         self.fittest = fittest
         self.targets = dict(targets or {})  # layer -> expected (synapses, clusters), once bound
+        self.heredity = heredity
 
     def check_model(self, model) -> None:
         self.environment.check_model(model)
 
     def for_attempt(self, attempt: int) -> AnchoredToFittest:
-        return AnchoredToFittest(self.environment.for_attempt(attempt), self.fittest)
+        return AnchoredToFittest(
+            self.environment.for_attempt(attempt), self.fittest, heredity=self.heredity
+        )
 
     def bind(self, model, plan, heredities) -> AnchoredToFittest:
         """Solves ``environment`` on the fittest parent only: the union's factors come from
         :meth:`layer_factors`, and mask edits (:meth:`adjust_masks`) need no binding."""
         del model, plan, heredities
         fittest_plan = plan_coupling(self.fittest)
-        fittest_heredities = compute_heredity(self.fittest, False, plan=fittest_plan)
+        fittest_heredities = compute_heredity(
+            self.fittest, False, plan=fittest_plan, heredity=self.heredity
+        )
         bound = self.environment.bind(self.fittest, fittest_plan, fittest_heredities)
         targets = {
             layer.name: expected_survivors(
@@ -153,7 +159,7 @@ class AnchoredToFittest(EnvironmentalFactor):
             )
             for layer in fittest_heredities
         }
-        return AnchoredToFittest(self.environment, self.fittest, targets)
+        return AnchoredToFittest(self.environment, self.fittest, targets, self.heredity)
 
     def layer_factors(self, layer, parent_synapses):
         synapses, clusters = self.targets[layer.name]
@@ -184,6 +190,7 @@ def synthesize_from_parents(
     generation: int = 1,
     attempt: int = 0,
     reinitialize: bool = False,
+    heredity: Heredity | None = None,
 ) -> tuple[keras.Model, SynthesisRecord]:
     """Breed one offspring of ``parents`` (fittest first) by the rule in the module docstring.
 
@@ -199,15 +206,18 @@ def synthesize_from_parents(
             generation=generation,
             attempt=attempt,
             reinitialize=reinitialize,
+            heredity=heredity,
         )
+    heredity = heredity or PAPERS_HEREDITY
     aligned = _aligned(parents)
     offspring, record = synthesize(
         heredity_model(parents),
-        AnchoredToFittest(environment_lib.get(environment), parents[0]),
+        AnchoredToFittest(environment_lib.get(environment), parents[0], heredity=heredity),
         seed=seed,
         generation=generation,
         attempt=attempt,
         reinitialize=reinitialize,
+        heredity=heredity,
     )
     if not reinitialize:
         for layers in aligned:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from tf_evosyn import environment as environment_lib
 from tf_evosyn import stop_targets
+from tf_evosyn.heredity import Heredity
 
 SELECTION_CRITERIA = ("most_efficient", "most_accurate")
 
@@ -50,6 +51,8 @@ class EvolutionSettings:
     parents: int = 1
     efficiency_weight: float = 0.005  # fitness = score + this * log2(cluster efficiency)
     reinitialize: bool = False  # architecture-only heredity instead of inheriting weights
+    # The heredity family's sharpnesses (heredity.py): Heredity() is the papers' exp(|w|/z - 1).
+    heredity: Heredity = field(default_factory=Heredity)
     # Physically remove dead clusters from each offspring before fine-tuning (the layers stay
     # evolvable, compaction.compact(keep_evolvable=True)): generations get faster as they shrink.
     compact_offspring: bool = False

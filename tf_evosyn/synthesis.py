@@ -19,6 +19,8 @@ from tf_evosyn._keras import keras
 from tf_evosyn.convert import clone_with_weights
 from tf_evosyn.coupling import CouplingPlan, group_cluster_probs, plan_coupling
 from tf_evosyn.heredity import (
+    PAPERS_HEREDITY,
+    Heredity,
     LayerHeredity,
     apply_factor,
     layer_heredity,
@@ -44,7 +46,10 @@ def synthesis_rng(seed: int, generation: int, attempt: int = 0) -> np.random.Gen
 
 
 def compute_heredity(
-    model: keras.Model, write_buffers: bool = True, plan: CouplingPlan | None = None
+    model: keras.Model,
+    write_buffers: bool = True,
+    plan: CouplingPlan | None = None,
+    heredity: Heredity = PAPERS_HEREDITY,
 ) -> list[LayerHeredity]:
     """Heredity probabilities of every evolvable layer from the current weights and masks.
 
@@ -60,6 +65,7 @@ def compute_heredity(
             layer.living_synapse_mask(),
             layer.living_cluster_mask(),
             evolve_clusters=layer.evolve_clusters,
+            heredity=heredity,
         )
         for layer in evolvable_layers(model)
     ]
@@ -112,6 +118,7 @@ def draw_masks(
     model: keras.Model,
     environment: environment_lib.EnvironmentalFactor,
     rng: np.random.Generator,
+    heredity: Heredity = PAPERS_HEREDITY,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[float, float]]]:
     """Sample new (synapse_mask, cluster_mask) for every evolvable layer of ``model``.
 
@@ -121,7 +128,7 @@ def draw_masks(
     """
     environment.check_model(model)
     plan = plan_coupling(model)
-    heredities = compute_heredity(model, plan=plan)
+    heredities = compute_heredity(model, plan=plan, heredity=heredity)
     layers = {layer.name: layer for layer in evolvable_layers(model)}
     environment = environment.bind(model, plan, heredities)
 
@@ -157,11 +164,13 @@ def draw_shared_synapses(
     masks: dict[str, tuple[np.ndarray, np.ndarray]],
     factors: dict[str, tuple[float, float]],
     rng: np.random.Generator,
+    heredity: Heredity = PAPERS_HEREDITY,
 ) -> dict[str, np.ndarray]:
     """Depthwise taps of separable layers (synapses shared by all clusters), after ``masks``.
 
     A depthwise channel lives while a living pointwise synapse reads it; its taps survive with
-    P(j) = exp(|w_j| / z - 1) times the layer's synapse factor, and it keeps its strongest tap.
+    P(j) = exp(gamma (|w_j| / z - 1)) times the layer's synapse factor, and it keeps its
+    strongest tap.
     The heredity is written to the layer's ``depthwise_heredity`` buffer.
     """
     shared = {}
@@ -172,7 +181,7 @@ def draw_shared_synapses(
         rows_read = synapses.reshape(-1, *synapses.shape[-2:]).any(axis=(0, 2))
         kernel = layer.depthwise_kernel.numpy()
         alive = layer.living_depthwise_mask() & rows_read.reshape(kernel.shape[2:])
-        probs = synapse_heredity(kernel, alive)
+        probs = synapse_heredity(kernel, alive, heredity.synapse_sharpness)
         layer.depthwise_heredity.assign(probs.astype(np.float32))
         drawn = (rng.random(kernel.shape) < apply_factor(probs, factors[layer.name][1])) & alive
         flat_drawn, flat_probs = (
@@ -194,6 +203,7 @@ def synthesize(
     generation: int = 1,
     attempt: int = 0,
     reinitialize: bool = False,
+    heredity: Heredity | None = None,
 ) -> tuple[keras.Model, SynthesisRecord]:
     """Breed one offspring of ``parent`` (which is left unchanged apart from its heredity buffers).
 
@@ -203,13 +213,15 @@ def synthesize(
       seed, generation, attempt: select the random stream; the same triple gives the same masks.
       reinitialize: architecture-only heredity: the offspring gets fresh initial weights instead
         of inheriting the parent's surviving weights.
+      heredity: the heredity family's sharpnesses; default the papers' model (gamma = 1).
     """
     environment = environment_lib.get(environment)
+    heredity = heredity or PAPERS_HEREDITY
     if not evolvable_layers(parent):
         raise ValueError("The parent has no evolvable layers; call tf_evosyn.evolvable(model).")
     rng = synthesis_rng(seed, generation, attempt)
-    masks, factors = draw_masks(parent, environment.for_attempt(attempt), rng)
-    shared = draw_shared_synapses(parent, masks, factors, rng)
+    masks, factors = draw_masks(parent, environment.for_attempt(attempt), rng, heredity)
+    shared = draw_shared_synapses(parent, masks, factors, rng, heredity)
 
     offspring = clone_with_weights(parent)
     if reinitialize:
