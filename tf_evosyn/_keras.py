@@ -9,6 +9,10 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tf_evosyn._startup import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # quietly when this process is one of the commands
+
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
