@@ -72,10 +72,10 @@ from tf_evosyn import io_utils  # noqa: E402
 from tf_evosyn._keras import keras, tf  # noqa: E402
 from tf_evosyn.compaction import compact  # noqa: E402
 from tf_evosyn.data import ClassificationData, DataError, load_classification_data  # noqa: E402
-from tf_evosyn.evolution import evaluate_accuracy  # noqa: E402
 from tf_evosyn.experiment import ConfigError, run_classification  # noqa: E402
 from tf_evosyn.flops import count_flops  # noqa: E402
 from tf_evosyn.model_io import load_model  # noqa: E402
+from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: E402
 
 _EVOLUTION_RUN = flags.DEFINE_string(
     "evolution_run",

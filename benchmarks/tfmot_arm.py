@@ -18,10 +18,10 @@ import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tf_evosyn import io_utils
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.data import ClassificationData
-from tf_evosyn.evolution import evaluate_accuracy
 from tf_evosyn.experiment import make_compile_fn
 from tf_evosyn.export import plain_copy
 from tf_evosyn.flops import count_flops
+from tf_evosyn.tasks.classification import evaluate_accuracy
 
 KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense)
 

@@ -153,7 +153,7 @@ def adam_compile(model, epochs=None) -> None:
 def small_evolution(workdir, data, compile_fn=adam_compile, **settings):
     """An Evolution on a small real data set: 2 generations of 1 epoch, tolerant acceptance,
     decisions on the first 256 test images (``settings`` override any of it)."""
-    from tf_evosyn.evolution import Evolution, EvolutionSettings
+    from tf_evosyn import Evolution, EvolutionSettings
 
     knobs = dict(
         generations=2,

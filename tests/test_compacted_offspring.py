@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import cifar_images, random_bn, small_evolution, without_timing
 
+from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn import records as records_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.alignment import ChannelAlignment
@@ -19,7 +20,6 @@ from tf_evosyn.compaction import compact
 from tf_evosyn.config_checks import ConfigError, validate_config
 from tf_evosyn.convert import evolvable
 from tf_evosyn.environment import ConstantFactor, LayerBudget
-from tf_evosyn.evolution import Evolution, EvolutionSettings
 from tf_evosyn.flops_budget import FlopsBudget
 from tf_evosyn.layers import EvolvableMixin, evolvable_layers
 from tf_evosyn.measures import count_living

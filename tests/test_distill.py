@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import tf_evosyn
+from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.distill import Distiller, distiller_like, soft_target_loss
-from tf_evosyn.evolution import Evolution, EvolutionSettings
 from tf_evosyn.models import lenet5
 from tf_evosyn.recipes import make_compile_fn
 

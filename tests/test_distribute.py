@@ -19,7 +19,6 @@ import tf_evosyn
 from tf_evosyn import distribute
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.evolution import evaluate_accuracy
 from tf_evosyn.experiment import (
     ConfigError,
     make_compile_fn,
@@ -29,6 +28,7 @@ from tf_evosyn.experiment import (
 )
 from tf_evosyn.lineage import REQUIRED_KEYS
 from tf_evosyn.models import lenet5
+from tf_evosyn.tasks.classification import evaluate_accuracy
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "lenet5_mnist_smoke.py"

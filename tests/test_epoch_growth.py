@@ -3,8 +3,8 @@
 import pytest
 from helpers import adam_compile, small_evolution
 
+from tf_evosyn import EvolutionSettings
 from tf_evosyn._keras import keras
-from tf_evosyn.evolution import EvolutionSettings
 from tf_evosyn.models import lenet5
 
 

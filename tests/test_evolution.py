@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import tf_evosyn
+from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn._keras import keras
-from tf_evosyn.evolution import Evolution, EvolutionSettings, evaluate_accuracy
 from tf_evosyn.models import lenet5
+from tf_evosyn.tasks.classification import evaluate_accuracy
 
 
 def _compile(learning_rate=1e-3, optimizer=keras.optimizers.Adam):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import tf_evosyn
+from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction import compact
-from tf_evosyn.evolution import Evolution, EvolutionSettings
 from tf_evosyn.export import (
     ARTIFACTS,
     ExportError,

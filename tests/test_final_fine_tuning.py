@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from helpers import adam_compile, small_evolution
 
+from tf_evosyn import EvolutionSettings
 from tf_evosyn._keras import keras
-from tf_evosyn.evolution import EvolutionSettings
 from tf_evosyn.model_io import load_model
 from tf_evosyn.models import lenet5
 

@@ -10,8 +10,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tf_evosyn import io_utils, lineage, lineage_report  # noqa: E402
-from tf_evosyn.lineage import Lineage, efficiencies, plot_lineage, summary_table  # noqa: E402
+from tf_evosyn import io_utils, lineage_report  # noqa: E402
+from tf_evosyn.lineage import Lineage, efficiencies  # noqa: E402
+from tf_evosyn.lineage_report import plot_lineage, summary_table  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -301,7 +302,7 @@ def test_summary_table(records):
 
 def test_plot_lineage_writes_pngs(tmp_path, records):
     out = tmp_path / "plots"
-    paths = lineage.plot_lineage(records, out)
+    paths = lineage_report.plot_lineage(records, out)
     names = sorted(p.name for p in paths)
     assert names == sorted(
         ["accuracy.png", "synaptic_efficiency.png", "cluster_efficiency.png", "lineage.png"]
@@ -311,7 +312,7 @@ def test_plot_lineage_writes_pngs(tmp_path, records):
         assert len(data) > 1000 and data.startswith(PNG_SIGNATURE), p
     assert leftovers(out) == []
     with pytest.raises(ValueError):
-        lineage.plot_lineage([], out)
+        lineage_report.plot_lineage([], out)
 
 
 def read_scalars(logdir: Path) -> dict[tuple[str, int], float]:
@@ -333,11 +334,11 @@ def test_write_tensorboard(tmp_path, records):
     logdir = tmp_path / "tb"
     try:
         for r in records[:3]:
-            lineage.write_tensorboard(logdir, r)
+            lineage_report.write_tensorboard(logdir, r)
         assert len([k for k in lineage_report._WRITERS if k.startswith(str(tmp_path))]) == 1
         scalars = read_scalars(logdir)
     finally:
-        lineage.close_tensorboard_writers()
+        lineage_report.close_tensorboard_writers()
     assert scalars[("evolution/accuracy", 0)] == pytest.approx(0.99)
     assert scalars[("evolution/synapses", 1)] == 500
     assert scalars[("evolution/clusters", 2)] == 20

@@ -102,7 +102,7 @@ def test_transfer_learning_pattern_evolves_compacts_exactly_and_round_trips(imag
 @pytest.mark.slow
 def test_transfer_learning_pattern_evolves_on_real_data_and_exports(datasets_dir, tmp_path):
     """The user's path: Evolution loop on real CIFAR-10 images, then every export artifact."""
-    from tf_evosyn.evolution import Evolution, EvolutionSettings
+    from tf_evosyn import Evolution, EvolutionSettings
     from tf_evosyn.export import export_model
 
     with np.load(datasets_dir / "cifar10_subset" / "cifar10_data_batch_1_first4000.npz") as data:

@@ -6,7 +6,7 @@ import json
 import pytest
 from test_distribute import _smoke_config
 
-from tf_evosyn.data.registry import ClassificationData
+from tf_evosyn.data import ClassificationData
 from tf_evosyn.experiment import ConfigError, prepare_workdir, validate_config
 from tf_evosyn.runs import classification as classification_run
 from tf_evosyn.runs import evolve as evolve_run

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.evolution import Evolution, EvolutionSettings
 from tf_evosyn.models import lenet5
 
 DECISIONS = ("generation", "accepted", "attempts", "synapses", "clusters", "score", "parent")

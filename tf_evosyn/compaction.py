@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.compaction_report import compaction_report, format_report  # noqa: F401 (its old home)
 from tf_evosyn.conv_kinds import (
     GROUPED,
     RESHAPE,

@@ -1,7 +1,7 @@
 """What compaction did, layer by layer: channels and parameters before and after.
 
 Kept apart from :mod:`tf_evosyn.compaction` (which removes the channels) so each module has one
-job; ``from tf_evosyn.compaction import compaction_report, format_report`` still works.
+job;
 """
 
 from __future__ import annotations

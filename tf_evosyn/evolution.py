@@ -33,9 +33,8 @@ from tf_evosyn.mating import synthesize_from_parents
 from tf_evosyn.measures import count_living
 from tf_evosyn.model_io import load_model
 from tf_evosyn.run_dir import RunDirectory
-from tf_evosyn.settings import SELECTION_CRITERIA, EvolutionSettings  # noqa: F401
+from tf_evosyn.settings import EvolutionSettings
 from tf_evosyn.tasks import ClassificationTask, Evaluation, Task
-from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: F401  (its old home)
 
 
 def derive_seed(*parts: int) -> int:

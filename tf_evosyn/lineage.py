@@ -2,8 +2,8 @@
 
 Generation 0 is the ancestor network; every later line is one offspring (accepted or not). The
 file is the source of truth for resuming a killed run and for the paper-style results table, so
-it is always rewritten atomically and validated strictly on load. TensorFlow and matplotlib are
-imported lazily so that reading a lineage stays cheap.
+it is always rewritten atomically and validated strictly on load. Tables, plots and TensorBoard
+summaries of a lineage live in lineage_report.py, which reads this module (never the reverse).
 """
 
 from __future__ import annotations
@@ -21,15 +21,11 @@ __all__ = [
     "LINEAGE_FILENAME",
     "Lineage",
     "REQUIRED_KEYS",
-    "close_tensorboard_writers",
     "metric_of",
     "score_of",
     "efficiencies",
-    "plot_lineage",
-    "summary_table",
     "upgrade_record",
     "validate_record",
-    "write_tensorboard",
 ]
 
 LINEAGE_FILENAME = "lineage.jsonl"
@@ -258,13 +254,3 @@ class Lineage:
         else:
             raise ValueError(f"unknown criterion {criterion!r}; expected one of {_CRITERIA}")
         return max(pool, key=key) if pool else None
-
-
-# The reports live in lineage_report.py; imported here so ``lineage.summary_table`` etc. keep
-# working for callers written before the split.
-from tf_evosyn.lineage_report import (  # noqa: E402
-    close_tensorboard_writers,
-    plot_lineage,
-    summary_table,
-    write_tensorboard,
-)

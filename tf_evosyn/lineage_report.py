@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tf_evosyn import fs, io_utils
+from tf_evosyn.lineage import _is_int, _is_number, metric_of, upgrade_record
 
 # --------------------------------------------------------------------------- summary table
 
@@ -383,8 +384,3 @@ def close_tensorboard_writers() -> None:
         _, writer = _WRITERS.popitem()
         writer.flush()
         writer.close()
-
-
-# Last, because tf_evosyn.lineage imports this module's names at its end: whichever of the two
-# is imported first, every name the other needs is defined by then.
-from tf_evosyn.lineage import _is_int, _is_number, metric_of, upgrade_record  # noqa: E402

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from absl import logging
 
-from tf_evosyn import fs, io_utils
+from tf_evosyn import fs, io_utils, lineage_report
 from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras
 from tf_evosyn.model_io import KERAS_FILENAME, load_model, save_model
@@ -145,8 +145,8 @@ class RunDirectory:
         fs.makedirs(fs.join(self.workdir, "generations"))
         io_utils.atomic_replace_dir(self.generation_dir(generation), write_checkpoint)
         self.lineage.append(record)
-        lineage_lib.write_tensorboard(self.tensorboard_dir, record)
-        lineage_lib.plot_lineage(self.lineage.records, fs.join(self.workdir, "plots"))
+        lineage_report.write_tensorboard(self.tensorboard_dir, record)
+        lineage_report.plot_lineage(self.lineage.records, fs.join(self.workdir, "plots"))
 
     def best_generation(self) -> int | None:
         """The generation ``best/`` holds, None if it is missing or unfinished."""
@@ -171,8 +171,8 @@ class RunDirectory:
         """Write summary.txt and status.json (and redraw the plots, which a crash right after
         the last lineage line would leave stale); returns the summary table. ``stopped``: why
         no offspring could go on; ``reached``: which efficiency targets ended it (finished)."""
-        lineage_lib.plot_lineage(self.lineage.records, fs.join(self.workdir, "plots"))
-        table = lineage_lib.summary_table(self.lineage.records)
+        lineage_report.plot_lineage(self.lineage.records, fs.join(self.workdir, "plots"))
+        table = lineage_report.summary_table(self.lineage.records)
         io_utils.atomic_write_text(fs.join(self.workdir, "summary.txt"), table + "\n")
         last = self.lineage.records[-1]
         evolved = last["generation"] - 1 if last.get("final") else last["generation"]

@@ -16,11 +16,9 @@ import numpy as np
 from absl import logging
 
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.data.datasets import (  # noqa: F401  (DatasetSpec/LocalData: their old home)
+from tf_evosyn.data.datasets import (
     DATASETS,
-    DEFAULT_TEST_FRACTION,
     DatasetSpec,
-    LocalData,
     _get,
 )
 from tf_evosyn.data.errors import DataError

@@ -2,5 +2,6 @@
 
 from tf_evosyn.tasks.base import Evaluation, Task
 from tf_evosyn.tasks.classification import ClassificationTask, evaluate_accuracy
+from tf_evosyn.tasks.detection import DetectionTask
 
-__all__ = ["ClassificationTask", "Evaluation", "Task", "evaluate_accuracy"]
+__all__ = ["ClassificationTask", "DetectionTask", "Evaluation", "Task", "evaluate_accuracy"]
