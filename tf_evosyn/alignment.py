@@ -183,4 +183,4 @@ class ChannelAlignment(EnvironmentalFactor):
         }
 
 
-environment_lib._register(ChannelAlignment)
+environment_lib.register(ChannelAlignment)

@@ -102,4 +102,4 @@ def raise_to_floors(plan, heredities, masks, floors: Mapping[str, int]) -> None:
             set_group(group, True, plan, by_name, masks)
 
 
-environment_lib._register(ClusterFloor)
+environment_lib.register(ClusterFloor)

@@ -120,8 +120,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"train.ancestor_path={config.train.ancestor_path!r} does not exist.")
     _validate_scale(config)
     evo = config.evolution
-    if evo.environment not in ENVIRONMENTS:
-        raise ConfigError(f"evolution.environment={evo.environment!r}; use one of {ENVIRONMENTS}.")
+    _check_environment_choice(evo.environment)
     try:
         build_settings(config).validate()
     except (ValueError, AttributeError, KeyError) as error:
@@ -322,7 +321,32 @@ def _latency_budget(evo: ml_collections.ConfigDict) -> LatencyBudget:
     )
 
 
+def _check_environment_choice(choice) -> None:
+    """``evolution.environment``: one of the named recipes, or dict(name=..., **kwargs)."""
+    if isinstance(choice, ml_collections.ConfigDict | dict):
+        name = dict(choice).get("name")
+        if name not in environment_lib.registered_names() and name not in environment_lib._REGISTRY:
+            raise ConfigError(
+                f"evolution.environment.name={name!r}; use one of "
+                f"{environment_lib.registered_names()} (tf_evosyn.environment.register adds "
+                "your own)."
+            )
+        return
+    if choice not in ENVIRONMENTS:
+        raise ConfigError(
+            f"evolution.environment={choice!r}; use one of {ENVIRONMENTS}, or "
+            "dict(name=<registered environment>, **its arguments)."
+        )
+
+
 def _base_environment(evo: ml_collections.ConfigDict) -> environment_lib.EnvironmentalFactor:
+    if isinstance(evo.environment, ml_collections.ConfigDict | dict):
+        kwargs = (
+            _plain(evo.environment)
+            if not isinstance(evo.environment, dict)
+            else dict(evo.environment)
+        )
+        return environment_lib.build(kwargs.pop("name"), **kwargs)
     if evo.environment == "latency_budget":
         return _latency_budget(evo)
     if evo.environment == "flops_budget":

@@ -7,17 +7,58 @@ Models are small serialisable objects (``get_config``/``from_config``) like TF-M
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from tf_evosyn.heredity import LayerHeredity, expected_survivors
 from tf_evosyn.layers import evolvable_layers
 
-_REGISTRY: dict[str, type[EnvironmentalFactor]] = {}
+_REGISTRY: dict[str, type[EnvironmentalFactor]] = {}  # class name -> class (serialization)
+_NAMES: dict[str, type[EnvironmentalFactor]] = {}  # config name ("layer_budget") -> class
 
 
-def _register(cls):
-    _REGISTRY[cls.__name__] = cls
-    return cls
+def snake_name(class_name: str) -> str:
+    """``LayerBudget`` -> ``layer_budget``: the name a config uses for a registered class."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
+
+
+def register(cls: type | None = None, *, name: str | None = None):
+    """Make an environment known to ``get``, to run directories and to configs.
+
+    Use as ``@register`` or ``@register(name="my_budget")`` on an :class:`EnvironmentalFactor`
+    subclass with ``get_config``/``from_config``. A config then chooses it with
+    ``config.evolution.environment = dict(name="my_budget", **constructor_kwargs)``; the default
+    name is the class name in snake case.
+    """
+
+    def add(klass: type) -> type:
+        if not (isinstance(klass, type) and issubclass(klass, EnvironmentalFactor)):
+            raise TypeError(f"register expects an EnvironmentalFactor subclass, got {klass!r}.")
+        key = name or snake_name(klass.__name__)
+        known = _NAMES.get(key)
+        if known is not None and known.__qualname__ != klass.__qualname__:
+            raise ValueError(f"Environment name {key!r} is taken by {known.__name__}.")
+        _REGISTRY[klass.__name__] = klass
+        _NAMES[key] = klass
+        return klass
+
+    return add if cls is None else add(cls)
+
+
+def registered_names() -> list[str]:
+    """The names a config may give ``evolution.environment.name``."""
+    return sorted(_NAMES)
+
+
+def build(name: str, **kwargs) -> EnvironmentalFactor:
+    """The registered environment ``name`` (config name or class name) built from ``kwargs``."""
+    klass = _NAMES.get(name) or _REGISTRY.get(name)
+    if klass is None:
+        raise ValueError(f"Unknown environment {name!r}; registered: {registered_names()}.")
+    try:
+        return klass.from_config(dict(kwargs))
+    except TypeError as error:
+        raise ValueError(f"environment {name!r}: {error}") from error
 
 
 class EnvironmentalFactor:
@@ -75,7 +116,7 @@ class EnvironmentalFactor:
         return f"{type(self).__name__}({args})"
 
 
-@_register
+@register
 class ConstantFactor(EnvironmentalFactor):
     """The papers' setting: one constant factor at cluster and/or synapse level (e.g. 0.8)."""
 
@@ -91,7 +132,7 @@ class ConstantFactor(EnvironmentalFactor):
         return {"cluster_factor": self.cluster_factor, "synapse_factor": self.synapse_factor}
 
 
-@_register
+@register
 class SynapseBudget(EnvironmentalFactor):
     """Resource target: the expected offspring keeps ``fraction`` of each layer's living synapses.
 
@@ -164,7 +205,7 @@ def solve_factor(expected, target: float, max_factor: float) -> float:
     return max(hi, 1e-6)
 
 
-@_register
+@register
 class LayerBudget(EnvironmentalFactor):
     """Resource targets per layer: keep a fraction of the parent's clusters AND of its synapses.
 

@@ -285,4 +285,4 @@ class SolvedFactors(EnvironmentalFactor):
         return self.source.get_config()
 
 
-environment_lib._register(FlopsBudget)
+environment_lib.register(FlopsBudget)

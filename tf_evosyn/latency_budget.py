@@ -199,4 +199,4 @@ class LatencyBudget(EnvironmentalFactor):
         }
 
 
-environment_lib._register(LatencyBudget)
+environment_lib.register(LatencyBudget)
