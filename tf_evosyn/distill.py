@@ -46,6 +46,7 @@ class Distiller(keras.Model):
         teacher: keras.Model,
         temperature: float = 4.0,
         alpha: float = 0.1,
+        distillation_loss=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,6 +58,11 @@ class Distiller(keras.Model):
         self.teacher = teacher
         self.temperature = float(temperature)
         self.alpha = float(alpha)
+        # (teacher outputs, student outputs, targets, temperature) -> loss: the task's
+        # (Task.distillation_loss); default Hinton's soft targets on logits.
+        self.distillation_loss = distillation_loss or (
+            lambda teacher, student, y, t: soft_target_loss(teacher, student, t)
+        )
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
@@ -67,16 +73,28 @@ class Distiller(keras.Model):
             y, teacher_logits = y
         else:
             teacher_logits = self.teacher(x, training=False)
+        # A compiled student's own loss and metrics know its output names (a detector's
+        # "coverage" and "bbox"); the distiller's would be "output_1", ...
+        judge = self.student if getattr(self.student, "compiled_loss", None) else self
         with tf.GradientTape() as tape:
             logits = self.student(x, training=True)
-            hard = self.compiled_loss(y, logits, regularization_losses=self.student.losses)
-            soft = soft_target_loss(teacher_logits, logits, self.temperature)
+            hard = judge.compiled_loss(y, logits, regularization_losses=self.student.losses)
+            soft = self.distillation_loss(
+                self._named(teacher_logits), self._named(logits), y, self.temperature
+            )
             loss = self.alpha * hard + (1.0 - self.alpha) * soft
         self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
-        self.compiled_metrics.update_state(y, logits)
-        results = {metric.name: metric.result() for metric in self.metrics}
+        judge.compiled_metrics.update_state(y, logits)
+        results = {metric.name: metric.result() for metric in judge.metrics}
         results["loss"] = loss
         return results
+
+    def _named(self, outputs):
+        """A multi-output model's list of outputs as a dict by output name (as targets are)."""
+        names = self.student.output_names
+        if isinstance(outputs, list | tuple) and len(outputs) == len(names) > 1:
+            return dict(zip(names, outputs, strict=True))
+        return outputs
 
     def get_config(self) -> dict:
         return {"temperature": self.temperature, "alpha": self.alpha}
@@ -89,7 +107,11 @@ def steps_per_execution(model: keras.Model) -> int:
 
 
 def distiller_like(
-    student: keras.Model, teacher: keras.Model, temperature: float, alpha: float
+    student: keras.Model,
+    teacher: keras.Model,
+    temperature: float,
+    alpha: float,
+    distillation_loss=None,
 ) -> Distiller:
     """A :class:`Distiller` compiled with the student's own optimizer, loss and metrics.
 
@@ -97,7 +119,7 @@ def distiller_like(
     """
     if student.optimizer is None:
         raise ValueError("Compile the student before wrapping it in a Distiller.")
-    distiller = Distiller(student, teacher, temperature, alpha)
+    distiller = Distiller(student, teacher, temperature, alpha, distillation_loss)
     metrics = [m for m in student.compiled_metrics._user_metrics or []]
     distiller.compile(
         optimizer=student.optimizer,

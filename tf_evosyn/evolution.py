@@ -128,6 +128,7 @@ class Evolution:
             soft_target_data=soft_target_data,
             ancestor_train_data=ancestor_train_data,
             ancestor_callbacks=ancestor_callbacks,
+            distillation_loss=self.task.distillation_loss,
         )
         self.strategy = strategy or tf.distribute.get_strategy()
         self.lineage = self.run_dir.lineage

@@ -48,8 +48,10 @@ class FineTuner:
         soft_target_data: SoftTargetData | None = None,
         ancestor_train_data: TrainData | None = None,
         ancestor_callbacks: list[keras.callbacks.Callback] | None = None,
+        distillation_loss=None,
     ):
         self.compile_fn = compile_fn
+        self.distillation_loss = distillation_loss  # the task's (Task.distillation_loss)
         self.ancestor_compile_fn = ancestor_compile_fn
         self.train_data = train_data
         self.ancestor_train_data = ancestor_train_data
@@ -97,6 +99,7 @@ class FineTuner:
                 self.teacher(),
                 self.settings.distill_temperature,
                 self.settings.distill_alpha,
+                self.distillation_loss,
             )
         start = time.perf_counter()
         history = model.fit(

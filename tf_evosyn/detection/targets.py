@@ -197,6 +197,20 @@ def split_bbox_target(bbox_target: tf.Tensor) -> dict[str, tf.Tensor]:
     }
 
 
+def with_corners(bbox_target: tf.Tensor, corners: tf.Tensor) -> tf.Tensor:
+    """``bbox_target`` [..., 8*C] with its corners replaced by ``corners`` [..., 4*C] (e.g. a
+    teacher's prediction), keeping the ground truth's mask and normalisation."""
+    bbox_target = tf.convert_to_tensor(bbox_target)
+    num_classes = bbox_target.shape[-1] // TARGET_CHANNELS_PER_CLASS
+    shape = tf.concat([tf.shape(bbox_target)[:-1], [num_classes, TARGET_CHANNELS_PER_CLASS]], 0)
+    per_class = tf.reshape(bbox_target, shape)
+    corners = tf.reshape(tf.cast(corners, bbox_target.dtype), tf.concat([shape[:-1], [4]], 0))
+    replaced = tf.concat(
+        [per_class[..., :TARGET_X1], corners, per_class[..., TARGET_Y2 + 1 :]], axis=-1
+    )
+    return tf.reshape(replaced, tf.shape(bbox_target))
+
+
 def corners_from_target(bbox_target) -> tf.Tensor:
     """The 4*C corner channels of a bbox target: what a perfect model's ``bbox`` output is."""
     corners = split_bbox_target(tf.convert_to_tensor(bbox_target, tf.float32))["corners"]

@@ -92,11 +92,6 @@ def validate_detection_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"detection.decoder={config.detection.decoder!r}; use one of {DECODERS}.")
     if not 0.0 < config.detection.coverage_threshold < 1.0:
         raise ConfigError("detection.coverage_threshold must be in (0, 1) (DetectNet: 0.6).")
-    if config.evolution.get("distill_temperature", 0.0):
-        raise ConfigError(
-            "evolution.distill_temperature must be 0 for detection (distillation needs class "
-            "logits)."
-        )
     _check_model_keys(config.model)
     weights = config.model.get("backbone_weights", "")
     if config.model.name == "detectnet_mobilenetv2":

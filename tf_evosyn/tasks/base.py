@@ -38,7 +38,8 @@ class Task(abc.ABC):
 
     name: str = "task"
     metric: str = "score"
-    # Can offspring learn the ancestor's soft outputs (tf_evosyn.distill)? Classification only.
+    # Can offspring learn the ancestor's outputs (tf_evosyn.distill)? Tasks that can implement
+    # :meth:`distillation_loss`.
     supports_distillation: bool = False
 
     @abc.abstractmethod
@@ -68,6 +69,15 @@ class Task(abc.ABC):
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
         )
+
+    def distillation_loss(
+        self, teacher_outputs: Any, student_outputs: Any, y_true: Any, temperature: float
+    ) -> tf.Tensor:
+        """The loss of the student against the teacher's outputs on the same batch (a scalar).
+
+        ``y_true`` is the batch's targets, for tasks whose distillation needs them (e.g. which
+        cells hold an object)."""
+        raise NotImplementedError(f"The {self.name} task has no distillation loss.")
 
     @abc.abstractmethod
     def evaluate(self, model: keras.Model, dataset: tf.data.Dataset) -> Evaluation:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.distill import soft_target_loss
 from tf_evosyn.tasks.base import Evaluation, Task
 
 
@@ -29,6 +30,11 @@ class ClassificationTask(Task):
 
     def compile_metrics(self) -> list[str]:
         return ["accuracy"]
+
+    def distillation_loss(self, teacher_outputs, student_outputs, y_true, temperature):
+        """Hinton's T^2 * KL(softmax(teacher / T) || softmax(student / T))."""
+        del y_true
+        return soft_target_loss(teacher_outputs, student_outputs, temperature)
 
     def evaluate(self, model: keras.Model, dataset: tf.data.Dataset) -> Evaluation:
         accuracy = evaluate_accuracy(model, dataset)

@@ -28,6 +28,7 @@ from tf_evosyn.detection import (
     encode,
     evaluate_kitti,
 )
+from tf_evosyn.detection.targets import with_corners
 from tf_evosyn.tasks.base import Evaluation, Task
 
 DECODERS = ("cluster", "nms")
@@ -67,7 +68,7 @@ class DetectionTask(Task):
     bbox_loss_weight: float | None = None
 
     name = "detection"
-    supports_distillation = False
+    supports_distillation = True
 
     def __post_init__(self) -> None:
         unknown = [n for n in self.class_names if n not in KITTI_TYPES or n == "DontCare"]
@@ -98,6 +99,28 @@ class DetectionTask(Task):
         if self.bbox_loss_weight is not None:
             weights["bbox"] = float(self.bbox_loss_weight)
         return weights
+
+    def distillation_loss(self, teacher_outputs, student_outputs, y_true, temperature):
+        """The teacher's maps as targets, in the task's own losses and weights.
+
+        Coverage: the squared error to the teacher's coverage on every cell, covered cells of
+        the ground truth weighted ``coverage_positive_weight`` as in training. Boxes: the L1 to
+        the teacher's corners on the cells the ground truth covers, with its normalisation. A
+        map is denser than 61 images' labels: every cell says what the parent predicted there.
+        ``temperature`` has no meaning for these maps and is ignored.
+        """
+        del temperature
+        coverage = tf.cast(student_outputs["coverage"], tf.float32)
+        taught = tf.cast(teacher_outputs["coverage"], tf.float32)
+        covered = tf.cast(tf.cast(y_true["coverage"], tf.float32) > 0, tf.float32)
+        weight = 1.0 + (self.coverage_positive_weight - 1.0) * covered
+        per_image = 0.5 * tf.reduce_sum(
+            tf.reshape(weight * tf.square(coverage - taught), [tf.shape(coverage)[0], -1]), 1
+        )
+        bbox_target = with_corners(tf.cast(y_true["bbox"], tf.float32), teacher_outputs["bbox"])
+        bbox = BboxLoss()(bbox_target, tf.cast(student_outputs["bbox"], tf.float32))
+        weights = self.loss_weights()
+        return weights["coverage"] * tf.reduce_mean(per_image) + weights["bbox"] * bbox
 
     def targets(self, gt: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """DetectNet's training targets of a (batched) ground truth, as tf.data ops."""
