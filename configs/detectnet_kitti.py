@@ -15,6 +15,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.task = "detection"  # evosyn-detect (the task registry: tf_evosyn.runs.registry)
     config.seed = 0
     config.deterministic = True
 

@@ -9,6 +9,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.task = "classification"  # evosyn-classify (the task registry: tf_evosyn.runs.registry)
     config.seed = 0
     config.deterministic = True  # same seed -> same lineage on the same machine
 

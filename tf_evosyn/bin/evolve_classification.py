@@ -13,13 +13,12 @@ on mixed precision and XLA. ``--config.train.batch_size`` is the global batch.
 from __future__ import annotations
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tf_evosyn.experiment import run_classification
 from tf_evosyn.runs import app as experiment_app
 
 
 def run() -> None:
     """Console-script entry point (flags and error handling: experiment_app)."""
-    experiment_app.run_app("evosyn-classify", run_classification)
+    experiment_app.run_app("evosyn-classify", "classification")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tf_evosyn.runs import app as experiment_app
-from tf_evosyn.runs.detection import run_detection
 
 
 def run() -> None:
     """Console-script entry point (flags and error handling: experiment_app)."""
-    experiment_app.run_app("evosyn-detect", run_detection)
+    experiment_app.run_app("evosyn-detect", "detection")
 
 
 if __name__ == "__main__":

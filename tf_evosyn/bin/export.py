@@ -8,7 +8,7 @@ of every artifact vs the Keras model on real test images from the run's config.
 
 Runs of both binaries export: a detection run's SavedModel also returns decoded boxes, and its
 report adds the batch-1 TFLite latency at the paper's input size (1248x384). What differs per
-task comes from :func:`tf_evosyn.runs.export_spec`.
+task comes from :func:`tf_evosyn.runs.registry.export_spec`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tf_evosyn.export_target import ExportError, resolve_target
 from tf_evosyn.latency import tflite_latency
 from tf_evosyn.lineage import score_of
 from tf_evosyn.model_io import load_model
-from tf_evosyn.runs import export_spec
+from tf_evosyn.runs.registry import export_spec
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "A run directory made by evosyn-classify or evosyn-detect."

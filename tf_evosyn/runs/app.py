@@ -9,7 +9,6 @@ names the fix, without a traceback; a misspelt ``--config.KEY`` too (see config_
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
 import ml_collections
 from absl import app, flags
@@ -19,6 +18,7 @@ from tf_evosyn.bin import config_cli
 from tf_evosyn.config_checks import ConfigError
 from tf_evosyn.data import DataError
 from tf_evosyn.distribute import STRATEGIES
+from tf_evosyn.runs.registry import TaskRunner, task_runner
 
 CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/lenet5_mnist.py.", lock_config=True
@@ -32,8 +32,6 @@ STRATEGY = flags.DEFINE_enum(
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
-Runner = Callable[[ml_collections.ConfigDict, str], object]
-
 
 def apply_strategy_flag(config: ml_collections.ConfigDict) -> None:
     if STRATEGY.value is None:
@@ -46,15 +44,27 @@ def apply_strategy_flag(config: ml_collections.ConfigDict) -> None:
         config.distribute.strategy = STRATEGY.value
 
 
-def run_app(prog: str, runner: Runner) -> None:
-    """``app.run`` of a binary that runs ``runner(config, workdir)``."""
+def check_task(prog: str, task: str, config: ml_collections.ConfigDict) -> TaskRunner:
+    """The config's task runner, when it is the task this command runs."""
+    runner = task_runner(config)
+    if runner.name != task:
+        raise ConfigError(
+            f"the config is a {runner.name} experiment (task={runner.name!r}); {prog} runs "
+            f"{task}. Run it with {runner.command or 'the command of that task'}."
+        )
+    return runner
+
+
+def run_app(prog: str, task: str) -> None:
+    """``app.run`` of the binary ``prog``, which runs experiments of ``task`` (the registry's)."""
 
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
         try:
+            runner = check_task(prog, task, CONFIG.value)
             apply_strategy_flag(CONFIG.value)
-            runner(CONFIG.value, WORKDIR.value)
+            runner.run(CONFIG.value, WORKDIR.value)
         except (ConfigError, DataError) as error:
             # Bad input is the user's to fix: say what and how, without a traceback.
             sys.exit(f"{prog}: error: {error}")

@@ -18,6 +18,7 @@ from tf_evosyn.config_checks import ScaleSettings, model_kwargs, validate_config
 from tf_evosyn.data import load_classification_data
 from tf_evosyn.runs.common import run_with_strategy, select_on
 from tf_evosyn.runs.evolve import TaskData, evolve_task
+from tf_evosyn.runs.export_spec import ExportSpec
 from tf_evosyn.tasks import ClassificationTask
 
 
@@ -70,8 +71,6 @@ def _run(
 
 def classification_export_spec(config: ml_collections.ConfigDict, num_images: int):
     """Real test images, preprocessed as the model was fed them; logits need no decoding."""
-    from tf_evosyn.runs import ExportSpec
-
     data = load_classification_data(config.data)
     return ExportSpec(
         task="classification",

@@ -59,6 +59,8 @@ OPTIONAL_DEFAULTS = {
     "evolution.latency_fraction": 0.7,
     "evolution.latency_ms": None,
     "evolution.latency_threads": 1,
+    "evolution.synapse_sharpness": 1.0,  # the papers' heredity (heredity.py)
+    "evolution.cluster_sharpness": 1.0,
 }
 SELECT_ON = ("validation", "test")
 
@@ -98,10 +100,23 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str | os.PathLik
     io_utils.atomic_write_json(path, resolved)
 
 
+def task_name(config) -> str:
+    """``config.task``; for configs without it, "detection" when it has a detection section."""
+    if "task" in config:
+        return str(config["task"])
+    return "detection" if "detection" in config else "classification"
+
+
 def _comparable(tree: dict) -> dict:
     """Flattened config for the resume check: missing scale keys take their defaults, and the
     keys that may change on resume (where the run executes) are left out."""
-    flat = {**SCALE_DEFAULTS, **_recipe_defaults(tree), **OPTIONAL_DEFAULTS, **_flatten(tree)}
+    flat = {
+        **SCALE_DEFAULTS,
+        **_recipe_defaults(tree),
+        **OPTIONAL_DEFAULTS,
+        "task": task_name(tree),
+        **_flatten(tree),
+    }
     return {k: v for k, v in flat.items() if not k.startswith(RESUMABLE_CHANGES)}
 
 

@@ -22,13 +22,14 @@ from tf_evosyn.config_checks import (
     validate_config,
 )
 from tf_evosyn.data.kitti import load_kitti_data
-from tf_evosyn.detection import KITTI_TYPES
+from tf_evosyn.detection import KITTI_TYPES, decode_nms
 from tf_evosyn.models.detectnet_mobilenetv2 import resolve_weights
 from tf_evosyn.runs.common import (
     run_with_strategy,
     select_on,
 )
 from tf_evosyn.runs.evolve import TaskData, evolve_task
+from tf_evosyn.runs.export_spec import ExportSpec
 from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
 
 # Keys of config.model passed to the model builder when it takes them (DetectNet's width and
@@ -181,9 +182,6 @@ PAPER_INPUT_SHAPE = (384, 1248, 3)
 
 def detection_export_spec(config: ml_collections.ConfigDict, num_images: int):
     """Real validation images (raw pixels, padded) and the in-graph NMS decoder."""
-    from tf_evosyn.detection import decode_nms
-    from tf_evosyn.runs import ExportSpec
-
     data = load_kitti_data(config.data)
     task = detection_task(config)
     images = []
