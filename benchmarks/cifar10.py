@@ -66,8 +66,6 @@ from cifar10_measure import measure_latency, measure_throughput  # noqa: E402
 from cifar10_report import print_model  # noqa: E402
 
 import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn import distribute as distribute_lib  # noqa: E402
-from tf_evosyn import io_utils  # noqa: E402
 from tf_evosyn._keras import keras, tf  # noqa: E402
 from tf_evosyn.data import DataError, load_classification_data  # noqa: E402
 from tf_evosyn.experiment import (  # noqa: E402
@@ -76,6 +74,8 @@ from tf_evosyn.experiment import (  # noqa: E402
     run_classification,
     validate_config,
 )
+from tf_evosyn.loop import distribute as distribute_lib  # noqa: E402
+from tf_evosyn.storage import io_utils  # noqa: E402
 
 SUBSET_WARNING = (
     "The 4000-image CIFAR-10 subset (first 4000 images of training batch 1) is split into "

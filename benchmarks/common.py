@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_evosyn import io_utils
+from tf_evosyn.storage import io_utils
 
 REPO = Path(__file__).resolve().parent.parent
 # Issue 12's recipe (LeNet-5 with ReLU convolutions): the LeNet-5 / MNIST benchmarks' default, so
@@ -62,8 +62,8 @@ def write_results(path: str | Path, results: dict) -> Path:
 
 def read_run(workdir: str | Path) -> tuple[list[dict], dict]:
     """The lineage records and the config (``config.json``) of a run directory, read only."""
-    from tf_evosyn import fs
-    from tf_evosyn.lineage import LINEAGE_FILENAME, Lineage
+    from tf_evosyn.loop.lineage import LINEAGE_FILENAME, Lineage
+    from tf_evosyn.storage import fs
 
     lineage_path = fs.join(workdir, LINEAGE_FILENAME)
     if not fs.exists(lineage_path):
@@ -78,8 +78,8 @@ def read_run(workdir: str | Path) -> tuple[list[dict], dict]:
 
 def tflite_latency_at(model, input_shape: Sequence[int], runs: int, threads: int = 1) -> dict:
     """Batch-1 TFLite (XNNPACK) latency of ``model``'s network rebuilt at ``input_shape``."""
-    from tf_evosyn.export import with_input_shape, write_tflite_pair
-    from tf_evosyn.latency import tflite_latency
+    from tf_evosyn.export.artifacts import with_input_shape, write_tflite_pair
+    from tf_evosyn.hardware.latency import tflite_latency
 
     if tuple(model.inputs[0].shape[1:]) != tuple(input_shape):
         model = with_input_shape(model, tuple(input_shape))
@@ -133,7 +133,7 @@ def checked_tflite(model, folder: Path, reference, probe: np.ndarray) -> dict:
     """Float32 TFLite file of ``model`` (through a SavedModel in ``folder``), checked against
     ``reference`` on ``probe``: {saved_model, tflite (paths), tflite_bytes,
     tflite_max_abs_difference}."""
-    from tf_evosyn.export import convert_to_tflite, run_tflite, save_serving_model
+    from tf_evosyn.export.artifacts import convert_to_tflite, run_tflite, save_serving_model
 
     saved = save_serving_model(model, folder / "saved_model")
     path = convert_to_tflite(saved, folder / "model.tflite")
@@ -152,7 +152,7 @@ def interleaved_tflite_latency(
     """key -> {median_ms, p90_ms, round_medians_ms, round_cpu_medians_ms}: every TFLite file
     timed once per round, round after round, so load from other processes hits every model
     alike; the figures are medians over rounds of the per-round median (p90 likewise)."""
-    from tf_evosyn.latency import tflite_latency
+    from tf_evosyn.hardware.latency import tflite_latency
 
     samples = {key: [] for key in paths}
     for _ in range(rounds):

@@ -68,13 +68,13 @@ from tfmot_arm import Arm, parse_arms, tfmot_version  # noqa: E402
 from tfmot_verdict import format_table, format_verdict, verdict  # noqa: E402
 
 import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn import io_utils  # noqa: E402
 from tf_evosyn._keras import keras, tf  # noqa: E402
-from tf_evosyn.compaction import compact  # noqa: E402
+from tf_evosyn.compaction.plan import compact  # noqa: E402
+from tf_evosyn.core.model_io import load_model  # noqa: E402
 from tf_evosyn.data import ClassificationData, DataError, load_classification_data  # noqa: E402
 from tf_evosyn.experiment import ConfigError, run_classification  # noqa: E402
-from tf_evosyn.flops import count_flops  # noqa: E402
-from tf_evosyn.model_io import load_model  # noqa: E402
+from tf_evosyn.hardware.flops import count_flops  # noqa: E402
+from tf_evosyn.storage import io_utils  # noqa: E402
 from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: E402
 
 _EVOLUTION_RUN = flags.DEFINE_string(

@@ -9,7 +9,7 @@ import numpy as np
 import tflite_ops
 
 from tf_evosyn._keras import keras
-from tf_evosyn.latency_model import LatencyTable, layer_shapes
+from tf_evosyn.hardware.latency_model import LatencyTable, layer_shapes
 from tf_evosyn.models.detectnet import HEAD_LAYERS
 from tf_evosyn.models.lrn import CrossChannelLRN
 

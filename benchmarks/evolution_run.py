@@ -9,8 +9,8 @@ from pathlib import Path
 
 from common import BenchmarkError
 
-from tf_evosyn import io_utils
-from tf_evosyn.export import read_run_records
+from tf_evosyn.export.artifacts import read_run_records
+from tf_evosyn.storage import io_utils
 
 
 def parse_generations(values: list[str]) -> list[int] | None:

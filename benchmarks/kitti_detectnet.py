@@ -30,7 +30,7 @@ import detection_plots  # noqa: E402
 import kitti_measure  # noqa: E402
 
 import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn.learning_curve import read_learning_curve  # noqa: E402
+from tf_evosyn.loop.learning_curve import read_learning_curve  # noqa: E402
 from tf_evosyn.runs.detection import run_detection  # noqa: E402
 
 PAPER = {"cluster_efficiency": 8.16, "source": "Shafiee, Barshan & Wong 2017 (DetectNet, KITTI)"}

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import common
 
-from tf_evosyn.compaction import compact
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.core.model_io import load_model
 from tf_evosyn.data.kitti import load_kitti_data
 from tf_evosyn.detection import bootstrap_ap, format_interval
-from tf_evosyn.model_io import load_model
-from tf_evosyn.run_dir import RunDirectory
+from tf_evosyn.loop.run_dir import RunDirectory
 from tf_evosyn.runs.detection import PAPER_INPUT_SHAPE, detection_task
 
 IOUS = (0.7, 0.5)
@@ -24,7 +24,7 @@ DIFFICULTIES = ("easy", "moderate", "hard")
 
 def _ms(latency: dict) -> float:
     """CPU time of the invoking thread per invoke (1 thread): robust to other processes' load,
-    unlike wall time (tf_evosyn.latency); wall time where CPU time is not reported."""
+    unlike wall time (tf_evosyn.hardware.latency); wall time where CPU time is not reported."""
     return latency.get("cpu_median_ms") or latency["median_ms"]
 
 

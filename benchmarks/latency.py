@@ -45,19 +45,19 @@ import common  # noqa: E402
 from tfmot_arm import prune_wrapped  # noqa: E402
 
 import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn import io_utils  # noqa: E402
 from tf_evosyn._keras import keras, tf  # noqa: E402
-from tf_evosyn.compaction import compact  # noqa: E402
-from tf_evosyn.export import (  # noqa: E402
+from tf_evosyn.compaction.plan import compact  # noqa: E402
+from tf_evosyn.core.measures import count_living  # noqa: E402
+from tf_evosyn.core.model_io import load_model  # noqa: E402
+from tf_evosyn.export.artifacts import (  # noqa: E402
     ExportError,
     plain_copy,
     resolve_target,
     savedmodel_latency,
     tflite_latency,
 )
-from tf_evosyn.flops import count_flops  # noqa: E402
-from tf_evosyn.measures import count_living  # noqa: E402
-from tf_evosyn.model_io import load_model  # noqa: E402
+from tf_evosyn.hardware.flops import count_flops  # noqa: E402
+from tf_evosyn.storage import io_utils  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run directory.")
 _OUTPUT = flags.DEFINE_string(
@@ -198,7 +198,7 @@ def networks_main() -> None:
     """``--networks``: a per-generation table per network (benchmarks/latency_lineages.py)."""
     import latency_lineages as lineages
 
-    from tf_evosyn.latency_model import LatencyTable
+    from tf_evosyn.hardware.latency_model import LatencyTable
 
     table = LatencyTable(threads=1)
     results = {

@@ -14,7 +14,8 @@ Latency depends on shapes only, so the lineages are drawn from a random-init Res
 For each compacted variant it prints the TFLite op histogram, the whole-model latency
 (interleaved rounds; with 1 thread the invoking thread's CPU time, which a loaded machine does
 not inflate with waits; TFLite per-op profiling is not exposed by the pip interpreter, so each
-Conv2D/Dense is timed alone as a one-layer model: tf_evosyn.latency_model), the modelled time of
+Conv2D/Dense is timed alone as a one-layer model: tf_evosyn.hardware.latency_model), the modelled
+time of
 block conv1s (their *outputs* shrink) and conv2s (their *inputs* shrink), the unmodelled rest
 (adds, pads, gathers, pooling), the MACs ratio, the speedup and the share of the promised saving
 (1 - 1/speedup) / (1 - 1/MACs ratio).
@@ -38,12 +39,12 @@ import tflite_ops  # noqa: E402
 
 import tf_evosyn  # noqa: E402,F401  (selects Keras 2)
 from tf_evosyn._keras import keras  # noqa: E402
-from tf_evosyn.alignment import ChannelAlignment  # noqa: E402
-from tf_evosyn.compaction import compact  # noqa: E402
-from tf_evosyn.environment import ConstantFactor, LayerBudget  # noqa: E402
-from tf_evosyn.flops import count_flops  # noqa: E402
-from tf_evosyn.flops_budget import FlopsBudget  # noqa: E402
-from tf_evosyn.latency_model import LatencyTable, LayerShape, layer_shapes  # noqa: E402
+from tf_evosyn.compaction.plan import compact  # noqa: E402
+from tf_evosyn.environments.alignment import ChannelAlignment  # noqa: E402
+from tf_evosyn.environments.base import ConstantFactor, LayerBudget  # noqa: E402
+from tf_evosyn.environments.flops_budget import FlopsBudget  # noqa: E402
+from tf_evosyn.hardware.flops import count_flops  # noqa: E402
+from tf_evosyn.hardware.latency_model import LatencyTable, LayerShape, layer_shapes  # noqa: E402
 from tf_evosyn.models import build  # noqa: E402
 
 _OUTPUT = flags.DEFINE_string("output", "benchmarks/results/latency_breakdown.json", "JSON path.")

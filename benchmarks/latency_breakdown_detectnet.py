@@ -11,7 +11,7 @@ CrossChannelLRN computed before: TFLite's builtin LOCAL_RESPONSE_NORMALIZATION, 
 cannot take) and as CrossChannelLRN computes it now (a banded 1x1 convolution, exp and log; all
 delegated). For each it prints the TFLite op histogram, the XNNPACK partitions and the ops left
 outside them, and the 1-thread time of each op family -- every layer timed alone at its shapes
-in the network (benchmarks/tflite_ops.py; convolutions by tf_evosyn.latency_model) less the
+in the network (benchmarks/tflite_ops.py; convolutions by tf_evosyn.hardware.latency_model) less the
 invoke overhead -- beside the whole model's time (interleaved rounds, CPU time), the MACs ratio,
 the speedup and the share of the promised saving (1 - 1/speedup) / (1 - 1/MACs ratio).
 """
@@ -39,8 +39,8 @@ from detectnet_breakdown import (  # noqa: E402
     with_builtin_lrn,
 )
 
-from tf_evosyn.flops import count_flops  # noqa: E402
-from tf_evosyn.latency_model import LatencyTable  # noqa: E402
+from tf_evosyn.hardware.flops import count_flops  # noqa: E402
+from tf_evosyn.hardware.latency_model import LatencyTable  # noqa: E402
 
 _OUTPUT = flags.DEFINE_string(
     "output", "benchmarks/results/latency_breakdown_detectnet.json", "JSON path."

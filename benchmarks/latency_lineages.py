@@ -6,7 +6,8 @@ rebuilds the layer widths recorded by the trained run in benchmarks/results/mnis
 Every generation is compacted, converted to TFLite and timed at 1 and 2 threads in interleaved
 rounds; the table gives the MACs ratio, the speedups, the share of the promised saving
 (1 - 1/speedup) / (1 - 1/MACs ratio) and the speedup predicted by the measured layer model
-(tf_evosyn.latency_model). 1-thread times are the invoking thread's CPU time per invoke (robust
+(tf_evosyn.hardware.latency_model). 1-thread times are the invoking thread's CPU time per invoke
+(robust
 to the load of a shared machine), 2-thread times are wall time.
 """
 
@@ -22,15 +23,15 @@ import common
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.alignment import ChannelAlignment
-from tf_evosyn.compaction import compact
-from tf_evosyn.config_checks import build_environment
-from tf_evosyn.export import convert_to_tflite, save_serving_model
-from tf_evosyn.flops import count_flops
-from tf_evosyn.flops_budget import FlopsBudget
-from tf_evosyn.latency import tflite_latency
-from tf_evosyn.latency_model import LatencyTable
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.environments.alignment import ChannelAlignment
+from tf_evosyn.environments.flops_budget import FlopsBudget
+from tf_evosyn.export.artifacts import convert_to_tflite, save_serving_model
+from tf_evosyn.hardware.flops import count_flops
+from tf_evosyn.hardware.latency import tflite_latency
+from tf_evosyn.hardware.latency_model import LatencyTable
 from tf_evosyn.models import build
+from tf_evosyn.runs.config_checks import build_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -104,8 +105,8 @@ def recorded_lenet5_lineage(path: Path) -> tuple[list[keras.Model], list[int]]:
 def run_lineage(workdir: str | Path) -> tuple[list[keras.Model], list[int]]:
     """The accepted generations of a finished run, as trained, compacted (e.g. a LatencyBudget
     run, whose predicted and measured latency this compares)."""
-    from tf_evosyn.model_io import load_model
-    from tf_evosyn.run_dir import RunDirectory
+    from tf_evosyn.core.model_io import load_model
+    from tf_evosyn.loop.run_dir import RunDirectory
 
     records, _ = common.read_run(workdir)
     run = RunDirectory(workdir)

@@ -38,8 +38,8 @@ import common  # noqa: E402
 import lenet5_report as report  # noqa: E402
 
 import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
-from tf_evosyn import fs  # noqa: E402
-from tf_evosyn.lineage_report import plot_score_vs_efficiency  # noqa: E402
+from tf_evosyn.loop.lineage_report import plot_score_vs_efficiency  # noqa: E402
+from tf_evosyn.storage import fs  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(common.LENET5_CONFIG), "Experiment config (default: issue 12's recipe)."

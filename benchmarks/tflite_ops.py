@@ -3,7 +3,8 @@ layer timed alone, and whole models timed in interleaved rounds.
 
 The pip interpreter has no op profiler, so an op's cost is estimated by timing its Keras layer
 alone as a one-layer TFLite model at the shapes it sees in the network (as
-tf_evosyn.latency_model does for Conv2D/Dense) less the cost of invoking the smallest model.
+tf_evosyn.hardware.latency_model does for Conv2D/Dense) less the cost of invoking the smallest
+model.
 With 1 thread every time is the invoking thread's CPU time (a loaded machine's waits left out).
 """
 
@@ -16,8 +17,8 @@ from pathlib import Path
 import common
 
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.export import convert_to_tflite, save_serving_model
-from tf_evosyn.latency import tflite_latency
+from tf_evosyn.export.artifacts import convert_to_tflite, save_serving_model
+from tf_evosyn.hardware.latency import tflite_latency
 
 DELEGATE = "DELEGATE"
 

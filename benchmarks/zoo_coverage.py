@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tf_evosyn import zoo  # noqa: E402
-from tf_evosyn.io_utils import atomic_write_json  # noqa: E402
+from tf_evosyn.storage.io_utils import atomic_write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("selection", "default", "default | all | comma-separated constructors")

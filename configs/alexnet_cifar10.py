@@ -144,7 +144,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.select_on = "validation"
     config.evolution.max_attempts = 3
     # Offspring per generation (the fittest by validation score and efficiency is the parent,
-    # tf_evosyn/population.py) and parents per offspring (m-parent synthesis, mating.py).
+    # tf_evosyn/loop/population.py) and parents per offspring (m-parent synthesis, mating.py).
     config.evolution.population = 1
     config.evolution.parents = 1
     config.evolution.efficiency_weight = 0.005  # fitness = score + this * log2(cluster eff.)

@@ -196,7 +196,7 @@ def residual(width: int = 24):
 
 def assert_compacts_exactly(model, images: np.ndarray) -> None:
     """The compacted model computes what the masked one does, and drops every dead cluster."""
-    from tf_evosyn.compaction import compact, plan_compaction
+    from tf_evosyn.compaction.plan import compact, plan_compaction
 
     assert not plan_compaction(model).kept_dead
     expected = model(images, training=False).numpy()

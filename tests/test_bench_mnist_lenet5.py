@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import lenet5_report as report  # noqa: E402
 
-from tf_evosyn import lineage_report  # noqa: E402
+from tf_evosyn.loop import lineage_report  # noqa: E402
 
 ANCESTOR_SYNAPSES, ANCESTOR_CLUSTERS, ANCESTOR_MACS = 430_500, 580, 2_293_000
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from helpers import binary_command, read_lineage, run_and_kill, run_binary, without_timing
 
-from tf_evosyn.lineage import REQUIRED_KEYS
+from tf_evosyn.loop.lineage import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "lenet5_mnist_smoke.py"

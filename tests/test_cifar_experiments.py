@@ -19,8 +19,7 @@ import tf_evosyn
 from tf_evosyn import models
 from tf_evosyn._keras import keras
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.compaction import compact
-from tf_evosyn.coupling import plan_coupling
+from tf_evosyn.compaction.plan import compact
 from tf_evosyn.data import DataError, load_classification_data
 from tf_evosyn.experiment import (
     ConfigError,
@@ -33,7 +32,8 @@ from tf_evosyn.experiment import (
     run_classification,
     validate_config,
 )
-from tf_evosyn.lineage import LAYER_KEYS, REQUIRED_KEYS, Lineage
+from tf_evosyn.graph.coupling import plan_coupling
+from tf_evosyn.loop.lineage import LAYER_KEYS, REQUIRED_KEYS, Lineage
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"

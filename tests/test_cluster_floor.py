@@ -10,15 +10,15 @@ import pytest
 from helpers import assert_compacts_exactly, cifar_images, residual, small_evolution
 
 import tf_evosyn
-from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
-from tf_evosyn.alignment import ChannelAlignment
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.cluster_floor import ClusterFloor
-from tf_evosyn.config_checks import ConfigError, build_environment, validate_config
-from tf_evosyn.environment import ConstantFactor, LayerBudget
+from tf_evosyn.environments import base as environment_lib
+from tf_evosyn.environments.alignment import ChannelAlignment
+from tf_evosyn.environments.base import ConstantFactor, LayerBudget
+from tf_evosyn.environments.cluster_floor import ClusterFloor
 from tf_evosyn.models import build, lenet5
-from tf_evosyn.synthesis import compute_heredity
+from tf_evosyn.runs.config_checks import ConfigError, build_environment, validate_config
+from tf_evosyn.synthesis.offspring import compute_heredity
 
 RELU_CONFIG = Path(__file__).parents[1] / "configs" / "lenet5_relu_mnist.py"
 HARSH = ConstantFactor(0.05, 1.0)  # keeps ~1 of 20 conv1 filters, ~30 of 500 fc1 units

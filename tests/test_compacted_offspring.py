@@ -13,20 +13,20 @@ import pytest
 from helpers import cifar_images, random_bn, small_evolution, without_timing
 
 from tf_evosyn import Evolution, EvolutionSettings
-from tf_evosyn import records as records_lib
 from tf_evosyn._keras import keras
-from tf_evosyn.alignment import ChannelAlignment
-from tf_evosyn.compaction import compact
-from tf_evosyn.config_checks import ConfigError, validate_config
-from tf_evosyn.convert import evolvable
-from tf_evosyn.environment import ConstantFactor, LayerBudget
-from tf_evosyn.flops_budget import FlopsBudget
-from tf_evosyn.layers import EvolvableMixin, evolvable_layers
-from tf_evosyn.measures import count_living
-from tf_evosyn.model_io import load_model, save_model
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.core.convert import evolvable
+from tf_evosyn.core.layers import EvolvableMixin, evolvable_layers
+from tf_evosyn.core.measures import count_living
+from tf_evosyn.core.model_io import load_model, save_model
+from tf_evosyn.environments.alignment import ChannelAlignment
+from tf_evosyn.environments.base import ConstantFactor, LayerBudget
+from tf_evosyn.environments.flops_budget import FlopsBudget
+from tf_evosyn.interop.tfmot import to_tfmot
+from tf_evosyn.loop import records as records_lib
 from tf_evosyn.models import lenet5, resnet_cifar
-from tf_evosyn.synthesis import synthesize
-from tf_evosyn.tfmot_interop import to_tfmot
+from tf_evosyn.runs.config_checks import ConfigError, validate_config
+from tf_evosyn.synthesis.offspring import synthesize
 
 TOLERANCE = 1e-5
 

@@ -7,10 +7,10 @@ from helpers import random_bn
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.compaction import compact, plan_compaction
-from tf_evosyn.compaction_report import compaction_report, format_report
-from tf_evosyn.dependency import analyze
-from tf_evosyn.layers import EvolvableMixin
+from tf_evosyn.compaction.plan import compact, plan_compaction
+from tf_evosyn.compaction.report import compaction_report, format_report
+from tf_evosyn.core.layers import EvolvableMixin
+from tf_evosyn.graph.dependency import analyze
 from tf_evosyn.models import lenet5
 
 TOLERANCE = 1e-5

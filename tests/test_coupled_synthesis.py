@@ -7,9 +7,9 @@ from helpers import random_bn
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.compaction import compact, plan_compaction
-from tf_evosyn.coupling import group_cluster_probs, plan_coupling
-from tf_evosyn.heredity import layer_heredity
+from tf_evosyn.compaction.plan import compact, plan_compaction
+from tf_evosyn.core.heredity import layer_heredity
+from tf_evosyn.graph.coupling import group_cluster_probs, plan_coupling
 
 TOLERANCE = 1e-5
 

@@ -10,7 +10,7 @@ from tf_evosyn.detection.targets import (
     corners_from_target,
     with_corners,
 )
-from tf_evosyn.distill import Distiller
+from tf_evosyn.loop.distill import Distiller
 from tf_evosyn.tasks.detection import DetectionTask
 
 H, W = 2, 3

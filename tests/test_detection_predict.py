@@ -17,13 +17,14 @@ from absl import flags
 from absl.testing import flagsaver
 from PIL import Image
 
-from tf_evosyn import io_utils, save_model
+from tf_evosyn import save_model
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.bin import predict_detection as cli
 from tf_evosyn.data import DataError
 from tf_evosyn.data.kitti_labels import parse_label_file
 from tf_evosyn.detection import draw_detections, load_image, predict, write_kitti_results
 from tf_evosyn.detection.inference import fit_image
+from tf_evosyn.storage import io_utils
 from tf_evosyn.tasks.detection import DecodeSettings, DetectionTask
 
 REPO = Path(__file__).resolve().parent.parent
@@ -167,7 +168,7 @@ def test_the_task_must_name_the_models_classes():
 
 
 def test_an_exported_savedmodel_signature_predicts_the_same(model, tmp_path):
-    from tf_evosyn.export import save_serving_model
+    from tf_evosyn.export.artifacts import save_serving_model
 
     save_serving_model(model, tmp_path / "saved_model")
     serve = tf.saved_model.load(str(tmp_path / "saved_model"))
@@ -349,7 +350,7 @@ def test_the_command_decodes_a_run_directory_with_its_config(model, tmp_path, im
 
 
 def test_the_command_runs_an_export_savedmodel_decoded_as_its_run(model, tmp_path, image_folder):
-    from tf_evosyn.export import save_serving_model
+    from tf_evosyn.export.artifacts import save_serving_model
 
     workdir = _fake_run_directory(tmp_path / "run", model)
     export = tmp_path / "export"

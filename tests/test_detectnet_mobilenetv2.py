@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.config_checks import ConfigError
-from tf_evosyn.learning_curve import LearningCurve, read_learning_curve
+from tf_evosyn.loop.learning_curve import LearningCurve, read_learning_curve
 from tf_evosyn.models import build
 from tf_evosyn.models.box_coding import LogDistanceCorners
 from tf_evosyn.models.detectnet_mobilenetv2 import WEIGHTS_FILE, resolve_weights
+from tf_evosyn.runs.config_checks import ConfigError
 from tf_evosyn.runs.detection import (
     detection_model_kwargs,
     detection_task,

@@ -10,8 +10,8 @@ import pytest
 
 import tf_evosyn
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.compaction import plan_compaction
-from tf_evosyn.flops import count_flops
+from tf_evosyn.compaction.plan import plan_compaction
+from tf_evosyn.hardware.flops import count_flops
 from tf_evosyn.models import build, custom_objects, detectnet
 from tf_evosyn.models.detectnet import load_backbone_weights, save_backbone_weights, trunk_layers
 from tf_evosyn.models.lrn import CrossChannelLRN

@@ -8,9 +8,10 @@ import pytest
 import tf_evosyn
 from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.distill import Distiller, distiller_like, soft_target_loss
+from tf_evosyn.loop.distill import Distiller, distiller_like
+from tf_evosyn.loop.recipes import make_compile_fn
 from tf_evosyn.models import lenet5
-from tf_evosyn.recipes import make_compile_fn
+from tf_evosyn.tasks.classification import soft_target_loss
 
 
 def _compile(model):

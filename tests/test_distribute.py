@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import tf_evosyn
-from tf_evosyn import distribute
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.bin.config_cli import load_config_file
 from tf_evosyn.experiment import (
@@ -26,7 +25,8 @@ from tf_evosyn.experiment import (
     scale_settings,
     validate_config,
 )
-from tf_evosyn.lineage import REQUIRED_KEYS
+from tf_evosyn.loop import distribute
+from tf_evosyn.loop.lineage import REQUIRED_KEYS
 from tf_evosyn.models import lenet5
 from tf_evosyn.tasks.classification import evaluate_accuracy
 
@@ -179,7 +179,7 @@ def test_evolvable_layers_under_mixed_precision(policy, precision, dtype):
     ):
         layer.set_masks(synapses, clusters)
         reference.get_layer(layer.name).set_masks(synapses, clusters)
-        for name in ("kernel", *tf_evosyn.layers.MASK_NAMES):
+        for name in ("kernel", *tf_evosyn.core.layers.MASK_NAMES):
             assert getattr(layer, name).dtype == tf.float32  # variables stay float32
 
     x = tf.constant(rng.random((8, 6, 6, 2)), tf.float32)
@@ -258,9 +258,10 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     import json, sys
     import numpy as np
     import tf_evosyn
-    from tf_evosyn import distribute, experiment
+    from tf_evosyn import experiment
+    from tf_evosyn.loop import distribute
     from tf_evosyn._keras import keras, tf
-    from tf_evosyn.layers import MASK_NAMES, evolvable_layers
+    from tf_evosyn.core.layers import MASK_NAMES, evolvable_layers
     from tf_evosyn.models import lenet5
 
     out = {}

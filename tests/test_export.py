@@ -13,8 +13,9 @@ import pytest
 import tf_evosyn
 from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.compaction import compact
-from tf_evosyn.export import (
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.core.layers import EvolvableMixin
+from tf_evosyn.export.artifacts import (
     ARTIFACTS,
     ExportError,
     export_model,
@@ -25,9 +26,8 @@ from tf_evosyn.export import (
     savedmodel_latency,
     tflite_latency,
 )
-from tf_evosyn.flops import count_flops
-from tf_evosyn.layers import EvolvableMixin
-from tf_evosyn.lineage import Lineage
+from tf_evosyn.hardware.flops import count_flops
+from tf_evosyn.loop.lineage import Lineage
 from tf_evosyn.models import lenet5
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from helpers import adam_compile, small_evolution
 
 from tf_evosyn import EvolutionSettings
 from tf_evosyn._keras import keras
-from tf_evosyn.model_io import load_model
+from tf_evosyn.core.model_io import load_model
 from tf_evosyn.models import lenet5
 
 

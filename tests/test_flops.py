@@ -4,8 +4,8 @@ import numpy as np
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.compaction import compact
-from tf_evosyn.flops import count_flops
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.hardware.flops import count_flops
 from tf_evosyn.models import lenet5
 
 LENET_MACS = {"conv1": 288_000, "conv2": 1_600_000, "fc1": 400_000, "fc2": 5_000}

@@ -9,9 +9,9 @@ from helpers import cifar_images, plain_params, random_bn, relative_difference
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.compaction import compact
-from tf_evosyn.dependency import analyze
-from tf_evosyn.layers import EvoDepthwiseConv2D, EvoSeparableConv2D
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.core.layers import EvoDepthwiseConv2D, EvoSeparableConv2D
+from tf_evosyn.graph.dependency import analyze
 
 layers = keras.layers
 
@@ -158,7 +158,7 @@ def test_separable_folds_a_dead_inputs_constant_through_both_kernels(images):
 
 
 def test_tfmot_round_trip_keeps_depthwise_and_separable_outputs(images):
-    from tf_evosyn.tfmot_interop import from_tfmot, to_tfmot
+    from tf_evosyn.interop.tfmot import from_tfmot, to_tfmot
 
     parent = evolved(separable_model(), seed=7)
     offspring, _ = tf_evosyn.synthesize(parent, tf_evosyn.ConstantFactor(0.6, 0.9), seed=8)

@@ -8,18 +8,18 @@ import pytest
 from helpers import assert_compacts_exactly, residual
 
 import tf_evosyn
-from tf_evosyn import environment as environment_lib
 from tf_evosyn._keras import keras
-from tf_evosyn.alignment import ChannelAlignment, aligned_count
-from tf_evosyn.compaction import compact
-from tf_evosyn.config_checks import ConfigError, build_environment
-from tf_evosyn.coupling import plan_coupling
-from tf_evosyn.flops import count_flops
-from tf_evosyn.flops_budget import FlopsBudget, MacsModel
-from tf_evosyn.latency_budget import LatencyBudget
-from tf_evosyn.latency_model import LatencyTable
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.environments import base as environment_lib
+from tf_evosyn.environments.alignment import ChannelAlignment, aligned_count
+from tf_evosyn.environments.flops_budget import FlopsBudget, MacsModel
+from tf_evosyn.environments.latency_budget import LatencyBudget
+from tf_evosyn.graph.coupling import plan_coupling
+from tf_evosyn.hardware.flops import count_flops
+from tf_evosyn.hardware.latency_model import LatencyTable
 from tf_evosyn.models import build
-from tf_evosyn.synthesis import compute_heredity, draw_masks, synthesis_rng
+from tf_evosyn.runs.config_checks import ConfigError, build_environment
+from tf_evosyn.synthesis.offspring import compute_heredity, draw_masks, synthesis_rng
 from tf_evosyn.zoo import randomize_batchnorm
 
 DRAWS = 40
@@ -299,8 +299,8 @@ class _TiledTable:
 
 
 def test_layer_latency_is_smooth_in_the_expected_output_count():
-    from tf_evosyn.latency_budget import LayerLatency
-    from tf_evosyn.latency_model import LayerShape
+    from tf_evosyn.environments.latency_budget import LayerLatency
+    from tf_evosyn.hardware.latency_model import LayerShape
 
     layer = LayerLatency(LayerShape("conv", 8, 8, 20, 21, 3), _TiledTable())
     assert layer.inputs[0] == 1 and layer.outputs[0] == 1  # the grid reaches down to 1

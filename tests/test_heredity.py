@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tf_evosyn import heredity
-from tf_evosyn.environment import ConstantFactor, LayerBudget, SynapseBudget, get, serialize
+from tf_evosyn.core import heredity
+from tf_evosyn.environments.base import ConstantFactor, LayerBudget, SynapseBudget, get, serialize
 
 E = math.e
 

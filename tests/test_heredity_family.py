@@ -10,9 +10,7 @@ import pytest
 from tf_evosyn import evolvable, synthesize
 from tf_evosyn._keras import keras
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.config_checks import ConfigError, build_settings, validate_config
-from tf_evosyn.environment import LayerBudget
-from tf_evosyn.heredity import (
+from tf_evosyn.core.heredity import (
     PAPERS_HEREDITY,
     Heredity,
     cluster_heredity,
@@ -21,7 +19,9 @@ from tf_evosyn.heredity import (
     sample_layer,
     synapse_heredity,
 )
-from tf_evosyn.measures import count_living
+from tf_evosyn.core.measures import count_living
+from tf_evosyn.environments.base import LayerBudget
+from tf_evosyn.runs.config_checks import ConfigError, build_settings, validate_config
 
 # Column sums of |w|: 4, 8, 2 (see test_heredity.py); max |w| = 2.
 WEIGHTS = np.array([[[1.0, -2.0, 1.0], [2.0, 2.0, 0.0]], [[0.0, -2.0, 0.0], [-1.0, 2.0, -1.0]]])

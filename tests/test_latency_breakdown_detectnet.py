@@ -14,7 +14,7 @@ import latency_lineages  # noqa: E402
 import tflite_ops  # noqa: E402
 
 from tf_evosyn._keras import keras, tf  # noqa: E402
-from tf_evosyn.export import tflite_outputs  # noqa: E402
+from tf_evosyn.export.artifacts import tflite_outputs  # noqa: E402
 from tf_evosyn.models import detectnet  # noqa: E402
 from tf_evosyn.models.lrn import CrossChannelLRN  # noqa: E402
 

@@ -5,7 +5,7 @@ import pytest
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.layers import EvoConv2D, EvoDense
+from tf_evosyn.core.layers import EvoConv2D, EvoDense
 from tf_evosyn.models import lenet5
 
 

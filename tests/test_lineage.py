@@ -10,9 +10,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tf_evosyn import io_utils, lineage_report  # noqa: E402
-from tf_evosyn.lineage import Lineage, efficiencies  # noqa: E402
-from tf_evosyn.lineage_report import plot_lineage, summary_table  # noqa: E402
+from tf_evosyn.loop import lineage_report
+from tf_evosyn.loop.lineage import Lineage, efficiencies  # noqa: E402
+from tf_evosyn.loop.lineage_report import plot_lineage, summary_table  # noqa: E402
+from tf_evosyn.storage import io_utils  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -1,21 +1,21 @@
-"""m-parent synthesis (tf_evosyn.mating) on hand-computed tensors."""
+"""m-parent synthesis (tf_evosyn.synthesis.mating) on hand-computed tensors."""
 
 import numpy as np
 import pytest
 
 import tf_evosyn
 from tf_evosyn._keras import keras
-from tf_evosyn.alignment import ChannelAlignment
-from tf_evosyn.environment import ConstantFactor, LayerBudget
-from tf_evosyn.heredity import expected_survivors
-from tf_evosyn.mating import (
+from tf_evosyn.core.heredity import expected_survivors
+from tf_evosyn.environments.alignment import ChannelAlignment
+from tf_evosyn.environments.base import ConstantFactor, LayerBudget
+from tf_evosyn.models import lenet5
+from tf_evosyn.synthesis.mating import (
     combined_strengths,
     heredity_model,
     inherited_kernel,
     synthesize_from_parents,
 )
-from tf_evosyn.models import lenet5
-from tf_evosyn.synthesis import compute_heredity, synthesize
+from tf_evosyn.synthesis.offspring import compute_heredity, synthesize
 
 # fc: 2 inputs -> 3 units. Parent A is the fittest.
 KERNEL_A = np.array([[0.4, -0.2, 0.0], [0.8, 0.1, 0.0]], np.float32)

@@ -11,7 +11,7 @@ import pytest
 import tf_evosyn
 from tf_evosyn import models
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.measures import count_living
+from tf_evosyn.core.measures import count_living
 from tf_evosyn.models import PadShortcut, WithinChannelLRN
 from tf_evosyn.models.shortcut import centred_positions
 

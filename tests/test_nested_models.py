@@ -7,8 +7,8 @@ from helpers import cifar_images, plain_params, random_bn, relative_difference
 
 import tf_evosyn
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.flatten import flatten_model
-from tf_evosyn.flops import count_flops
+from tf_evosyn.core.flatten import flatten_model
+from tf_evosyn.hardware.flops import count_flops
 
 layers = keras.layers
 
@@ -103,7 +103,7 @@ def test_transfer_learning_pattern_evolves_compacts_exactly_and_round_trips(imag
 def test_transfer_learning_pattern_evolves_on_real_data_and_exports(datasets_dir, tmp_path):
     """The user's path: Evolution loop on real CIFAR-10 images, then every export artifact."""
     from tf_evosyn import Evolution, EvolutionSettings
-    from tf_evosyn.export import export_model
+    from tf_evosyn.export.artifacts import export_model
 
     with np.load(datasets_dir / "cifar10_subset" / "cifar10_data_batch_1_first4000.npz") as data:
         x, y = data["x"][:384].astype(np.float32) / 255.0, data["y"][:384]

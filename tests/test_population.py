@@ -3,9 +3,9 @@
 import pytest
 from helpers import small_evolution, without_timing
 
-from tf_evosyn import population
 from tf_evosyn._keras import keras
-from tf_evosyn.evolution import Evolution
+from tf_evosyn.loop import population
+from tf_evosyn.loop.evolution import Evolution
 from tf_evosyn.models import lenet5
 
 

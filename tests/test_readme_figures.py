@@ -1,20 +1,29 @@
-"""Every figure the README's benchmark tables print comes from benchmarks/results/*.json.
+"""Every figure the benchmark tables of README.md and docs/*.md print comes from
+benchmarks/results/*.json.
 
-Tables are found by their header row (so sections can move), every number is compared with the
-JSON value at the precision the README prints it, and a README row that has no JSON counterpart
-fails. The main job's timing sentence is checked too.
+Tables are found by their header row in any of those files (so sections can move between them;
+a header found twice fails), every number is compared with the JSON value at the precision the
+text prints it, and a row that has no JSON counterpart fails. The main job's timing sentence is
+checked in README.md itself.
 """
 
 import itertools
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-README = (REPO / "README.md").read_text()
 RESULTS = REPO / "benchmarks" / "results"
+# README.md and the docs the benchmark tables and lab notes live in, by path relative to REPO.
+TEXTS = {
+    str(path.relative_to(REPO)): path.read_text()
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+}
+README_MD = TEXTS["README.md"]
+ALL_TEXT = "\n\n".join(TEXTS.values())  # every text at once, for the sentences checked below
 
 
 def _results(name: str) -> dict:
@@ -25,20 +34,33 @@ def _cells(line: str) -> list[str]:
     return [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
 
 
+def _find_table(starts: Callable[[str], bool], what: str) -> tuple[str, list[str]]:
+    """The one table (in README.md or docs/*.md) whose header line ``starts`` accepts: its
+    file and its lines from the header on, up to the first line that is not a table row."""
+    found = [
+        (name, lines[i:])
+        for name, text in TEXTS.items()
+        for lines in [text.splitlines()]
+        for i, line in enumerate(lines)
+        if line.startswith("|") and starts(line)
+    ]
+    assert found, f"neither README.md nor docs/*.md has a table with header {what}"
+    assert len(found) == 1, f"table {what} is in more than one place: {[n for n, _ in found]}"
+    name, lines = found[0]
+    assert len(lines) > 1 and re.fullmatch(r"\|[-|: ]+\|", lines[1].strip()), (
+        f"{name}: no separator under {lines[0]}"
+    )
+    return name, list(itertools.takewhile(lambda line: line.startswith("|"), lines))
+
+
 def table(first_header_cells: list[str]) -> list[dict[str, str]]:
-    """The README table whose header starts with these cells, as one dict per body row."""
-    lines = README.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("|") and _cells(line)[: len(first_header_cells)] == first_header_cells:
-            header = _cells(line)
-            assert re.fullmatch(r"\|[-|: ]+\|", lines[i + 1].strip()), f"no separator: {line}"
-            rows = []
-            for body in lines[i + 2 :]:
-                if not body.startswith("|"):
-                    break
-                rows.append(dict(zip(header, _cells(body), strict=True)))
-            return rows
-    raise AssertionError(f"README has no table with header {first_header_cells}")
+    """The table whose header starts with these cells, as one dict per body row."""
+    _, lines = _find_table(
+        lambda line: _cells(line)[: len(first_header_cells)] == first_header_cells,
+        str(first_header_cells),
+    )
+    header = _cells(lines[0])
+    return [dict(zip(header, _cells(body), strict=True)) for body in lines[2:]]
 
 
 def number(text: str) -> tuple[float, int]:
@@ -56,7 +78,7 @@ def printed_as(text: str, actual: float) -> bool:
 
 def check(row: dict, column: str, actual: float, where: str) -> None:
     assert printed_as(row[column], actual), (
-        f"README {where}, column {column!r}: {row[column]!r} but the JSON has {actual!r}"
+        f"{where}, column {column!r}: {row[column]!r} but the JSON has {actual!r}"
     )
 
 
@@ -65,7 +87,7 @@ def test_main_job_timing_sentence_matches_the_benchmark_run():
     match = re.search(
         r"about (\d+) s per ancestor epoch, (\d+)-(\d+) s per\s+fine-tuning epoch of an "
         r"offspring, ~(\d+) minutes in all",
-        README,
+        README_MD,
     )
     assert match, "README's main-job timing sentence changed; update this test with it"
     ancestor, low, high, minutes = (int(g) for g in match.groups())
@@ -109,9 +131,9 @@ def test_lenet5_prose_about_the_best_generation_matches():
     layers = {layer["name"]: layer for layer in results["lineage"][best]["layers"]}
     match = re.search(
         r"Generation (\d+) keeps conv1 (\d+)/(\d+) filters, conv2 (\d+)/(\d+), fc1 (\d+)/(\d+)",
-        README,
+        ALL_TEXT,
     )
-    assert match, "README's sentence about the best LeNet-5 generation changed"
+    assert match, "The sentence about the best LeNet-5 generation changed"
     values = [int(g) for g in match.groups()]
     assert values[0] == best
     for i, name in enumerate(("conv1", "conv2", "fc1")):
@@ -147,7 +169,7 @@ def test_latency_table_matches_latency_lenet5_json():
             assert printed_as(speedup, entry["speedup_vs_ancestor"][key]), f"{where} {column}"
 
 
-BREAKDOWN_COLUMNS = {  # README column -> op families summed (latency_breakdown_detectnet.json)
+BREAKDOWN_COLUMNS = {  # table column -> op families summed (latency_breakdown_detectnet.json)
     "stem conv": ("stem conv",),
     "inception + head conv": ("inception conv", "head conv"),
     "LRN": ("LRN",),
@@ -182,7 +204,7 @@ def _tfmot_name(label: str) -> str:
         return f"tfmot poly {m.group(1)}"
     if m := re.fullmatch(r"evolution gen (\d+)", label):
         return f"evo gen {m.group(1)}"
-    raise AssertionError(f"README TF-MOT table row {label!r} has no JSON counterpart")
+    raise AssertionError(f"TF-MOT table row {label!r} has no JSON counterpart")
 
 
 def test_tfmot_comparison_table_matches_compare_tfmot_json():
@@ -230,7 +252,7 @@ def test_cifar10_table_matches_cifar10_json():
         for label, key in CIFAR_NETWORKS.items()
         for g in models[key]["generations"]
     }
-    assert seen == expected, "README's CIFAR-10 table misses generations the JSON has"
+    assert seen == expected, "The CIFAR-10 table misses generations the JSON has"
 
 
 def test_cifar10_throughput_sentence_matches_cifar10_json():
@@ -239,15 +261,15 @@ def test_cifar10_throughput_sentence_matches_cifar10_json():
     match = re.search(
         r"AlexNet ([\d,]+) img/s \(ancestor\) vs ([\d,]+) img/s \(compacted generation (\d+), "
         r"([\d.]+)x\)",
-        README,
+        ALL_TEXT,
     )
-    assert match, "README's AlexNet throughput sentence changed; update this test with it"
+    assert match, "The AlexNet throughput sentence changed; update this test with it"
     assert printed_as(match.group(1), alexnet["ancestor"]["images_per_second"])
     assert printed_as(match.group(2), alexnet["compact_best"]["images_per_second"])
     assert int(match.group(3)) == alexnet["best_generation"]
     assert printed_as(match.group(4), alexnet["speedup"])
-    match = re.search(r"single timed epoch \((\d+) vs (\d+) img/s\)", README)
-    assert match, "README's ResNet-56 throughput sentence changed; update this test with it"
+    match = re.search(r"single timed epoch \((\d+) vs (\d+) img/s\)", ALL_TEXT)
+    assert match, "The ResNet-56 throughput sentence changed; update this test with it"
     assert printed_as(match.group(1), resnet["ancestor"]["images_per_second"])
     assert printed_as(match.group(2), resnet["compact_best"]["images_per_second"])
 
@@ -265,7 +287,7 @@ def test_printed_as_compares_at_the_printed_precision(text, actual, ok):
     assert printed_as(text, actual) is ok
 
 
-NETWORK_ROWS = {  # README "network" cell -> (network key, JSON files whose cells the row fills)
+NETWORK_ROWS = {  # table "network" cell -> (network key, JSON files whose cells the row fills)
     "LeNet-5 (trained widths)": ("lenet5", ("align0",)),
     "LeNet-5 (drawn)": ("lenet5", ("align16",)),
     "ResNet-56": ("resnet56", ("align0", "align16")),
@@ -276,10 +298,8 @@ NETWORK_ROWS = {  # README "network" cell -> (network key, JSON files whose cell
 
 def _network_table_rows() -> list[list[str]]:
     """Body rows of the per-generation table as cell lists (its column names repeat)."""
-    lines = README.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| network | gen | MACs"))
-    body = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
-    return [_cells(line) for line in body]
+    _, lines = _find_table(lambda line: line.startswith("| network | gen | MACs"), "network/gen")
+    return [_cells(line) for line in lines[2:]]
 
 
 def test_network_generation_table_matches_latency_networks_jsons():
@@ -300,7 +320,7 @@ def test_network_generation_table_matches_latency_networks_jsons():
             values.append(entry["predicted_speedup"])
             for offset, actual in enumerate(values):
                 assert printed_as(cells[first + offset], actual), (
-                    f"README {where}, cell {first + offset}: {cells[first + offset]!r} but "
+                    f"{where}, cell {first + offset}: {cells[first + offset]!r} but "
                     f"latency_networks_{align}.json has {actual!r}"
                 )
 
@@ -331,7 +351,7 @@ def test_final_fine_tuning_sentence_on_the_main_run_matches_its_json():
     lineage = _results("mnist_lenet5_final20.json")["lineage"]
     final, polished = lineage[-1], lineage[lineage[-1]["parent"]]
     assert final["final"] and final["epochs"] == 20
-    flat = " ".join(README.split())
+    flat = " ".join(ALL_TEXT.split())
     val, test = 100 * polished["accuracy"], 100 * polished["test_accuracy"]
     before = f"from {val:.2f}% validation / {test:.2f}% test"
     after = f"to **{100 * final['accuracy']:.2f}% / {100 * final['test_accuracy']:.2f}% test**"

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from helpers import without_timing
 
-from tf_evosyn import fs, io_utils
 from tf_evosyn.bin.config_cli import load_config_file
 from tf_evosyn.bin.export import REPORT_FILENAME, export_run
-from tf_evosyn.export_target import ExportError, resolve_target
-from tf_evosyn.lineage import Lineage
+from tf_evosyn.export.target import ExportError, resolve_target
+from tf_evosyn.loop.lineage import Lineage
 from tf_evosyn.runs.classification import run_classification
+from tf_evosyn.storage import fs, io_utils
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "lenet5_mnist_smoke.py"

@@ -10,10 +10,10 @@ from helpers import small_evolution, without_timing
 from tf_evosyn import EvolutionSettings
 from tf_evosyn._keras import keras
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.config_checks import ConfigError, validate_config
+from tf_evosyn.loop.stop_targets import active_targets, reached
 from tf_evosyn.models import lenet5
 from tf_evosyn.runs.common import prepare_workdir
-from tf_evosyn.stop_targets import active_targets, reached
+from tf_evosyn.runs.config_checks import ConfigError, validate_config
 
 CONFIG = Path(__file__).parents[1] / "configs" / "lenet5_mnist.py"
 ANCESTOR = {"generation": 0, "synapses": 1000, "clusters": 100, "flops": 50_000}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tf_evosyn
-from tf_evosyn.coupling import plan_coupling
+from tf_evosyn.graph.coupling import plan_coupling
 from tf_evosyn.models import lenet5
 
 

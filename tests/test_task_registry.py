@@ -10,9 +10,9 @@ import ml_collections
 import pytest
 
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.config_checks import ConfigError
 from tf_evosyn.runs import registry
-from tf_evosyn.runs.app import check_task
+from tf_evosyn.runs.config_checks import ConfigError
+from tf_evosyn.runs.registry import check_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

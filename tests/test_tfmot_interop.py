@@ -8,8 +8,7 @@ import tensorflow_model_optimization as tfmot
 
 import tf_evosyn
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.models import lenet5
-from tf_evosyn.tfmot_interop import (
+from tf_evosyn.interop.tfmot import (
     KeepMasks,
     PruneLowMagnitude,
     from_tfmot,
@@ -17,11 +16,12 @@ from tf_evosyn.tfmot_interop import (
     to_tfmot,
     wrapped_layers,
 )
-from tf_evosyn.tfmot_schedule import (
+from tf_evosyn.interop.tfmot_schedule import (
     EvolutionaryPruningCallback,
     EvolutionarySchedule,
     prune_with_evolution,
 )
+from tf_evosyn.models import lenet5
 
 EVOLVED = ("conv1", "conv2", "fc1", "fc2")
 

@@ -3,30 +3,40 @@ genetic encoding (Shafiee & Wong 2016; Shafiee, Barshan & Wong 2017), for Tensor
 
 Importing the package sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow loads (TF-MOT and keras-cv
 need Keras 2); import ``tf_evosyn`` before ``tensorflow`` in your own code.
+
+The public API is this module's ``__all__``; everything below is the implementation, in layers
+that import only downwards (a layer never imports one above it):
+
+    storage/       files on any TF filesystem: fs, atomic writes (io_utils), model_io
+    core/          the genetic encoding: Evo layers and their kinds, heredity, synthesis,
+                   mating, conversion of Keras models (convert, flatten), living counts
+    graph/         channel dependencies of a model: dependency analysis, coupling, grouping
+    environments/  F(E): base (constant, synapse and layer budgets, ``register``), FLOPs and
+                   latency budgets, channel alignment, cluster floors
+    hardware/      MACs (flops), measured TFLite latency, latency models
+    compaction/    physical removal of dead clusters (plan), its report, evolvable compaction
+    interop/       TF-MOT: masks as pruning wrappers (tfmot), evolution as a schedule
+    data/          datasets: MNIST IDX, CIFAR-10, KITTI, npz, TFDS, pipelines, validation
+    models/        LeNet-5, AlexNet, ResNet, GoogLeNet, DetectNet (and on MobileNetV2)
+    detection/     DetectNet's targets, losses, clustering, KITTI evaluation, inference
+    tasks/         what the loop asks of a task: classification, detection
+    loop/          Evolution, settings, fine-tuning, distillation, population, run directory,
+                   lineage and its reports, stop targets, recipes, strategies
+    export/        SavedModel/TFLite artifacts of a run (artifacts) and which network (target)
+    runs/          a whole experiment from a config: config checks, the task registry, the
+                   classification and detection runs, the binaries' shared main (app)
+    bin/           the commands: evosyn-classify, -detect, -export, -config, -predict
 """
 
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from tf_evosyn.alignment import ChannelAlignment  # noqa: E402
-from tf_evosyn.cluster_floor import ClusterFloor  # noqa: E402
-from tf_evosyn.compaction import compact  # noqa: E402
-from tf_evosyn.compaction_report import compaction_report, format_report  # noqa: E402
-from tf_evosyn.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
-from tf_evosyn.dependency import analyze  # noqa: E402
-from tf_evosyn.environment import (  # noqa: E402
-    ConstantFactor,
-    EnvironmentalFactor,
-    LayerBudget,
-    SynapseBudget,
-)
-from tf_evosyn.evolution import Evolution  # noqa: E402
-from tf_evosyn.export import export_model  # noqa: E402
-from tf_evosyn.flops_budget import FlopsBudget  # noqa: E402
-from tf_evosyn.heredity import Heredity  # noqa: E402
-from tf_evosyn.latency_budget import LatencyBudget  # noqa: E402
-from tf_evosyn.layers import (  # noqa: E402
+from tf_evosyn.compaction.plan import compact  # noqa: E402
+from tf_evosyn.compaction.report import compaction_report, format_report  # noqa: E402
+from tf_evosyn.core.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
+from tf_evosyn.core.heredity import Heredity  # noqa: E402
+from tf_evosyn.core.layers import (  # noqa: E402
     EvoConv1D,
     EvoConv2D,
     EvoDense,
@@ -34,21 +44,34 @@ from tf_evosyn.layers import (  # noqa: E402
     EvoSeparableConv2D,
     evolvable_layers,
 )
-from tf_evosyn.lineage import Lineage  # noqa: E402
-from tf_evosyn.lineage_report import plot_lineage, summary_table  # noqa: E402
-from tf_evosyn.measures import count_living  # noqa: E402
-from tf_evosyn.model_io import load_model, save_model  # noqa: E402
-from tf_evosyn.settings import EvolutionSettings  # noqa: E402
-from tf_evosyn.synthesis import compute_heredity, synthesize  # noqa: E402
-from tf_evosyn.tasks import ClassificationTask, DetectionTask, Evaluation, Task  # noqa: E402
+from tf_evosyn.core.measures import count_living  # noqa: E402
+from tf_evosyn.core.model_io import load_model, save_model  # noqa: E402
+from tf_evosyn.environments.alignment import ChannelAlignment  # noqa: E402
+from tf_evosyn.environments.base import (  # noqa: E402
+    ConstantFactor,
+    EnvironmentalFactor,
+    LayerBudget,
+    SynapseBudget,
+)
+from tf_evosyn.environments.cluster_floor import ClusterFloor  # noqa: E402
+from tf_evosyn.environments.flops_budget import FlopsBudget  # noqa: E402
+from tf_evosyn.environments.latency_budget import LatencyBudget  # noqa: E402
+from tf_evosyn.export.artifacts import export_model  # noqa: E402
+from tf_evosyn.graph.dependency import analyze  # noqa: E402
 
 # Imported eagerly so that TF-MOT models saved with KeepMasks/EvolutionarySchedule load.
-from tf_evosyn.tfmot_interop import KeepMasks, from_tfmot, to_tfmot  # noqa: E402
-from tf_evosyn.tfmot_schedule import (  # noqa: E402
+from tf_evosyn.interop.tfmot import KeepMasks, from_tfmot, to_tfmot  # noqa: E402
+from tf_evosyn.interop.tfmot_schedule import (  # noqa: E402
     EvolutionaryPruningCallback,
     EvolutionarySchedule,
     prune_with_evolution,
 )
+from tf_evosyn.loop.evolution import Evolution  # noqa: E402
+from tf_evosyn.loop.lineage import Lineage  # noqa: E402
+from tf_evosyn.loop.lineage_report import plot_lineage, summary_table  # noqa: E402
+from tf_evosyn.loop.settings import EvolutionSettings  # noqa: E402
+from tf_evosyn.synthesis.offspring import compute_heredity, synthesize  # noqa: E402
+from tf_evosyn.tasks import ClassificationTask, DetectionTask, Evaluation, Task  # noqa: E402
 
 __version__ = "0.1.0"
 

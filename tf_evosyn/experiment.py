@@ -2,25 +2,14 @@
 
 The pieces live in modules named after their job:
 
-* :mod:`tf_evosyn.config_checks`: config validation (:class:`ConfigError`) and the evolution
+* :mod:`tf_evosyn.runs.config_checks`: config validation (:class:`ConfigError`) and the evolution
   settings a config describes;
-* :mod:`tf_evosyn.recipes`: optimizers, learning-rate schedules, the compile function;
+* :mod:`tf_evosyn.loop.recipes`: optimizers, learning-rate schedules, the compile function;
 * :mod:`tf_evosyn.runs.common`: run-directory config/runtime records, strategy and precision;
 * :mod:`tf_evosyn.runs.classification`: :func:`run_classification`.
 """
 
-from tf_evosyn.config_checks import (
-    ENVIRONMENTS,
-    SCALE_DEFAULTS,
-    ConfigError,
-    ScaleSettings,
-    build_environment,
-    build_settings,
-    model_kwargs,
-    scale_settings,
-    validate_config,
-)
-from tf_evosyn.recipes import (
+from tf_evosyn.loop.recipes import (
     OPTIMIZERS,
     RECIPE_DEFAULTS,
     SCHEDULES,
@@ -32,6 +21,17 @@ from tf_evosyn.recipes import (
 )
 from tf_evosyn.runs.classification import run_classification
 from tf_evosyn.runs.common import RUNTIME_FILENAME, prepare_workdir, write_runtime
+from tf_evosyn.runs.config_checks import (
+    ENVIRONMENTS,
+    SCALE_DEFAULTS,
+    ConfigError,
+    ScaleSettings,
+    build_environment,
+    build_settings,
+    model_kwargs,
+    scale_settings,
+    validate_config,
+)
 
 __all__ = [
     "ENVIRONMENTS",

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tf_evosyn._keras import keras
-from tf_evosyn.compaction import compact
-from tf_evosyn.convert import evolvable
-from tf_evosyn.environment import ConstantFactor
-from tf_evosyn.flops import layer_params
-from tf_evosyn.layers import evolvable_layers
-from tf_evosyn.synthesis import synthesize
+from tf_evosyn.compaction.plan import compact
+from tf_evosyn.core.convert import evolvable
+from tf_evosyn.core.layers import evolvable_layers
+from tf_evosyn.environments.base import ConstantFactor
+from tf_evosyn.hardware.flops import layer_params
+from tf_evosyn.synthesis.offspring import synthesize
 
 _REGNET_SIZES = ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")
 

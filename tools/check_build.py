@@ -94,7 +94,7 @@ def package_modules(root: Path = REPO_ROOT) -> list[str]:
 
 def bin_modules(root: Path = REPO_ROOT) -> list[str]:
     return sorted(
-        _rel(p, root) for p in (root / PACKAGE / "bin").glob("*.py") if p.name != "__init__.py"
+        _rel(p, root) for p in (root / PACKAGE / "bin").glob("*.py") if not p.name.startswith("_")
     )
 
 

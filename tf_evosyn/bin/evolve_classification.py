@@ -13,7 +13,7 @@ on mixed precision and XLA. ``--config.train.batch_size`` is the global batch.
 from __future__ import annotations
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tf_evosyn.runs import app as experiment_app
+from tf_evosyn.bin import _app as experiment_app
 
 
 def run() -> None:

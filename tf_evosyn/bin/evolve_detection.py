@@ -10,7 +10,7 @@ runs a thin, low-resolution DetectNet on a few real KITTI images in minutes on a
 from __future__ import annotations
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tf_evosyn.runs import app as experiment_app
+from tf_evosyn.bin import _app as experiment_app
 
 
 def run() -> None:

@@ -21,14 +21,14 @@ import ml_collections
 from absl import app, flags
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tf_evosyn import fs, io_utils
+from tf_evosyn.core.model_io import load_model
 from tf_evosyn.data import DataError
-from tf_evosyn.export import ARTIFACTS, export_model, with_input_shape, write_tflite_pair
-from tf_evosyn.export_target import ExportError, resolve_target
-from tf_evosyn.latency import tflite_latency
-from tf_evosyn.lineage import score_of
-from tf_evosyn.model_io import load_model
+from tf_evosyn.export.artifacts import ARTIFACTS, export_model, with_input_shape, write_tflite_pair
+from tf_evosyn.export.target import ExportError, resolve_target
+from tf_evosyn.hardware.latency import tflite_latency
+from tf_evosyn.loop.lineage import score_of
 from tf_evosyn.runs.registry import export_spec
+from tf_evosyn.storage import fs, io_utils
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "A run directory made by evosyn-classify or evosyn-detect."

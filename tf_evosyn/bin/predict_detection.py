@@ -25,13 +25,13 @@ from pathlib import Path
 from absl import app, flags
 
 import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tf_evosyn import fs, io_utils
-from tf_evosyn.config_checks import ConfigError
+from tf_evosyn.core.model_io import KERAS_FILENAME
 from tf_evosyn.data import DataError
 from tf_evosyn.detection.inference import IMAGE_SUFFIXES, inspect_image_file, load_image, predict
 from tf_evosyn.detection.kitti_results import draw_detections, write_kitti_results
-from tf_evosyn.lineage import LINEAGE_FILENAME
-from tf_evosyn.model_io import KERAS_FILENAME
+from tf_evosyn.loop.lineage import LINEAGE_FILENAME
+from tf_evosyn.runs.config_checks import ConfigError
+from tf_evosyn.storage import fs, io_utils
 
 _MODEL = flags.DEFINE_string(
     "model",
@@ -187,7 +187,7 @@ def detection_task_for(source: ModelSource, threshold: float | None = None):
 def load_detector(source: ModelSource):
     """A Keras model, or the serving signature of an exported SavedModel."""
     from tf_evosyn._keras import tf
-    from tf_evosyn.model_io import load_model
+    from tf_evosyn.core.model_io import load_model
 
     if str(source.path).endswith(".keras"):
         return load_model(source.path)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from tf_evosyn.data.errors import DataError
+from tf_evosyn.data.png_check import check_png
 
 KITTI_TYPES = (
     "Car",
@@ -51,7 +51,7 @@ LABEL_FIELDS = (
     "rotation_y",
 )
 DEFAULT_MAX_BOXES = 64
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 LAYOUT_HINT = (
     "Expected layout: <dir>/training/image_2/NNNNNN.png and <dir>/training/label_2/NNNNNN.txt "
     "(the KITTI object benchmark's data_object_image_2.zip and data_object_label_2.zip, "
@@ -183,22 +183,6 @@ def parse_label_file(path: str | Path, allow_score: bool = False) -> list[KittiO
     ]
 
 
-def png_size(path: Path) -> tuple[int, int]:
-    """(height, width) from a PNG's IHDR chunk; raises if the file does not start like a PNG."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(24)
-    except OSError as e:
-        raise DataError(f"Cannot read KITTI image {path}: {e}.") from e
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise DataError(
-            f"KITTI image {path} is not a PNG file (bad signature/header); the file is "
-            "corrupt or truncated: re-extract data_object_image_2.zip."
-        )
-    width, height = struct.unpack(">II", head[16:24])
-    return int(height), int(width)
-
-
 def _ids(folder: Path, suffix: str) -> dict[str, Path]:
     files = {}
     for path in folder.glob(f"*{suffix}"):
@@ -214,7 +198,8 @@ def scan_kitti_folder(root: str | Path, max_boxes: int = DEFAULT_MAX_BOXES) -> l
     """Validate a whole KITTI folder and return its records sorted by numeric ID.
 
     Checks: the layout, that every image has a label file and every label file an image, every
-    label line, that no image has more than ``max_boxes`` objects, and each PNG's header.
+    label line, that no image has more than ``max_boxes`` objects, and that each PNG is complete
+    (every chunk and its CRC, up to IEND: png_check.py).
     """
     root = Path(root)
     images_dir = root / "training" / "image_2"
@@ -247,7 +232,7 @@ def scan_kitti_folder(root: str | Path, max_boxes: int = DEFAULT_MAX_BOXES) -> l
                 f"{labels[image_id]} has {len(objects)} objects, more than data.max_boxes="
                 f"{max_boxes}; raise --config.data.max_boxes to at least {len(objects)}."
             )
-        height, width = png_size(images[image_id])
+        height, width = check_png(images[image_id])
         records.append(
             KittiRecord(image_id, images[image_id], labels[image_id], height, width, objects)
         )

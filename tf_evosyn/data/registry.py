@@ -106,7 +106,7 @@ class ClassificationData:
 
     def soft_target_train_data(self, teacher: keras.Model, batch_size: int):
         """``seed -> training batches`` whose labels carry ``teacher``'s logits of each image,
-        computed once here (for distillation, see tf_evosyn.distill); None when the training
+        computed once here (for distillation, see tf_evosyn.loop.distill); None when the training
         images are augmented (the teacher must then see each augmented image)."""
         if self.augment:
             return None

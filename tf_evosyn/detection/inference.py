@@ -23,16 +23,16 @@ import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.data.errors import DataError
+from tf_evosyn.data.png_check import PNG_SIGNATURE
 
 if TYPE_CHECKING:
     from tf_evosyn.tasks.detection import DetectionTask
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # PNG IHDR colour type -> channels (3: palette, decoded to RGB).
 PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
-INPUT_NAME = "images"  # the exported SavedModel's input (tf_evosyn.latency.INPUT_NAME)
+INPUT_NAME = "images"  # the exported SavedModel's input (tf_evosyn.hardware.latency.INPUT_NAME)
 OUTPUT_NAMES = ("coverage", "bbox")
 CONVERT_HINT = "convert it to 3-channel RGB, e.g. PIL.Image.open(path).convert('RGB').save(new)"
 
@@ -181,7 +181,7 @@ def _runner(model: Any):
     if inputs is None or INPUT_NAME not in inputs[1]:
         raise ValueError(
             f"{type(model).__name__} is neither a Keras model nor a SavedModel serving signature "
-            f"with an {INPUT_NAME!r} input (tf_evosyn.export writes one)."
+            f"with an {INPUT_NAME!r} input (tf_evosyn.export.artifacts writes one)."
         )
     outputs = set(signature.structured_outputs)
     if not set(OUTPUT_NAMES) <= outputs:

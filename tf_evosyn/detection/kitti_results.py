@@ -5,7 +5,7 @@ line per detection with the 15 label fields plus a score (devkit readme.txt); a 
 knows only the type, the box and the score, so the rest carry the devkit's "not estimated"
 values: truncated -1, occluded -1, alpha -10, dimensions -1 -1 -1, location -1000 -1000 -1000,
 rotation_y -10. :func:`tf_evosyn.data.kitti_labels.parse_label_file` with ``allow_score=True``
-reads them back. Files are written atomically (:mod:`tf_evosyn.io_utils`), so an interrupted
+reads them back. Files are written atomically (:mod:`tf_evosyn.storage.io_utils`), so an interrupted
 run never leaves half a file for the devkit to misread.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tf_evosyn import io_utils
+from tf_evosyn.storage import io_utils
 
 # Fields 2-4 and 9-15 of a result line: what a 2D detector does not estimate (devkit readme).
 NOT_TRUNCATED_OCCLUDED_ALPHA = "-1 -1 -10"

@@ -8,7 +8,7 @@ Caffe's variant has no non-linearity after the convolutions. Kernel weights: 500
 of the published compression results does (e.g. Louizos et al.'s L0 code: conv -> ReLU ->
 pool). Same weights and clusters, but a small offspring keeps more accuracy: two linear
 convolutions with max pooling between them are a weak feature extractor once only a few
-filters are left (README, "LeNet-5 with ReLU convolutions").
+filters are left (docs/benchmarks.md, "LeNet-5 with ReLU convolutions").
 """
 
 from __future__ import annotations

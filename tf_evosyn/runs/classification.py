@@ -2,7 +2,7 @@
 
 ``run_classification(config, workdir)`` is what ``evosyn-classify`` runs; benchmarks and
 notebooks call it from Python. Besides the evolution's run directory (see
-:mod:`tf_evosyn.run_dir`) it writes ``config.json`` and ``runtime.json`` (see
+:mod:`tf_evosyn.loop.run_dir`) it writes ``config.json`` and ``runtime.json`` (see
 :mod:`tf_evosyn.runs.common`).
 """
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import ml_collections
 
-from tf_evosyn import fs
 from tf_evosyn._keras import tf
-from tf_evosyn.config_checks import ScaleSettings, model_kwargs, validate_config
 from tf_evosyn.data import load_classification_data
 from tf_evosyn.runs.common import run_with_strategy, select_on
+from tf_evosyn.runs.config_checks import ScaleSettings, model_kwargs, validate_config
 from tf_evosyn.runs.evolve import TaskData, evolve_task
 from tf_evosyn.runs.export_spec import ExportSpec
+from tf_evosyn.storage import fs
 from tf_evosyn.tasks import ClassificationTask
 
 

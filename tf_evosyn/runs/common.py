@@ -10,19 +10,19 @@ from collections.abc import Callable
 
 import ml_collections
 
-from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import fs, io_utils
-from tf_evosyn import lineage as lineage_lib
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.config_checks import (
+from tf_evosyn.data.transforms import CIFAR_PAD
+from tf_evosyn.loop import distribute as distribute_lib
+from tf_evosyn.loop import lineage as lineage_lib
+from tf_evosyn.loop.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
+from tf_evosyn.runs.config_checks import (
     SCALE_DEFAULTS,
     ConfigError,
     ScaleSettings,
     offspring_batch_size,
     scale_settings,
 )
-from tf_evosyn.data.transforms import CIFAR_PAD
-from tf_evosyn.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
+from tf_evosyn.storage import fs, io_utils
 
 # Other keys added after run directories existed, with the value that means "as before":
 # model.weight_decay None = the model builder's own default (ResNets 1e-4, AlexNet 0.004; LeNet-5
@@ -197,7 +197,7 @@ def run_with_strategy(
     names, made here first thing (before TensorFlow initialises devices, which splitting the
     CPU into logical devices needs). ``config.train.batch_size`` is the global batch: each of
     the N replicas trains on ``batch_size / N`` examples per step. ``workdir`` may be any
-    filesystem TensorFlow knows (see :mod:`tf_evosyn.fs`).
+    filesystem TensorFlow knows (see :mod:`tf_evosyn.storage.fs`).
     """
     workdir = fs.path(workdir)
     scale = scale_settings(config)

@@ -13,14 +13,8 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from tf_evosyn import fs, models
+from tf_evosyn import models
 from tf_evosyn._keras import tf
-from tf_evosyn.config_checks import (
-    ConfigError,
-    ScaleSettings,
-    model_kwargs,
-    validate_config,
-)
 from tf_evosyn.data.kitti import load_kitti_data
 from tf_evosyn.detection import KITTI_TYPES, decode_nms
 from tf_evosyn.models.detectnet_mobilenetv2 import resolve_weights
@@ -28,8 +22,15 @@ from tf_evosyn.runs.common import (
     run_with_strategy,
     select_on,
 )
+from tf_evosyn.runs.config_checks import (
+    ConfigError,
+    ScaleSettings,
+    model_kwargs,
+    validate_config,
+)
 from tf_evosyn.runs.evolve import TaskData, evolve_task
 from tf_evosyn.runs.export_spec import ExportSpec
+from tf_evosyn.storage import fs
 from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
 
 # Keys of config.model passed to the model builder when it takes them (DetectNet's width and

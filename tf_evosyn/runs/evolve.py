@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 import ml_collections
 from absl import logging
 
-from tf_evosyn import distribute as distribute_lib
-from tf_evosyn import fs, models
+from tf_evosyn import models
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.config_checks import ScaleSettings, build_settings, offspring_batch_size
-from tf_evosyn.evolution import Evolution
-from tf_evosyn.fine_tuning import TrainData
-from tf_evosyn.learning_curve import LEARNING_CURVE_FILE, LearningCurve
-from tf_evosyn.model_io import load_model
-from tf_evosyn.recipes import make_compile_fn
+from tf_evosyn.core.model_io import load_model
+from tf_evosyn.loop import distribute as distribute_lib
+from tf_evosyn.loop.evolution import Evolution
+from tf_evosyn.loop.fine_tuning import TrainData
+from tf_evosyn.loop.learning_curve import LEARNING_CURVE_FILE, LearningCurve
+from tf_evosyn.loop.recipes import make_compile_fn
 from tf_evosyn.runs.common import check_selection_of_run, prepare_workdir, select_on, write_runtime
+from tf_evosyn.runs.config_checks import ScaleSettings, build_settings, offspring_batch_size
+from tf_evosyn.storage import fs
 from tf_evosyn.tasks import Task
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import ml_collections
 
-from tf_evosyn.config_checks import ConfigError
 from tf_evosyn.runs.classification import classification_export_spec, run_classification
 from tf_evosyn.runs.common import task_name
+from tf_evosyn.runs.config_checks import ConfigError
 from tf_evosyn.runs.detection import detection_export_spec, run_detection
 from tf_evosyn.runs.export_spec import ExportSpec
 
@@ -53,6 +53,17 @@ def task_runner(config: Any) -> TaskRunner:
     if name not in _TASKS:
         raise ConfigError(f"task={name!r} unknown; use one of {task_names()}.")
     return _TASKS[name]
+
+
+def check_task(prog: str, task: str, config: ml_collections.ConfigDict) -> TaskRunner:
+    """The config's task runner, when it is the task this command runs."""
+    runner = task_runner(config)
+    if runner.name != task:
+        raise ConfigError(
+            f"the config is a {runner.name} experiment (task={runner.name!r}); {prog} runs "
+            f"{task}. Run it with {runner.command or 'the command of that task'}."
+        )
+    return runner
 
 
 def run_experiment(

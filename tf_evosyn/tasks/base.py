@@ -1,6 +1,7 @@
 """What the generational loop asks of a task: its loss, its evaluation and its primary score.
 
-The loop (:mod:`tf_evosyn.evolution`) is one; classification and detection differ only in what a
+The loop (:mod:`tf_evosyn.loop.evolution`) is one; classification and detection differ only in what
+a
 :class:`Task` supplies. A new task (segmentation, say) is a new subclass, not edits across the
 loop. The primary score is "higher is better" and is what acceptance compares with the
 ancestor's (the tolerance is in the score's units); every other number goes into ``metrics``
@@ -38,7 +39,7 @@ class Task(abc.ABC):
 
     name: str = "task"
     metric: str = "score"
-    # Can offspring learn the ancestor's outputs (tf_evosyn.distill)? Tasks that can implement
+    # Can offspring learn the ancestor's outputs (tf_evosyn.loop.distill)? Tasks that can implement
     # :meth:`distillation_loss`.
     supports_distillation: bool = False
 

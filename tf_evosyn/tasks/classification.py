@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.distill import soft_target_loss
 from tf_evosyn.tasks.base import Evaluation, Task
 
 
@@ -16,6 +15,20 @@ def evaluate_accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
         raise ValueError("The evaluation dataset is empty.")
     logits = model.predict(dataset.map(lambda x, y: x), verbose=0)
     return float(np.mean(np.argmax(logits, axis=-1) == labels.reshape(-1)))
+
+
+def soft_target_loss(
+    teacher_logits: tf.Tensor, student_logits: tf.Tensor, temperature: float
+) -> tf.Tensor:
+    """Mean over the batch of T^2 * KL(softmax(teacher/T) || softmax(student/T))."""
+    teacher_logits = tf.cast(teacher_logits, tf.float32)
+    student_logits = tf.cast(student_logits, tf.float32)
+    t = float(temperature)
+    p_teacher = tf.nn.softmax(teacher_logits / t, axis=-1)
+    log_p_teacher = tf.nn.log_softmax(teacher_logits / t, axis=-1)
+    log_p_student = tf.nn.log_softmax(student_logits / t, axis=-1)
+    kl = tf.reduce_sum(p_teacher * (log_p_teacher - log_p_student), axis=-1)
+    return (t * t) * tf.reduce_mean(kl)
 
 
 class ClassificationTask(Task):

@@ -1,0 +1,61 @@
+"""What the absl binaries ``evosyn-classify`` and ``evosyn-detect`` share: flags and ``main``.
+
+Every config knob can be overridden, e.g. ``--config.evolution.generations=3``; running the
+same command again resumes after the last finished generation. ``--strategy=...`` overrides
+``config.distribute.strategy``. Bad input (a config or data problem) exits with one line that
+names the fix, without a traceback; a misspelt ``--config.KEY`` too (see config_cli).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+from tf_evosyn.bin import config_cli
+from tf_evosyn.data import DataError
+from tf_evosyn.loop.distribute import STRATEGIES
+from tf_evosyn.runs.config_checks import ConfigError
+from tf_evosyn.runs.registry import check_task
+
+CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, e.g. configs/lenet5_mnist.py.", lock_config=True
+)
+WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed).")
+STRATEGY = flags.DEFINE_enum(
+    "strategy",
+    None,
+    list(STRATEGIES),
+    "tf.distribute strategy; overrides config.distribute.strategy (default: the config's).",
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def apply_strategy_flag(config: ml_collections.ConfigDict) -> None:
+    if STRATEGY.value is None:
+        return
+    with config.unlocked():  # a config file older than the distribute section lacks it
+        if "distribute" not in config:
+            config.distribute = ml_collections.ConfigDict(
+                {"strategy": "default", "tpu_address": "", "num_cpu_devices": 0}
+            )
+        config.distribute.strategy = STRATEGY.value
+
+
+def run_app(prog: str, task: str) -> None:
+    """``app.run`` of the binary ``prog``, which runs experiments of ``task`` (the registry's)."""
+
+    def main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            runner = check_task(prog, task, CONFIG.value)
+            apply_strategy_flag(CONFIG.value)
+            runner.run(CONFIG.value, WORKDIR.value)
+        except (ConfigError, DataError) as error:
+            # Bad input is the user's to fix: say what and how, without a traceback.
+            sys.exit(f"{prog}: error: {error}")
+
+    app.run(main, flags_parser=config_cli.flags_parser(prog))

@@ -1,0 +1,1 @@
+"""Physical compaction: dead clusters and synapses removed from a model, exactly."""

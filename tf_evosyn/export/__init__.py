@@ -1,0 +1,1 @@
+"""Deployment: SavedModel and TFLite artifacts of a run's chosen offspring."""

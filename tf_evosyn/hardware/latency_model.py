@@ -1,0 +1,220 @@
+"""A measured latency model: what each Conv2D/Dense layer costs on this machine, by channels.
+
+MACs do not predict latency on dense hardware: XNNPACK computes output channels in tiles (16
+floats on x86 with AVX2/AVX-512), so a convolution shrunk from 16 to 13 output channels costs
+what 16 cost, while its input channels scale almost linearly. This module times every layer
+*shape* alone, as a one-layer TFLite model run by the interpreter (XNNPACK, batch 1, the chosen
+threads), and caches the times per machine, so predictions are cheap after the first call.
+
+Measuring command (writes the cache; the cache key is the CPU model and the thread count)::
+
+    python -m tf_evosyn.hardware.latency_model --model=resnet56 --threads=1
+
+A model's predicted latency is the sum of its layers' times, each less the cost of invoking the
+smallest one-layer model (paid once per invoke, not once per layer); the other ops --
+additions, pooling, padding -- are not modelled (their share is reported beside predictions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tempfile
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.hardware.latency import tflite_latency
+from tf_evosyn.storage import io_utils
+
+CACHE_ENV = "EVOSYN_LATENCY_CACHE"
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """Everything a dense layer's latency depends on (batch 1)."""
+
+    kind: str  # "conv" | "dense"
+    height: int
+    width: int
+    in_channels: int
+    out_channels: int
+    kernel: int = 1
+    stride: int = 1
+    padding: str = "valid"
+
+    def key(self) -> str:
+        return "/".join(str(v) for v in astuple(self))
+
+    def with_channels(self, in_channels: int, out_channels: int) -> LayerShape:
+        return LayerShape(
+            self.kind,
+            self.height,
+            self.width,
+            int(in_channels),
+            int(out_channels),
+            self.kernel,
+            self.stride,
+            self.padding,
+        )
+
+    def macs(self) -> int:
+        if self.kind == "dense":
+            return self.in_channels * self.out_channels
+        out_h = -(-self.height // self.stride) if self.padding == "same" else None
+        if out_h is None:
+            out_h = (self.height - self.kernel) // self.stride + 1
+            out_w = (self.width - self.kernel) // self.stride + 1
+        else:
+            out_w = -(-self.width // self.stride)
+        return out_h * out_w * self.kernel**2 * self.in_channels * self.out_channels
+
+
+OVERHEAD_SHAPE = LayerShape("dense", 1, 1, 1, 1)
+
+
+def layer_shapes(model: keras.Model) -> dict[str, LayerShape]:
+    """The shape of every Conv2D (not depthwise/separable) and Dense layer of a plain model."""
+    shapes = {}
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+            continue  # not modelled: their cost is not a function of (in, out) channels alone
+        if isinstance(layer, keras.layers.Conv2D):
+            if layer.kernel_size[0] != layer.kernel_size[1] or layer.strides[0] != layer.strides[1]:
+                continue
+            if layer.groups != 1 or layer.dilation_rate != (1, 1):
+                continue
+            _, height, width, channels = layer.input_shape
+            shapes[layer.name] = LayerShape(
+                "conv",
+                height,
+                width,
+                channels,
+                layer.filters,
+                layer.kernel_size[0],
+                layer.strides[0],
+                layer.padding,
+            )
+        elif isinstance(layer, keras.layers.Dense) and len(layer.input_shape) == 2:
+            shapes[layer.name] = LayerShape("dense", 1, 1, layer.input_shape[-1], layer.units)
+    return shapes
+
+
+def _one_layer_model(shape: LayerShape) -> keras.Model:
+    if shape.kind == "dense":
+        inputs = keras.Input((shape.in_channels,))
+        outputs = keras.layers.Dense(shape.out_channels)(inputs)
+    else:
+        inputs = keras.Input((shape.height, shape.width, shape.in_channels))
+        outputs = keras.layers.Conv2D(
+            shape.out_channels, shape.kernel, shape.stride, padding=shape.padding
+        )(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def measure_shape(shape: LayerShape, threads: int = 1, runs: int = 100) -> float:
+    """Median ms of one invoke of ``shape`` as a one-layer TFLite model (XNNPACK); with one
+    thread the calling thread's CPU time (robust to other processes' load)."""
+    model = _one_layer_model(shape)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    with tempfile.TemporaryDirectory(prefix="evosyn_layer_") as tmp:
+        path = Path(tmp) / "layer.tflite"
+        path.write_bytes(converter.convert())
+        input_shape = (1, *model.inputs[0].shape[1:])
+        result = tflite_latency(path, input_shape, threads, runs=runs, warmup=10)
+        return result["cpu_median_ms"] if threads == 1 else result["median_ms"]
+
+
+def machine_id(threads: int) -> str:
+    """The cache key: CPU model, cores and threads (latency tables do not travel)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"model name\s*:\s*(.+)", text)
+        cpu = match.group(1) if match else cpu
+    except OSError:
+        pass
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{cpu}-{os.cpu_count()}cpu-{threads}t").strip("-")
+    return slug.lower()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "tf_evosyn" / "latency"))
+
+
+class LatencyTable:
+    """Measured layer times on this machine, cached as JSON (one file per machine/threads)."""
+
+    def __init__(self, threads: int = 1, cache_dir: str | Path | None = None, runs: int = 100):
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}.")
+        self.threads = int(threads)
+        self.runs = int(runs)
+        self.path = Path(cache_dir or default_cache_dir()) / f"{machine_id(self.threads)}.json"
+        self.times: dict[str, float] = {}
+        if self.path.is_file():
+            self.times = dict(json.loads(self.path.read_text())["times_ms"])
+        self._dirty = False
+
+    def raw_latency(self, shape: LayerShape) -> float:
+        """Median ms of an invoke of ``shape`` alone (measured once, then read from the cache)."""
+        key = shape.key()
+        if key not in self.times:
+            self.times[key] = measure_shape(shape, self.threads, self.runs)
+            self._dirty = True
+        return self.times[key]
+
+    def overhead(self) -> float:
+        """Ms of invoking the smallest model (Dense 1 -> 1): paid once per invoke, not per layer."""
+        return self.raw_latency(OVERHEAD_SHAPE)
+
+    def latency(self, shape: LayerShape) -> float:
+        """Ms ``shape`` adds to a model's invoke: its time alone minus the invoke overhead."""
+        return max(self.raw_latency(shape) - self.overhead(), 0.0)
+
+    def save(self) -> None:
+        if self._dirty:
+            io_utils.atomic_write_json(
+                self.path,
+                {
+                    "machine": machine_id(self.threads),
+                    "threads": self.threads,
+                    "times_ms": self.times,
+                },
+            )
+            self._dirty = False
+
+    def predict(self, model: keras.Model) -> dict[str, float]:
+        """Layer name -> predicted ms for every modelled layer of a plain (compacted) model."""
+        times = {name: self.latency(shape) for name, shape in layer_shapes(model).items()}
+        self.save()
+        return times
+
+
+def predicted_speedup(table: LatencyTable, ancestor: keras.Model, offspring: keras.Model) -> float:
+    """Sum of the ancestor's modelled layer times over the offspring's."""
+    return float(sum(table.predict(ancestor).values()) / sum(table.predict(offspring).values()))
+
+
+def _main() -> None:  # pragma: no cover - a measuring command
+    import argparse
+
+    from tf_evosyn import models
+
+    parser = argparse.ArgumentParser(description="Measure and cache a model's layer latencies.")
+    parser.add_argument("--model", required=True, choices=models.names())
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+    table = LatencyTable(args.threads, runs=args.runs)
+    times = table.predict(models.build(args.model))
+    print(f"{args.model}: {len(times)} layers, {np.sum(list(times.values())):.3f} ms modelled")
+    print(f"cache: {table.path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -1,0 +1,1 @@
+"""TF-MOT interoperability: evolvable masks as TF-MOT pruning, and evolution as a schedule."""

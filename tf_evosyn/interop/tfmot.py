@@ -1,0 +1,229 @@
+"""Evolved models <-> TF-MOT pruned models, output for output and mask for mask.
+
+TF-MOT (``tensorflow_model_optimization``) keeps one mask per prunable weight in its
+``PruneLowMagnitude`` wrapper (``wrapper.pruning_vars``: ``(kernel, mask, threshold)``) and
+multiplies the kernel by it before every training forward pass. An evolved layer keeps two masks,
+``synapse_mask`` (kernel shape) and ``cluster_mask`` (one per filter/unit), and also silences the
+bias of a dead cluster. The conversions here map one onto the other:
+
+* :func:`to_tfmot`: every EvoConv2D/EvoDense becomes a plain Conv2D/Dense in a PruneLowMagnitude
+  wrapper whose mask is ``synapse_mask & cluster_mask``; kernels are the masked kernels and the
+  biases of dead clusters are 0, so a dead cluster emits ``activation(0)`` in both models and the
+  outputs are identical. Wrappers use :class:`KeepMasks`, a schedule under which TF-MOT never
+  recomputes masks (``Pruning.conditional_mask_update`` only runs when the schedule's
+  ``should_prune`` is True), so fine-tuning with ``UpdatePruningStep`` keeps the evolved pattern.
+* :func:`from_tfmot`: wrapped (or already stripped) Conv2D/Dense become evolvable again; a synapse
+  lives iff its TF-MOT mask is 1 (after ``strip_pruning``: iff its weight is non-zero) and a cluster
+  lives iff any of its synapses lives, so evolution can continue from a TF-MOT-pruned model.
+
+TF-MOT masks kernels only: during plain TF-MOT training the bias of a dead cluster keeps learning.
+:func:`from_tfmot` warns when that happened, because the evolvable model silences dead clusters.
+For the same reason a cluster that tf_evosyn keeps alive without any living synapse (possible in a
+coupled group, where it emits its bias) reads back from TF-MOT as dead.
+EvoConv2D/EvoDense also implement TF-MOT's ``PrunableLayer`` protocol, so ``prune_low_magnitude``
+can wrap an evolvable model directly; :func:`from_tfmot` then combines both sets of masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+from absl import logging
+
+# The wrapper class is not in TF-MOT's public API; strip_pruning uses the same one.
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+    PruneLowMagnitude,
+)
+
+from tf_evosyn._keras import keras, tf
+from tf_evosyn.core.convert import _check_model, output_layers
+from tf_evosyn.core.layers import (
+    EVOLVABLE_TWINS,
+    EvoConv2D,
+    EvoDense,
+    EvolvableMixin,
+    evolvable_layers,
+    matrix_kernel_of,
+)
+
+# Layers TF-MOT wraps; other evolvable layers (depthwise, separable) become plain, fixed layers.
+_PLAIN_TWINS = {EvoConv2D: keras.layers.Conv2D, EvoDense: keras.layers.Dense}
+
+
+@keras.utils.register_keras_serializable(package="tf_evosyn")
+class KeepMasks(tfmot.sparsity.keras.PruningSchedule):
+    """A TF-MOT schedule that never prunes by magnitude: wrapper masks stay what was written.
+
+    ``should_prune`` is False at every step, so TF-MOT's wrapper never runs its magnitude mask
+    update; it still multiplies kernels by the masks every training step and at every epoch end
+    (``UpdatePruningStep``), so masked weights stay 0. Reported sparsity is 0 (no target).
+    """
+
+    def __call__(self, step):
+        del step
+        return tf.constant(False), tf.constant(0.0, dtype=tf.float32)
+
+    def get_config(self) -> dict:
+        # TF-MOT's schedule format: the wrapper stores and deserialises the whole dict.
+        return {"class_name": keras.utils.get_registered_name(type(self)), "config": {}}
+
+
+def kernel_pruning_vars(wrapper: PruneLowMagnitude) -> tuple[tf.Variable, tf.Variable]:
+    """The wrapped layer's ``(kernel, mask)`` variables."""
+    if not wrapper.built:
+        raise ValueError(f"{wrapper.name} is not built; build the model before reading masks.")
+    for weight, mask, _ in wrapper.pruning_vars:
+        if weight is wrapper.layer.kernel:
+            return weight, mask
+    raise ValueError(f"{wrapper.name}: TF-MOT does not prune the kernel of {wrapper.layer.name}.")
+
+
+def is_evolvable_wrapper(layer: keras.layers.Layer) -> bool:
+    """A PruneLowMagnitude wrapper around a layer that evolution can drive (Conv2D/Dense/Evo*)."""
+    if not isinstance(layer, PruneLowMagnitude):
+        return False
+    inner = layer.layer
+    return isinstance(inner, EvolvableMixin) or type(inner) in EVOLVABLE_TWINS
+
+
+def wrapped_layers(model: keras.Model) -> dict[str, PruneLowMagnitude]:
+    """Evolvable PruneLowMagnitude wrappers of ``model`` keyed by the wrapped layer's name."""
+    return {layer.layer.name: layer for layer in model.layers if is_evolvable_wrapper(layer)}
+
+
+def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean ``(synapse, cluster)`` masks of a wrapper, an evolvable or a plain layer.
+
+    A synapse lives iff TF-MOT's mask (if wrapped), the evolved masks (if evolvable) and, for a
+    plain stripped layer, a non-zero weight say so; a cluster lives iff any of its synapses does.
+    """
+    inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+    kernel = matrix_kernel_of(inner)
+    if isinstance(layer, PruneLowMagnitude):
+        synapses = kernel_pruning_vars(layer)[1].numpy() > 0.5
+    elif isinstance(inner, EvolvableMixin):
+        synapses = np.ones(kernel.shape, dtype=bool)
+    else:
+        synapses = kernel != 0
+    if isinstance(inner, EvolvableMixin):
+        synapses &= inner.living_synapse_mask()
+    clusters = synapses.reshape(-1, kernel.shape[-1]).any(axis=0)
+    return synapses, clusters
+
+
+def write_masks(wrapper: PruneLowMagnitude, synapses: np.ndarray, clusters: np.ndarray) -> None:
+    """Write ``synapses & clusters`` into TF-MOT's mask, zero dead kernels and dead biases."""
+    inner = wrapper.layer
+    synapses = np.asarray(synapses, bool) & np.asarray(clusters, bool)
+    kernel, mask = kernel_pruning_vars(wrapper)
+    mask.assign(synapses.astype(mask.dtype.as_numpy_dtype))
+    kernel.assign(kernel.numpy() * synapses)
+    if inner.use_bias:
+        inner.bias.assign(inner.bias.numpy() * np.asarray(clusters, bool))
+    if isinstance(inner, EvolvableMixin):
+        inner.set_masks(synapses, clusters)
+
+
+def to_tfmot(evolved: keras.Model) -> keras.Model:
+    """A TF-MOT pruned twin of ``evolved``: plain Conv2D/Dense in PruneLowMagnitude wrappers.
+
+    Wrapper masks equal the evolved living synapses, kernels the masked kernels, dead-cluster
+    biases are 0, and the wrappers use :class:`KeepMasks`, so ``fit`` with ``UpdatePruningStep``
+    fine-tunes without changing the sparsity pattern and ``strip_pruning`` gives a plain model.
+    """
+    _check_model(evolved)
+    if not evolvable_layers(evolved):
+        raise ValueError(
+            f"{evolved.name} has no evolvable layers; call tf_evosyn.evolvable(model) first, or "
+            "use tfmot.sparsity.keras.prune_low_magnitude for a plain model."
+        )
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        if isinstance(layer, EvolvableMixin):
+            plain = layer.plain_type.from_config(layer.plain_config())
+            if type(layer) not in _PLAIN_TWINS:
+                return plain
+            return PruneLowMagnitude(plain, pruning_schedule=KeepMasks())
+        return type(layer).from_config(config)
+
+    pruned = keras.models.clone_model(evolved, clone_function=clone_layer)
+    wrappers = wrapped_layers(pruned)
+    for layer in evolved.layers:
+        if isinstance(layer, EvolvableMixin) and layer.name not in wrappers:
+            pruned.get_layer(layer.name).set_weights(layer.plain_weights())
+        elif isinstance(layer, EvolvableMixin):
+            inner = wrappers[layer.name].layer
+            inner.kernel.assign(layer.kernel)
+            if layer.use_bias:
+                inner.bias.assign(layer.bias)
+            write_masks(wrappers[layer.name], *read_masks(layer))
+        elif layer.weights:
+            pruned.get_layer(layer.name).set_weights(layer.get_weights())
+    return pruned
+
+
+def _warn_dead_biases(name: str, bias: np.ndarray, clusters: np.ndarray) -> None:
+    dead = np.abs(bias[~clusters])
+    if dead.size and dead.max() > 0:
+        logging.warning(
+            "%s: %d dead clusters (all synapses masked) carry a non-zero bias (max |b| = %.3g); "
+            "the evolvable model silences dead clusters, so its outputs differ from the TF-MOT "
+            "model's. Train with EvolutionaryPruningCallback, which keeps these biases at 0.",
+            name,
+            int((dead > 0).sum()),
+            float(dead.max()),
+        )
+
+
+def from_tfmot(
+    pruned: keras.Model, *, protect_outputs: bool = True, evolve_unwrapped: bool = True
+) -> keras.Model:
+    """An evolvable model from a TF-MOT pruned model, before or after ``strip_pruning``.
+
+    Every wrapped Conv2D/Dense/evolvable layer becomes evolvable with masks read by
+    :func:`read_masks`; so does every unwrapped Conv2D/Dense unless ``evolve_unwrapped`` is False
+    (then it stays plain and fixed, which is what evolution inside ``fit`` needs). Other wrappers
+    are stripped. ``protect_outputs`` keeps the units of the output layers alive in later
+    generations, as :func:`tf_evosyn.evolvable` does. A cluster with no living synapse is dead,
+    so its bias is dropped (a warning says so when it was not 0).
+    """
+    _check_model(pruned)
+
+    def evolves(layer) -> bool:
+        if isinstance(layer, PruneLowMagnitude):
+            return is_evolvable_wrapper(layer)
+        return isinstance(layer, EvolvableMixin) or (
+            evolve_unwrapped and type(layer) in EVOLVABLE_TWINS
+        )
+
+    def clone_layer(layer):
+        inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+        config = inner.get_config()
+        if evolves(layer) and not isinstance(inner, EvolvableMixin):
+            return EVOLVABLE_TWINS[type(inner)].from_config(config)
+        return type(inner).from_config(config)
+
+    evolved = keras.models.clone_model(pruned, clone_function=clone_layer)
+    for source in pruned.layers:
+        inner = source.layer if isinstance(source, PruneLowMagnitude) else source
+        if not inner.weights:
+            continue
+        target = evolved.get_layer(inner.name)
+        if isinstance(inner, EvolvableMixin):
+            target.set_weights(inner.get_weights())  # heredity buffers come along
+        elif isinstance(target, EvolvableMixin):
+            target.copy_plain_weights(inner)
+        else:
+            target.set_weights(inner.get_weights())
+            continue
+        synapses, clusters = read_masks(source)
+        if inner.use_bias:
+            _warn_dead_biases(inner.name, inner.bias.numpy(), clusters)
+        target.set_masks(synapses, clusters)
+    if protect_outputs:
+        for name in output_layers(evolved):
+            layer = evolved.get_layer(name)
+            if isinstance(layer, EvolvableMixin):
+                layer.evolve_clusters = False
+    return evolved

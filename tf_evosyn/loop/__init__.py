@@ -1,0 +1,3 @@
+"""The generational loop: Evolution and its settings, fine-tuning and distillation, the
+population and selection, the run directory, its lineage and reports, strategies.
+"""

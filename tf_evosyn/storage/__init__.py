@@ -1,0 +1,1 @@
+"""Files on any TensorFlow filesystem: paths, atomic JSON/text writes, model save/load."""
