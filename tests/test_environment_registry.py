@@ -1,13 +1,13 @@
 """Environments chosen by config through the public registry: the built-ins by name, a user's
-own after ``tf_evosyn.environments.base.register``, and bad choices refused before any work."""
+own after ``tf_evosyn.environments.register``, and bad choices refused before any work."""
 
 from pathlib import Path
 
 import ml_collections
 import pytest
 
+from tf_evosyn import environments as environment_lib
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.environments import base as environment_lib
 from tf_evosyn.environments.base import ConstantFactor, EnvironmentalFactor, LayerBudget
 from tf_evosyn.runs.config_checks import ConfigError, build_settings, validate_config
 

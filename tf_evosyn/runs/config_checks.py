@@ -329,7 +329,7 @@ def _check_environment_choice(choice) -> None:
         if name not in environment_lib.registered_names() and name not in environment_lib._REGISTRY:
             raise ConfigError(
                 f"evolution.environment.name={name!r}; use one of "
-                f"{environment_lib.registered_names()} (tf_evosyn.environments.base.register adds "
+                f"{environment_lib.registered_names()} (tf_evosyn.environments.register adds "
                 "your own)."
             )
         return
