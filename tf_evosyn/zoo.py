@@ -24,6 +24,7 @@ from tf_evosyn.core.layers import evolvable_layers
 from tf_evosyn.environments.base import ConstantFactor
 from tf_evosyn.hardware.flops import layer_params
 from tf_evosyn.synthesis.offspring import synthesize
+from tf_evosyn.zoo_models import BUILDERS
 
 _REGNET_SIZES = ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")
 
@@ -60,6 +61,8 @@ FAMILIES: dict[str, list[tuple[str, int]]] = {
         )
     ],
     "ConvNeXt": [(f"ConvNeXt{size}", 32) for size in ("Tiny", "Small", "Base", "Large", "XLarge")],
+    # Families Keras Applications lacks (tf_evosyn.zoo_models).
+    "U-Net": [("UNet", 32)],
 }
 
 # A ConstantFactor cluster factor that kills about a third of the clusters of a freshly
@@ -103,8 +106,11 @@ def input_size(constructor: str) -> int:
 
 
 def build_application(constructor: str, size: int | None = None, classes: int = 10):
-    """``tf_keras.applications.<constructor>`` with random weights and logits outputs."""
+    """``tf_keras.applications.<constructor>`` (or a :mod:`tf_evosyn.zoo_models` builder) with
+    random weights and logits outputs."""
     size = size or input_size(constructor)
+    if constructor in BUILDERS:
+        return BUILDERS[constructor](size, classes)
     build = getattr(keras.applications, constructor)
     kwargs = dict(weights=None, input_shape=(size, size, 3), classes=classes)
     try:

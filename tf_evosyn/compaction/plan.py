@@ -10,7 +10,8 @@ A dead channel is not always zero downstream: after a BatchNormalization, a bias
 with f(0) != 0 it is a constant ``k``. Removing it is then exact only if its contribution can be
 folded into the reading layer's bias: always for a Dense (also after Flatten or global pooling)
 and for a convolution without padding; a zero-padded ('same', kernel > 1) convolution or a
-ZeroPadding2D sees ``k`` inside and 0 on the border, so such a channel is kept unless ``k == 0``.
+ZeroPadding layer sees ``k`` inside and 0 on the border, and a transposed convolution sums
+uneven numbers of taps per output position, so such a channel is kept unless ``k == 0``.
 The result computes the same function as the masked model up to float rounding.
 """
 
@@ -29,6 +30,7 @@ from tf_evosyn.core.conv_kinds import (
     apply_op,
     depthwise_constants,
     depthwise_weights,
+    folds_constants,
     grouped_weights,
     is_tf_elementwise_op,
     merge_values,
@@ -136,7 +138,8 @@ def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarr
     if kind == RESHAPE:
         return k
     if kind == SPATIAL:
-        if isinstance(layer, (keras.layers.ZeroPadding2D, WithinChannelLRN)):
+        zero_padding = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D)
+        if isinstance(layer, (*zero_padding, keras.layers.ZeroPadding3D, WithinChannelLRN)):
             # Borders see zeros: a constant stays one only if it is 0.
             return np.where(k == 0, k, np.nan)
         return k  # pooling (TF ignores padding), cropping, upsampling keep a constant
@@ -213,6 +216,7 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
             pads = getattr(node.layer, "kernel_size", None) is not None and _conv_pads(
                 node.layer, node.input_shapes[0]
             )
+            uneven = not folds_constants(node.layer)
             # A dead channel read only by dead synapses contributes nothing, whatever it holds.
             reads = reads_input(node.layer)
             for position in np.flatnonzero(dead_in & (k != 0) & reads):
@@ -221,10 +225,10 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
                     kept.setdefault(
                         gid, f"not a constant (zero padding or a barrier) where {name} reads it"
                     )
-                elif pads:
+                elif pads or uneven:
+                    how = "transposed convolution" if uneven else "zero-padded"
                     kept.setdefault(
-                        gid,
-                        f"constant {k[position]:.4g} read by zero-padded {name}: not foldable",
+                        gid, f"constant {k[position]:.4g} read by {how} {name}: not foldable"
                     )
             if name in folds:
                 previous = folds[name]

@@ -17,7 +17,11 @@ def _channels(layer: keras.layers.Layer) -> int | None:
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         shape = layer.depthwise_kernel.shape
         return int(shape[-2] * shape[-1])
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+    if isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose)):
+        return int(layer.kernel.shape[-2])  # stored as (..., filters, inputs)
+    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
+        return int(layer.kernel.shape[-1])
+    if isinstance(layer, keras.layers.Dense):
         return int(layer.kernel.shape[-1])
     if isinstance(layer, keras.layers.BatchNormalization):
         return int(layer.moving_mean.shape[-1])

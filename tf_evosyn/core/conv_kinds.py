@@ -12,6 +12,11 @@ one-line rule there:
   output channels (kind ``GROUPED``): a group lives, or dies and is removed whole, so the
   remaining groups stay equally wide as Keras requires.
 * DepthwiseConv2D (plain or evolvable) keeps its channel-to-input coupling.
+* Conv1DTranspose/Conv2DTranspose are producers whose kernels Keras stores as ``(..., filters,
+  inputs)``: every rule here works on the matrix view ``(..., inputs, filters)``
+  (:meth:`tf_evosyn.core.layers.EvolvableMixin.matrix_view`). A transposed convolution spreads
+  each input pixel over a window that overlaps its neighbours' unevenly (stride, cropping), so
+  a constant input channel does not give a constant output: compaction never folds one.
 * ``Reshape`` that keeps the channel axis (kind ``RESHAPE``) and ``TFOpLambda`` element-wise ops
   with scalar operands (``x + 3.0``, ``x * (1 / 6)`` in MobileNetV3's hard-swish) pass channels
   through.
@@ -23,8 +28,12 @@ import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.core.layers import (
+    EVOLVABLE_TWINS,
     EvoConv1D,
+    EvoConv1DTranspose,
     EvoConv2D,
+    EvoConv2DTranspose,
+    EvoConv3D,
     EvoDense,
     EvoDepthwiseConv2D,
     EvolvableMixin,
@@ -34,7 +43,21 @@ from tf_evosyn.core.layers import (
 GROUPED = "grouped"  # grouped Conv2D: group g's inputs and outputs are coupled
 RESHAPE = "reshape"  # Reshape that keeps the last axis: channels pass through
 
-CONV_TYPES = (keras.layers.Conv2D, EvoConv2D, keras.layers.Conv1D, EvoConv1D)
+TRANSPOSED_TYPES = (
+    keras.layers.Conv2DTranspose,
+    EvoConv2DTranspose,
+    keras.layers.Conv1DTranspose,
+    EvoConv1DTranspose,
+)
+CONV_TYPES = (
+    keras.layers.Conv2D,
+    EvoConv2D,
+    keras.layers.Conv1D,
+    EvoConv1D,
+    keras.layers.Conv3D,
+    EvoConv3D,
+    *TRANSPOSED_TYPES,
+)
 DENSE_TYPES = (keras.layers.Dense, EvoDense)
 SEPARABLE_TYPES = (keras.layers.SeparableConv2D, EvoSeparableConv2D)
 DEPTHWISE_TYPES = (keras.layers.DepthwiseConv2D, EvoDepthwiseConv2D)
@@ -127,13 +150,30 @@ def grouped_atoms(groups: int, input_atoms: np.ndarray, output_atoms: np.ndarray
 
 
 # -- weights ----------------------------------------------------------------------------------
+def _twin(layer: keras.layers.Layer) -> type[EvolvableMixin]:
+    return type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
+
+
+def folds_constants(layer: keras.layers.Layer) -> bool:
+    """Whether a constant input channel reaches every output position with the same weight sum
+    (so removing it can move its contribution into the bias); transposed convolutions do not."""
+    return not exact_type(layer, TRANSPOSED_TYPES)
+
+
 def masked_weights(layer: keras.layers.Layer) -> dict[str, np.ndarray]:
-    """The layer's plain weights by attribute, masks applied for evolvable layers."""
+    """The layer's plain weights by attribute, masks applied for evolvable layers; ``kernel``
+    in the matrix-kernel layout ``(..., inputs, clusters)``."""
     if isinstance(layer, EvolvableMixin):
         attrs = [a for a in layer.weight_attrs if a != "bias" or layer.use_bias]
-        return dict(zip(attrs, layer.plain_weights(), strict=True))
-    names = ("kernel", "depthwise_kernel", "pointwise_kernel", "bias")
-    return {n: getattr(layer, n).numpy() for n in names if getattr(layer, n, None) is not None}
+        weights = dict(zip(attrs, layer.plain_weights(), strict=True))
+    else:
+        names = ("kernel", "depthwise_kernel", "pointwise_kernel", "bias")
+        weights = {
+            n: getattr(layer, n).numpy() for n in names if getattr(layer, n, None) is not None
+        }
+    if exact_type(layer, TRANSPOSED_TYPES):
+        weights["kernel"] = _twin(layer).matrix_view(weights["kernel"])
+    return weights
 
 
 def _bias(weights: dict[str, np.ndarray], clusters: int) -> np.ndarray:
@@ -188,6 +228,8 @@ def producer_weights(
             part = part.reshape(-1, *part.shape[-2:])  # (spatial taps, inputs, outputs)
             bias = bias + np.einsum("sio,i->o", part, k)
         new = [kernel[..., in_keep, :][..., out_keep]]
+        if exact_type(layer, TRANSPOSED_TYPES):  # back to Keras' (..., filters, inputs)
+            new = [_twin(layer).matrix_view(new[0])]
     bias = bias[out_keep].astype(np.float32)
     config["filters" if "filters" in config else "units"] = int(out_keep.sum())
     if not config.get("use_bias", True) and np.any(bias != 0):

@@ -31,7 +31,7 @@ from tf_evosyn.models.shortcut import PadShortcut
 
 # Layer kinds, as the analysis (and compaction) treat them.
 INPUT = "input"
-PRODUCER = "producer"  # Conv2D/Dense: new output channels, reads all input channels
+PRODUCER = "producer"  # Conv*/Conv*Transpose/Dense: new output channels, reads every input
 DEPTHWISE = "depthwise"  # output channel c*m+j is tied to input channel c
 BATCHNORM = "batchnorm"  # per-channel affine, channels pass through
 ELEMENTWISE = "elementwise"  # activations, dropout, noise: channel-wise maps
@@ -91,15 +91,25 @@ IDENTITY_AT_INFERENCE = (
 _SPATIAL_TYPES = (
     keras.layers.MaxPooling1D,
     keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
     keras.layers.AveragePooling1D,
     keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
     keras.layers.GlobalAveragePooling1D,
     keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
     keras.layers.GlobalMaxPooling1D,
     keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalMaxPooling3D,
+    keras.layers.ZeroPadding1D,
     keras.layers.ZeroPadding2D,
+    keras.layers.ZeroPadding3D,
+    keras.layers.Cropping1D,
     keras.layers.Cropping2D,
+    keras.layers.Cropping3D,
+    keras.layers.UpSampling1D,
     keras.layers.UpSampling2D,
+    keras.layers.UpSampling3D,
 )
 _MERGE_TYPES = (
     keras.layers.Add,
@@ -124,9 +134,9 @@ def _channels_last(layer: keras.layers.Layer) -> bool:
 
 
 def is_producer(layer: keras.layers.Layer) -> bool:
-    """Conv2D/Dense/SeparableConv2D (plain, exact type, or evolvable): owns channels, reads
-    every input channel. Exact types only: Conv2DTranspose ... subclass Conv2D with other layouts.
-    """
+    """Conv1D/2D/3D, Conv1D/2DTranspose, Dense, SeparableConv2D (plain, exact type, or
+    evolvable): owns channels, reads every input channel. Exact types only: a subclass may
+    change the kernel's layout."""
     return layer_kind(layer)[0] == PRODUCER
 
 

@@ -8,10 +8,12 @@ Each layer keeps its trainable weights and four non-trainable buffers, so masks 
 * ``synapse_heredity``  (matrix kernel shape)  P(synapse survives | its cluster survives)
 * ``cluster_heredity``  (clusters,)            P(cluster survives); both for the next synthesis
 
-A cluster is one output channel: the last axis of the *matrix kernel* (the kernel of Conv2D and
-Dense, the pointwise kernel of SeparableConv2D, the depthwise kernel seen as ``(kh, kw, 1, C*m)``
-for DepthwiseConv2D). SeparableConv2D's depthwise taps are synapses shared by all its clusters,
-with a ``depthwise_mask`` and ``depthwise_heredity`` of their own. The forward pass uses masked
+A cluster is one output channel: the last axis of the *matrix kernel* (the kernel of Conv1D,
+Conv2D, Conv3D and Dense, the pointwise kernel of SeparableConv2D, the depthwise kernel seen as
+``(kh, kw, 1, C*m)`` for DepthwiseConv2D, and the kernel of Conv1DTranspose/Conv2DTranspose with
+its last two axes swapped: Keras stores those as ``(..., filters, inputs)``). SeparableConv2D's
+depthwise taps are synapses shared by all its clusters, with a ``depthwise_mask`` and
+``depthwise_heredity`` of their own. The forward pass uses masked
 kernels and ``bias * cluster_mask``, so a dead cluster emits exactly zero and can later be removed
 physically without changing the network's function.
 """
@@ -41,21 +43,36 @@ class EvolvableMixin:
     plain_type: type  # the plain Keras layer this one evolves
     kernel_attr = "kernel"  # the variable holding the clustered weights
     weight_attrs: tuple[str, ...] = ("kernel", "bias")  # the plain layer's weights, in order
+    # Transposed convolutions store (..., filters, inputs): the matrix view swaps the last axes.
+    swaps_kernel_axes = False
 
     def _init_evolvable(self, evolve_clusters: bool) -> None:
         self.evolve_clusters = bool(evolve_clusters)
 
-    @staticmethod
-    def matrix_shape_of(shape) -> tuple[int, ...]:
+    @classmethod
+    def matrix_shape_of(cls, shape) -> tuple[int, ...]:
         """Shape of the matrix-kernel view of a clustered-weights variable of ``shape``."""
-        return tuple(int(d) for d in shape)
+        shape = tuple(int(d) for d in shape)
+        return (*shape[:-2], shape[-1], shape[-2]) if cls.swaps_kernel_axes else shape
+
+    @classmethod
+    def matrix_view(cls, value, variable_shape=None):
+        """``value`` (array or tensor, in the variable's layout) in the matrix-kernel layout;
+        with ``variable_shape``, the inverse: a matrix-kernel value back in the variable's."""
+        is_tensor = tf.is_tensor(value) or isinstance(value, tf.Variable)
+        if cls.swaps_kernel_axes:  # a swap of the last two axes is its own inverse
+            rank = len(value.shape)
+            perm = [*range(rank - 2), rank - 1, rank - 2]
+            return tf.transpose(value, perm) if is_tensor else np.transpose(value, perm)
+        shape = cls.matrix_shape_of(value.shape) if variable_shape is None else variable_shape
+        return tf.reshape(value, shape) if is_tensor else np.reshape(value, shape)
 
     @property
     def matrix_shape(self) -> tuple[int, ...]:
         return self.matrix_shape_of(getattr(self, self.kernel_attr).shape)
 
     def matrix_kernel(self) -> tf.Tensor:
-        return tf.reshape(tf.convert_to_tensor(getattr(self, self.kernel_attr)), self.matrix_shape)
+        return self.matrix_view(tf.convert_to_tensor(getattr(self, self.kernel_attr)))
 
     def _buffer(self, name, shape):
         return self.add_weight(
@@ -76,7 +93,7 @@ class EvolvableMixin:
 
     def _masked_variable(self) -> tf.Tensor:
         """``masked_kernel`` in the variable's own layout."""
-        return tf.reshape(self.masked_kernel(), getattr(self, self.kernel_attr).shape)
+        return self.matrix_view(self.masked_kernel(), getattr(self, self.kernel_attr).shape)
 
     def masked_bias(self) -> tf.Tensor | None:
         if not self.use_bias:
@@ -147,7 +164,7 @@ class EvolvableMixin:
         self.cluster_mask.assign(cluster_mask)
         variable = getattr(self, self.kernel_attr)
         masked = self.matrix_kernel().numpy() * synapse_mask * cluster_mask
-        variable.assign(masked.reshape(variable.shape))
+        variable.assign(self.matrix_view(masked, variable.shape))
         if self.use_bias:
             self.bias.assign(self.bias.numpy() * cluster_mask)
 
@@ -276,8 +293,8 @@ class EvoDepthwiseConv2D(EvolvableMixin, keras.layers.DepthwiseConv2D):
         super().__init__(*args, **kwargs)
         self._init_evolvable(evolve_clusters)
 
-    @staticmethod
-    def matrix_shape_of(shape) -> tuple[int, ...]:
+    @classmethod
+    def matrix_shape_of(cls, shape) -> tuple[int, ...]:
         kh, kw, channels, multiplier = (int(d) for d in shape)
         return (kh, kw, 1, channels * multiplier)
 
@@ -373,7 +390,72 @@ class EvoSeparableConv2D(EvolvableMixin, keras.layers.SeparableConv2D):
         return self._evolvable_config(super().get_config())
 
 
-EVOLVABLE_LAYER_TYPES = (EvoConv2D, EvoConv1D, EvoDense, EvoDepthwiseConv2D, EvoSeparableConv2D)
+class PlainCallOnMaskedWeights(EvolvableMixin):
+    """An evolvable twin whose forward pass is the plain layer's own ``call`` on masked weights.
+
+    For layers whose ``call`` reads ``self.kernel`` and ``self.bias`` once (transposed and 3-D
+    convolutions): both attributes are swapped for their masked tensors, outside Keras'
+    tracking, for the length of the call, so gradients reach the variables through the masks
+    and the plain layer's shape logic (``output_padding``, dilation) is reused as it is.
+    """
+
+    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_evolvable(evolve_clusters)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_buffers()
+
+    def call(self, inputs):
+        kernel, bias = self.kernel, self.bias
+        object.__setattr__(self, "kernel", self._masked_variable())
+        if self.use_bias:
+            object.__setattr__(self, "bias", self.masked_bias())
+        try:
+            return super().call(inputs)
+        finally:
+            object.__setattr__(self, "kernel", kernel)
+            object.__setattr__(self, "bias", bias)
+
+    def get_config(self):
+        return self._evolvable_config(super().get_config())
+
+
+@keras.utils.register_keras_serializable(package=_PACKAGE)
+class EvoConv2DTranspose(PlainCallOnMaskedWeights, keras.layers.Conv2DTranspose):
+    """``Conv2DTranspose`` whose filters (clusters) and kernel weights (synapses) can die; its
+    matrix kernel is the kernel with the filter and input axes swapped."""
+
+    plain_type = keras.layers.Conv2DTranspose
+    swaps_kernel_axes = True
+
+
+@keras.utils.register_keras_serializable(package=_PACKAGE)
+class EvoConv1DTranspose(PlainCallOnMaskedWeights, keras.layers.Conv1DTranspose):
+    """``Conv1DTranspose``: as :class:`EvoConv2DTranspose`."""
+
+    plain_type = keras.layers.Conv1DTranspose
+    swaps_kernel_axes = True
+
+
+@keras.utils.register_keras_serializable(package=_PACKAGE)
+class EvoConv3D(PlainCallOnMaskedWeights, keras.layers.Conv3D):
+    """``Conv3D`` whose filters (clusters) and kernel weights (synapses) can die."""
+
+    plain_type = keras.layers.Conv3D
+
+
+EVOLVABLE_LAYER_TYPES = (
+    EvoConv2D,
+    EvoConv1D,
+    EvoDense,
+    EvoDepthwiseConv2D,
+    EvoSeparableConv2D,
+    EvoConv2DTranspose,
+    EvoConv1DTranspose,
+    EvoConv3D,
+)
 
 # Plain Keras layer type -> its evolvable twin. Exact types only: other subclasses of Conv2D
 # such as Conv2DTranspose have different kernel layouts and must not be converted silently.
@@ -383,8 +465,7 @@ EVOLVABLE_TWINS = {cls.plain_type: cls for cls in EVOLVABLE_LAYER_TYPES}
 def matrix_kernel_of(layer: keras.layers.Layer) -> np.ndarray:
     """The matrix kernel (see :class:`EvolvableMixin`) of an evolvable or plain twin layer."""
     twin = type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
-    value = getattr(layer, twin.kernel_attr).numpy()
-    return value.reshape(twin.matrix_shape_of(value.shape))
+    return twin.matrix_view(getattr(layer, twin.kernel_attr).numpy())
 
 
 def evolvable_layers(model: keras.Model) -> list[EvolvableMixin]:

@@ -6,7 +6,10 @@ filters/units of evolvable layers.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from tf_evosyn._keras import keras
 from tf_evosyn.core.layers import evolvable_layers
@@ -51,3 +54,14 @@ def count_living(model: keras.Model) -> ModelCount:
         clusters=sum(layer.clusters for layer in layers),
         layers=tuple(layers),
     )
+
+
+def mask_digest(model: keras.Model) -> str:
+    """A short fingerprint of every evolvable layer's synapse and cluster masks: processes that
+    must draw the same offspring (the workers of one run, a resumed run) log equal digests."""
+    digest = hashlib.sha256()
+    for layer in evolvable_layers(model):
+        digest.update(layer.name.encode())
+        for mask in (layer.living_synapse_mask(), layer.living_cluster_mask()):
+            digest.update(np.packbits(np.asarray(mask, dtype=bool)).tobytes())
+    return digest.hexdigest()[:16]

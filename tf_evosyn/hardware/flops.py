@@ -147,6 +147,13 @@ def _calls(model: keras.Model, layer: keras.layers.Layer) -> list[tuple[tuple, t
     return calls
 
 
+_TRANSPOSED = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+
+
 def _dense_macs(layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple) -> int | None:
     """MACs of one call with every kernel weight computed; None if not modelled."""
     if isinstance(layer, keras.layers.SeparableConv2D) or isinstance(
@@ -156,12 +163,7 @@ def _dense_macs(layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple) ->
         return _positions(out_shape) * weights
     if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.DepthwiseConv1D)):
         return _positions(out_shape) * int(np.prod(layer.depthwise_kernel.shape))
-    transposed = (
-        keras.layers.Conv1DTranspose,
-        keras.layers.Conv2DTranspose,
-        keras.layers.Conv3DTranspose,
-    )
-    if isinstance(layer, transposed):
+    if isinstance(layer, _TRANSPOSED):
         return _positions(in_shape) * int(np.prod(layer.kernel.shape))
     if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
         return _positions(out_shape) * int(np.prod(layer.kernel.shape))
@@ -204,8 +206,9 @@ def count_flops(model: keras.Model) -> FlopsReport:
                     note = "MACs not modelled"
                 continue
             dense += macs
-            if isinstance(layer, EvolvableMixin):
-                living += layer.living_synapse_count() * _positions(out_shape)
+            if isinstance(layer, EvolvableMixin):  # a transposed conv: per input position
+                positions = in_shape if isinstance(layer, _TRANSPOSED) else out_shape
+                living += layer.living_synapse_count() * _positions(positions)
             else:
                 living += macs
         rows.append(

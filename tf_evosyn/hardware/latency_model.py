@@ -1,4 +1,5 @@
-"""A measured latency model: what each Conv2D/Dense layer costs on this machine, by channels.
+"""A measured latency model: what each Conv2D, Conv2DTranspose and Dense layer costs on this
+machine, by channels.
 
 MACs do not predict latency on dense hardware: XNNPACK computes output channels in tiles (16
 floats on x86 with AVX2/AVX-512), so a convolution shrunk from 16 to 13 output channels costs
@@ -38,7 +39,7 @@ CACHE_ENV = "EVOSYN_LATENCY_CACHE"
 class LayerShape:
     """Everything a dense layer's latency depends on (batch 1)."""
 
-    kind: str  # "conv" | "dense"
+    kind: str  # "conv" | "deconv" (Conv2DTranspose; height/width: its input) | "dense"
     height: int
     width: int
     in_channels: int
@@ -65,6 +66,8 @@ class LayerShape:
     def macs(self) -> int:
         if self.kind == "dense":
             return self.in_channels * self.out_channels
+        if self.kind == "deconv":  # every input pixel meets every tap
+            return self.height * self.width * self.kernel**2 * self.in_channels * self.out_channels
         out_h = -(-self.height // self.stride) if self.padding == "same" else None
         if out_h is None:
             out_h = (self.height - self.kernel) // self.stride + 1
@@ -83,14 +86,17 @@ def layer_shapes(model: keras.Model) -> dict[str, LayerShape]:
     for layer in model.layers:
         if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
             continue  # not modelled: their cost is not a function of (in, out) channels alone
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.layers.Conv2D):  # and Conv2DTranspose, a subclass
             if layer.kernel_size[0] != layer.kernel_size[1] or layer.strides[0] != layer.strides[1]:
                 continue
             if layer.groups != 1 or layer.dilation_rate != (1, 1):
                 continue
+            transposed = isinstance(layer, keras.layers.Conv2DTranspose)
+            if transposed and layer.output_padding is not None:
+                continue  # not one of the timed shapes
             _, height, width, channels = layer.input_shape
             shapes[layer.name] = LayerShape(
-                "conv",
+                "deconv" if transposed else "conv",
                 height,
                 width,
                 channels,
@@ -110,9 +116,10 @@ def _one_layer_model(shape: LayerShape) -> keras.Model:
         outputs = keras.layers.Dense(shape.out_channels)(inputs)
     else:
         inputs = keras.Input((shape.height, shape.width, shape.in_channels))
-        outputs = keras.layers.Conv2D(
-            shape.out_channels, shape.kernel, shape.stride, padding=shape.padding
-        )(inputs)
+        conv = keras.layers.Conv2DTranspose if shape.kind == "deconv" else keras.layers.Conv2D
+        outputs = conv(shape.out_channels, shape.kernel, shape.stride, padding=shape.padding)(
+            inputs
+        )
     return keras.Model(inputs, outputs)
 
 

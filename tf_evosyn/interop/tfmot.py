@@ -6,7 +6,8 @@ multiplies the kernel by it before every training forward pass. An evolved layer
 ``synapse_mask`` (kernel shape) and ``cluster_mask`` (one per filter/unit), and also silences the
 bias of a dead cluster. The conversions here map one onto the other:
 
-* :func:`to_tfmot`: every EvoConv2D/EvoDense becomes a plain Conv2D/Dense in a PruneLowMagnitude
+* :func:`to_tfmot`: every evolvable layer whose kernel TF-MOT prunes (Conv1D/2D/3D,
+  Conv2DTranspose, Dense) becomes its plain twin in a PruneLowMagnitude
   wrapper whose mask is ``synapse_mask & cluster_mask``; kernels are the masked kernels and the
   biases of dead clusters are 0, so a dead cluster emits ``activation(0)`` in both models and the
   outputs are identical. Wrappers use :class:`KeepMasks`, a schedule under which TF-MOT never
@@ -39,15 +40,26 @@ from tf_evosyn._keras import keras, tf
 from tf_evosyn.core.convert import _check_model, output_layers
 from tf_evosyn.core.layers import (
     EVOLVABLE_TWINS,
+    EvoConv1D,
     EvoConv2D,
+    EvoConv2DTranspose,
+    EvoConv3D,
     EvoDense,
     EvolvableMixin,
     evolvable_layers,
     matrix_kernel_of,
 )
 
-# Layers TF-MOT wraps; other evolvable layers (depthwise, separable) become plain, fixed layers.
-_PLAIN_TWINS = {EvoConv2D: keras.layers.Conv2D, EvoDense: keras.layers.Dense}
+# Layers whose kernel TF-MOT prunes (its prune_registry); other evolvable layers (depthwise,
+# separable, Conv1DTranspose) become plain, fixed layers.
+_PLAIN_TWINS = {
+    twin: twin.plain_type
+    for twin in (EvoConv1D, EvoConv2D, EvoConv3D, EvoConv2DTranspose, EvoDense)
+}
+
+
+def _twin_of(layer: keras.layers.Layer) -> type[EvolvableMixin]:
+    return type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
 
 
 @keras.utils.register_keras_serializable(package="tf_evosyn")
@@ -99,8 +111,8 @@ def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
     """
     inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
     kernel = matrix_kernel_of(inner)
-    if isinstance(layer, PruneLowMagnitude):
-        synapses = kernel_pruning_vars(layer)[1].numpy() > 0.5
+    if isinstance(layer, PruneLowMagnitude):  # TF-MOT's mask has the kernel's own layout
+        synapses = _twin_of(inner).matrix_view(kernel_pruning_vars(layer)[1].numpy() > 0.5)
     elif isinstance(inner, EvolvableMixin):
         synapses = np.ones(kernel.shape, dtype=bool)
     else:
@@ -116,8 +128,9 @@ def write_masks(wrapper: PruneLowMagnitude, synapses: np.ndarray, clusters: np.n
     inner = wrapper.layer
     synapses = np.asarray(synapses, bool) & np.asarray(clusters, bool)
     kernel, mask = kernel_pruning_vars(wrapper)
-    mask.assign(synapses.astype(mask.dtype.as_numpy_dtype))
-    kernel.assign(kernel.numpy() * synapses)
+    in_kernel_layout = _twin_of(inner).matrix_view(synapses, tuple(kernel.shape))
+    mask.assign(in_kernel_layout.astype(mask.dtype.as_numpy_dtype))
+    kernel.assign(kernel.numpy() * in_kernel_layout)
     if inner.use_bias:
         inner.bias.assign(inner.bias.numpy() * np.asarray(clusters, bool))
     if isinstance(inner, EvolvableMixin):

@@ -69,10 +69,14 @@ class Distiller(keras.Model):
             soft = self.distillation_loss(
                 self._named(teacher_logits), self._named(logits), y, self.temperature
             )
-            loss = self.alpha * hard + (1.0 - self.alpha) * soft
+            # The soft loss is a mean over this replica's batch; the optimizer sums gradients
+            # over replicas, so scale it as Keras scales the compiled loss (per global batch).
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = self.alpha * hard + (1.0 - self.alpha) * soft / replicas
         self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
         judge.compiled_metrics.update_state(y, logits)
         results = {metric.name: metric.result() for metric in judge.metrics}
+        # This replica's share: Keras sums the replicas' results into the global batch's loss.
         results["loss"] = loss
         return results
 

@@ -25,8 +25,9 @@ TensorFlow cannot run it with several replicas on logical CPU devices (:func:`ch
 it does on one device, on GPUs and on TPUs.
 
 Multi-worker: every worker runs the whole loop (training steps are collective); the chief writes
-the run directory, any other worker a private copy under ``DIR/workers/`` (see
-:func:`is_chief`). Resume by restarting all workers together.
+the run directory, any other worker a private temporary copy that it deletes at the end and
+never writes into the run directory (see :func:`is_chief`). Resume by restarting all workers
+together with the same command.
 """
 
 from __future__ import annotations

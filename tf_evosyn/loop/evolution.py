@@ -23,7 +23,7 @@ from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.convert import clone_with_weights, evolvable
 from tf_evosyn.core.layers import evolvable_layers
-from tf_evosyn.core.measures import count_living
+from tf_evosyn.core.measures import count_living, mask_digest
 from tf_evosyn.core.model_io import load_model
 from tf_evosyn.loop import distribute as distribute_lib
 from tf_evosyn.loop import lineage as lineage_lib
@@ -277,6 +277,7 @@ class Evolution:
             reinitialize=self.settings.reinitialize,
             heredity=self.settings.heredity,
         )
+        logging.info("Generation %d draw %d: masks %s", generation, index, mask_digest(offspring))
         if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
             offspring = compact(offspring, keep_evolvable=True)
         # A diverged network is never evaluated, accepted, or used as a parent.

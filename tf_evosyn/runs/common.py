@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Callable
 
 import ml_collections
@@ -23,6 +25,9 @@ from tf_evosyn.runs.config_checks import (
     scale_settings,
 )
 from tf_evosyn.storage import fs, io_utils
+
+# What a non-chief worker's private copy leaves out: the chief's logs, never read back.
+WORKER_COPY_SKIP = ("tensorboard",)
 
 # Other keys added after run directories existed, with the value that means "as before":
 # model.weight_decay None = the model builder's own default (ResNets 1e-4, AlexNet 0.004; LeNet-5
@@ -140,14 +145,28 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _worker_workdir(workdir: fs.RunPath, strategy: tf.distribute.Strategy) -> fs.RunPath:
-    """The chief writes the run directory; every other worker of a multi-worker run keeps a
-    private copy under ``workers/`` (all workers run every step, only the chief's files count).
+@contextlib.contextmanager
+def _worker_workdir(workdir: fs.RunPath, strategy: tf.distribute.Strategy):
+    """The directory this process writes: the run directory for the chief; for any other
+    worker of a multi-worker run a private local copy that is deleted when the run ends, so it
+    never writes into the run directory (Keras' rule for non-chief workers).
+
+    Every worker runs every step; only the chief's files count. The copy starts from the run
+    directory as it stands (the chief's committed generations, read before any collective
+    step), so a restarted cluster resumes every worker from the same generation; this needs
+    the run directory to be readable by every worker (a shared folder or gs://).
     """
     if distribute_lib.is_chief(strategy):
-        return workdir
+        yield workdir
+        return
     resolver = strategy.cluster_resolver
-    return fs.join(workdir, "workers", f"{resolver.task_type}_{resolver.task_id}")
+    private = tempfile.mkdtemp(prefix=f"evosyn_{resolver.task_type}_{resolver.task_id}_")
+    try:
+        if fs.isdir(workdir):
+            fs.copy_tree(workdir, private, skip=WORKER_COPY_SKIP)
+        yield fs.path(private)
+    finally:
+        fs.rmtree(private)
 
 
 def write_runtime(
@@ -225,7 +244,8 @@ def run_with_strategy(
     previous_policy = keras.mixed_precision.global_policy()
     distribute_lib.set_precision(scale.mixed_precision)
     try:
-        return body(_worker_workdir(workdir, strategy), strategy, scale)
+        with _worker_workdir(workdir, strategy) as own_workdir:
+            return body(own_workdir, strategy, scale)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
