@@ -141,6 +141,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.distribute.strategy = "default"  # default | mirrored | multi_worker_mirrored | tpu
     config.distribute.tpu_address = ""  # tpu: TPU name or grpc://host:port ('local' on a TPU VM)
     config.distribute.num_cpu_devices = 0  # mirrored without GPU: split the CPU into N devices
+    # multi_worker_mirrored: a collective op that waits longer fails the run (a crashed worker
+    # is found sooner, by heartbeats); restart every worker to resume.
+    config.distribute.collective_timeout_seconds = 600.0
 
     config.log = ml_collections.ConfigDict()
     config.log.fit_verbose = 2

@@ -345,6 +345,7 @@ def test_zoo_names():
         "detectnet",
         "detectnet_mobilenetv2",
         "lenet5",
+        "lstm_rows",
         "resnet20",
         "resnet56",
     ]

@@ -9,7 +9,8 @@ that import only downwards (a layer never imports one above it):
 
     storage/       files on any TF filesystem: fs, atomic writes (io_utils), model_io
     core/          the genetic encoding: Evo layers and their kinds, heredity, synthesis,
-                   mating, conversion of Keras models (convert, flatten), living counts
+                   mating, conversion of Keras models (convert, flatten,
+                   trace_blocks, trace_checks), living counts
     graph/         channel dependencies of a model: dependency analysis, coupling, grouping
     environments/  F(E): base (constant, synapse and layer budgets, ``register``), FLOPs and
                    latency budgets, channel alignment, cluster floors

@@ -63,6 +63,14 @@ FAMILIES: dict[str, list[tuple[str, int]]] = {
     "ConvNeXt": [(f"ConvNeXt{size}", 32) for size in ("Tiny", "Small", "Base", "Large", "XLarge")],
     # Families Keras Applications lacks (tf_evosyn.zoo_models).
     "U-Net": [("UNet", 32)],
+    # Custom blocks (layer subclasses holding layers) and keras-cv backbones, from constructor
+    # arguments (tf_evosyn.zoo_models).
+    "Custom residual block": [("ResidualBlockNet", 32)],
+    "keras-cv YOLOv8": [("YOLOV8Backbone", 64)],
+    "keras-cv CSPDarkNet": [("CSPDarkNetBackbone", 64)],
+    "keras-cv MobileNetV3": [("MobileNetV3Backbone", 64)],
+    "keras-cv EfficientNetV2": [("EfficientNetV2Backbone", 64)],
+    "Recurrent (rows as steps)": [("RowLSTM", 32), ("RowGRU", 32)],
 }
 
 # A ConstantFactor cluster factor that kills about a third of the clusters of a freshly
@@ -121,11 +129,17 @@ def build_application(constructor: str, size: int | None = None, classes: int = 
 
 def randomize_batchnorm(model: keras.Model, rng: np.random.Generator) -> None:
     """Non-trivial BatchNorm statistics (gamma, beta, moving mean and variance), so that dead
-    channels emit non-zero constants that compaction must fold; nested models too."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
+    channels emit non-zero constants that compaction must fold; nested models and custom blocks
+    (layers holding layers) too."""
+    children = (
+        model.layers
+        if isinstance(model, keras.Model)
+        else model._flatten_layers(include_self=False, recursive=False)
+    )
+    for layer in children:
+        if not isinstance(layer, keras.layers.BatchNormalization):
             randomize_batchnorm(layer, rng)
-        elif isinstance(layer, keras.layers.BatchNormalization):
+        elif layer.built:  # a block may hold a BatchNormalization it never calls
             c = layer.moving_mean.shape[-1]
             if layer.scale:
                 layer.gamma.assign(rng.uniform(0.5, 1.5, c))
@@ -158,6 +172,7 @@ def check_application(
     images: np.ndarray,
     *,
     cluster_factor: float = CLUSTER_FACTOR,
+    synapse_factor: float = 1.0,
     seed: int = 0,
     tolerance: float = 1e-4,
 ) -> ZooResult:
@@ -170,7 +185,7 @@ def check_application(
     parent = evolvable(model)
     del model  # the largest models need several GB per copy: keep as few alive as possible
     clusters_before = _clusters(parent)
-    offspring, _ = synthesize(parent, ConstantFactor(cluster_factor, 1.0), seed=seed)
+    offspring, _ = synthesize(parent, ConstantFactor(cluster_factor, synapse_factor), seed=seed)
     del parent
     compacted = compact(offspring)
     expected = offspring(images, training=False).numpy()

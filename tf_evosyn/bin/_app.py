@@ -16,9 +16,10 @@ from ml_collections import config_flags
 
 from tf_evosyn.bin import config_cli
 from tf_evosyn.data import DataError
-from tf_evosyn.loop.distribute import STRATEGIES
+from tf_evosyn.loop.distribute import STRATEGIES, WorkerLostError
 from tf_evosyn.runs.config_checks import ConfigError
 from tf_evosyn.runs.registry import check_task
+from tf_evosyn.storage.io_utils import RunDirectoryError
 
 CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/lenet5_mnist.py.", lock_config=True
@@ -54,8 +55,8 @@ def run_app(prog: str, task: str) -> None:
             runner = check_task(prog, task, CONFIG.value)
             apply_strategy_flag(CONFIG.value)
             runner.run(CONFIG.value, WORKDIR.value)
-        except (ConfigError, DataError) as error:
-            # Bad input is the user's to fix: say what and how, without a traceback.
+        except (ConfigError, DataError, RunDirectoryError, WorkerLostError) as error:
+            # Bad input, a busy or full run directory, a lost worker: said in one line.
             sys.exit(f"{prog}: error: {error}")
 
     app.run(main, flags_parser=config_cli.flags_parser(prog))

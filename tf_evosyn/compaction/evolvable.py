@@ -25,9 +25,7 @@ def _row_and_cluster_keep(
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """(surviving matrix-kernel rows or None = all, surviving clusters) of ``layer``."""
     if kind == PRODUCER:
-        rows = np.zeros(layer.matrix_shape[-2], dtype=bool)
-        rows[layer.kernel_rows(np.flatnonzero(in_keep))] = True
-        return rows, out_keep
+        return layer.kept_rows(in_keep, out_keep), out_keep
     if kind == GROUPED:  # whole groups go: each kept group still reads all its rows
         return None, out_keep
     if kind == DEPTHWISE:  # output channel c * m + j lives with input channel c

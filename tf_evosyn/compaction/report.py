@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tf_evosyn._keras import keras
 from tf_evosyn.core.layers import EvolvableMixin
+from tf_evosyn.core.recurrent import RECURRENT_TYPES
 from tf_evosyn.hardware.flops import layer_params
 
 
@@ -17,6 +18,8 @@ def _channels(layer: keras.layers.Layer) -> int | None:
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         shape = layer.depthwise_kernel.shape
         return int(shape[-2] * shape[-1])
+    if isinstance(layer, RECURRENT_TYPES):
+        return int(layer.units)
     if isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose)):
         return int(layer.kernel.shape[-2])  # stored as (..., filters, inputs)
     if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):

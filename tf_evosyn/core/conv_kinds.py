@@ -12,6 +12,8 @@ one-line rule there:
   output channels (kind ``GROUPED``): a group lives, or dies and is removed whole, so the
   remaining groups stay equally wide as Keras requires.
 * DepthwiseConv2D (plain or evolvable) keeps its channel-to-input coupling.
+* LSTM/GRU/SimpleRNN are producers whose units are their channels; their weights compact by
+  :func:`tf_evosyn.core.recurrent.recurrent_weights` (the coupling rule is written there).
 * Conv1DTranspose/Conv2DTranspose are producers whose kernels Keras stores as ``(..., filters,
   inputs)``: every rule here works on the matrix view ``(..., inputs, filters)``
   (:meth:`tf_evosyn.core.layers.EvolvableMixin.matrix_view`). A transposed convolution spreads
@@ -38,6 +40,14 @@ from tf_evosyn.core.layers import (
     EvoDepthwiseConv2D,
     EvolvableMixin,
     EvoSeparableConv2D,
+    matrix_kernel_of,
+)
+from tf_evosyn.core.recurrent import (
+    RECURRENT_TYPES,
+    EvoGRU,
+    EvoLSTM,
+    EvoSimpleRNN,
+    recurrent_weights,
 )
 
 GROUPED = "grouped"  # grouped Conv2D: group g's inputs and outputs are coupled
@@ -61,6 +71,7 @@ CONV_TYPES = (
 DENSE_TYPES = (keras.layers.Dense, EvoDense)
 SEPARABLE_TYPES = (keras.layers.SeparableConv2D, EvoSeparableConv2D)
 DEPTHWISE_TYPES = (keras.layers.DepthwiseConv2D, EvoDepthwiseConv2D)
+RNN_TYPES = (*RECURRENT_TYPES, EvoLSTM, EvoGRU, EvoSimpleRNN)
 
 # TF ops (TFOpLambda symbols) that act element by element; with one tensor operand and scalar
 # other operands they map each channel on its own.
@@ -183,6 +194,10 @@ def _bias(weights: dict[str, np.ndarray], clusters: int) -> np.ndarray:
 def reads_input(layer: keras.layers.Layer) -> np.ndarray:
     """Per input channel of a producer: does any living synapse read it? (A channel read only by
     dead synapses contributes nothing, whatever it holds.)"""
+    if exact_type(layer, RNN_TYPES):  # input row c of the kernel, every gate of every unit
+        evolved = isinstance(layer, EvolvableMixin)
+        matrix = layer.masked_kernel().numpy() if evolved else matrix_kernel_of(layer)
+        return np.any(matrix[:, : layer.cell.kernel.shape[0]] != 0, axis=(0, 2))
     weights = masked_weights(layer)
     if exact_type(layer, SEPARABLE_TYPES):
         depthwise = weights["depthwise_kernel"]  # (kh, kw, C, m)
@@ -206,6 +221,8 @@ def producer_weights(
     channel is only removed when no living synapse reads it); their contribution moves into the
     bias.
     """
+    if exact_type(layer, RNN_TYPES):
+        return recurrent_weights(layer, config, in_keep, out_keep, constants)
     weights = masked_weights(layer)
     gone = ~in_keep
     k = np.nan_to_num(constants[gone]).astype(np.float64)

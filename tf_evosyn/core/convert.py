@@ -15,6 +15,8 @@ from tf_evosyn._keras import keras
 from tf_evosyn.core.flatten import flatten_model
 from tf_evosyn.core.layer_kinds import ELEMENTWISE, SPATIAL, layer_kind
 from tf_evosyn.core.layers import EVOLVABLE_TWINS, EvolvableMixin
+from tf_evosyn.core.recurrent import RECURRENT_TYPES, unsupported_reason
+from tf_evosyn.core.trace_blocks import trace_layer
 
 # Layers with weights that are not synaptic kernels; they are kept as they are without a warning.
 _NON_SYNAPTIC_WEIGHTED = (
@@ -51,17 +53,28 @@ def _check_model(model: keras.Model) -> None:
 
 
 def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
-    """Layers with weights that evolution leaves untouched, and why (inside nested models too)."""
+    """Layers with weights that evolution leaves untouched, and why (inside nested models and
+    traced custom blocks too; a custom block that cannot be traced safely is named with why)."""
     skipped = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             skipped.extend(evolvability_report(layer))
+            continue
+        block = trace_layer(layer)  # a custom block: inlined when its call traces safely
+        if block is not None and block.model is not None:
+            skipped.extend(evolvability_report(block.model))
+            continue
+        if block is not None and layer.weights:
+            reason = f"kept whole: {block.reason}"
+            skipped.append(SkippedLayer(layer.name, type(layer).__name__, reason))
             continue
         if not layer.weights or isinstance(layer, EvolvableMixin):
             continue
         if type(layer) in EVOLVABLE_TWINS:
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 skipped.append(SkippedLayer(layer.name, type(layer).__name__, "channels_first"))
+            elif isinstance(layer, RECURRENT_TYPES) and (reason := unsupported_reason(layer)):
+                skipped.append(SkippedLayer(layer.name, type(layer).__name__, reason))
             continue
         if isinstance(layer, _NON_SYNAPTIC_WEIGHTED) or all(
             w.shape.rank <= 1 for w in layer.weights

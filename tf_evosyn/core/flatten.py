@@ -7,11 +7,14 @@ synthesis work on one graph of plain layers, so :func:`flatten_model` replays ev
 Functional/Sequential model (at any depth) inline: each inner layer becomes a layer of the outer
 graph, with its weights. Layer names stay as they were; a name already taken by another layer gets
 the nested model's name as a prefix (``<model>_<layer>``, then a number if still taken).
+Custom blocks (subclassed layers composing Keras layers, ``Lambda`` layers) whose call traces
+into a functional graph (:mod:`tf_evosyn.core.trace_blocks`) are inlined the same way.
 """
 
 from __future__ import annotations
 
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.core.trace_blocks import is_block, traced_block
 
 
 def has_nested_models(model: keras.Model) -> bool:
@@ -84,6 +87,10 @@ class _Flattener:
                 inner_inputs = [tensors[t] for t in node.flat_input_ids]
                 inner_prefix = layer.name if prefix is None else f"{prefix}_{layer.name}"
                 outputs = self.replay(layer, inner_inputs, inner_prefix)
+            elif (block := traced_block(layer, node)) is not None:
+                inner_inputs = [tensors[t] for t in block.input_ids]
+                inner_prefix = layer.name if prefix is None else f"{prefix}_{layer.name}"
+                outputs = self.replay(block.model, inner_inputs, inner_prefix)
             else:
                 args = tf.nest.map_structure(swap, node.call_args)
                 kwargs = tf.nest.map_structure(swap, dict(node.call_kwargs or {}))
@@ -97,9 +104,9 @@ def flatten_model(model: keras.Model) -> keras.Model:
     """A functional model computing the same as ``model`` with every nested model inlined.
 
     Weights are copied, so the result is independent of ``model``. A model without nested
-    models is returned unchanged.
+    models or custom blocks is returned unchanged.
     """
-    if not has_nested_models(model):
+    if not has_nested_models(model) and not any(is_block(layer) for layer in model.layers):
         return model
     _check_nested(model, model.name)
     flattener = _Flattener(model)

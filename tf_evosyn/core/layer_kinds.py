@@ -20,6 +20,7 @@ from tf_evosyn.core.conv_kinds import (
     DEPTHWISE_TYPES,
     GROUPED,
     RESHAPE,
+    RNN_TYPES,
     SEPARABLE_TYPES,
     exact_type,
     is_tf_elementwise_op,
@@ -31,7 +32,7 @@ from tf_evosyn.models.shortcut import PadShortcut
 
 # Layer kinds, as the analysis (and compaction) treat them.
 INPUT = "input"
-PRODUCER = "producer"  # Conv*/Conv*Transpose/Dense: new output channels, reads every input
+PRODUCER = "producer"  # Conv*, Conv*Transpose, Dense, LSTM/GRU/SimpleRNN: new channels
 DEPTHWISE = "depthwise"  # output channel c*m+j is tied to input channel c
 BATCHNORM = "batchnorm"  # per-channel affine, channels pass through
 ELEMENTWISE = "elementwise"  # activations, dropout, noise: channel-wise maps
@@ -134,9 +135,9 @@ def _channels_last(layer: keras.layers.Layer) -> bool:
 
 
 def is_producer(layer: keras.layers.Layer) -> bool:
-    """Conv1D/2D/3D, Conv1D/2DTranspose, Dense, SeparableConv2D (plain, exact type, or
-    evolvable): owns channels, reads every input channel. Exact types only: a subclass may
-    change the kernel's layout."""
+    """Conv1D/2D/3D, Conv1D/2DTranspose, Dense, SeparableConv2D, LSTM/GRU/SimpleRNN (plain,
+    exact type, or evolvable): owns channels, reads every input channel. Exact types only: a
+    subclass may change the kernel's layout."""
     return layer_kind(layer)[0] == PRODUCER
 
 
@@ -145,7 +146,7 @@ def layer_kind(layer: keras.layers.Layer) -> tuple[str, str]:
     name = type(layer).__name__
     if isinstance(layer, keras.layers.InputLayer):
         return INPUT, ""
-    if exact_type(layer, CONV_TYPES + DENSE_TYPES + SEPARABLE_TYPES + DEPTHWISE_TYPES):
+    if exact_type(layer, CONV_TYPES + DENSE_TYPES + SEPARABLE_TYPES + DEPTHWISE_TYPES + RNN_TYPES):
         if not _channels_last(layer):
             return BARRIER, "channels_first is not supported"
         if exact_type(layer, DEPTHWISE_TYPES):

@@ -1,21 +1,9 @@
-"""Evolvable layers: standard Keras layers plus the state that evolution needs.
+"""The evolvable twins of Keras' convolution and dense layers, and the registry of every twin.
 
-Each layer keeps its trainable weights and four non-trainable buffers, so masks survive
-``model.save()``/``load_model()`` and SavedModel export like any other weight:
-
-* ``synapse_mask``      (matrix kernel shape)  1 = synapse alive
-* ``cluster_mask``      (clusters,)            1 = cluster (filter / unit / channel) alive
-* ``synapse_heredity``  (matrix kernel shape)  P(synapse survives | its cluster survives)
-* ``cluster_heredity``  (clusters,)            P(cluster survives); both for the next synthesis
-
-A cluster is one output channel: the last axis of the *matrix kernel* (the kernel of Conv1D,
-Conv2D, Conv3D and Dense, the pointwise kernel of SeparableConv2D, the depthwise kernel seen as
-``(kh, kw, 1, C*m)`` for DepthwiseConv2D, and the kernel of Conv1DTranspose/Conv2DTranspose with
-its last two axes swapped: Keras stores those as ``(..., filters, inputs)``). SeparableConv2D's
-depthwise taps are synapses shared by all its clusters, with a ``depthwise_mask`` and
-``depthwise_heredity`` of their own. The forward pass uses masked
-kernels and ``bias * cluster_mask``, so a dead cluster emits exactly zero and can later be removed
-physically without changing the network's function.
+Each twin computes what its plain layer computes, on masked weights (see
+:mod:`tf_evosyn.core.evolvable_base` for the masks, the heredity buffers and the matrix-kernel
+view); recurrent twins live in :mod:`tf_evosyn.core.recurrent`. :data:`EVOLVABLE_TWINS` maps a
+plain layer type to its twin, which is what :func:`tf_evosyn.evolvable` converts.
 """
 
 from __future__ import annotations
@@ -23,166 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.core.evolvable_base import (
+    MASK_NAMES,
+    PACKAGE,
+    EvolvableMixin,
+    PlainCallOnMaskedWeights,
+)
+from tf_evosyn.core.recurrent import EvoGRU, EvoLSTM, EvoSimpleRNN
 
-_PACKAGE = "tf_evosyn"
-MASK_NAMES = ("synapse_mask", "cluster_mask", "synapse_heredity", "cluster_heredity")
-
-
-class EvolvableMixin:
-    """Buffers, masking and accessors shared by all evolvable layers.
-
-    ``evolve_clusters=False`` protects the layer's clusters (e.g. the class outputs of a
-    classifier): its synapses still evolve, its units never die.
-
-    Synthesis sees every layer's clustered weights as a *matrix kernel* ``(..., inputs,
-    clusters)``: the kernel itself for Conv2D/Dense, the pointwise kernel of a SeparableConv2D,
-    ``(kh, kw, 1, C * m)`` for a DepthwiseConv2D (output channel ``c * m + j`` reads input ``c``).
-    Masks and heredity buffers have the matrix kernel's shape.
-    """
-
-    plain_type: type  # the plain Keras layer this one evolves
-    kernel_attr = "kernel"  # the variable holding the clustered weights
-    weight_attrs: tuple[str, ...] = ("kernel", "bias")  # the plain layer's weights, in order
-    # Transposed convolutions store (..., filters, inputs): the matrix view swaps the last axes.
-    swaps_kernel_axes = False
-
-    def _init_evolvable(self, evolve_clusters: bool) -> None:
-        self.evolve_clusters = bool(evolve_clusters)
-
-    @classmethod
-    def matrix_shape_of(cls, shape) -> tuple[int, ...]:
-        """Shape of the matrix-kernel view of a clustered-weights variable of ``shape``."""
-        shape = tuple(int(d) for d in shape)
-        return (*shape[:-2], shape[-1], shape[-2]) if cls.swaps_kernel_axes else shape
-
-    @classmethod
-    def matrix_view(cls, value, variable_shape=None):
-        """``value`` (array or tensor, in the variable's layout) in the matrix-kernel layout;
-        with ``variable_shape``, the inverse: a matrix-kernel value back in the variable's."""
-        is_tensor = tf.is_tensor(value) or isinstance(value, tf.Variable)
-        if cls.swaps_kernel_axes:  # a swap of the last two axes is its own inverse
-            rank = len(value.shape)
-            perm = [*range(rank - 2), rank - 1, rank - 2]
-            return tf.transpose(value, perm) if is_tensor else np.transpose(value, perm)
-        shape = cls.matrix_shape_of(value.shape) if variable_shape is None else variable_shape
-        return tf.reshape(value, shape) if is_tensor else np.reshape(value, shape)
-
-    @property
-    def matrix_shape(self) -> tuple[int, ...]:
-        return self.matrix_shape_of(getattr(self, self.kernel_attr).shape)
-
-    def matrix_kernel(self) -> tf.Tensor:
-        return self.matrix_view(tf.convert_to_tensor(getattr(self, self.kernel_attr)))
-
-    def _buffer(self, name, shape):
-        return self.add_weight(
-            name=name, shape=shape, initializer="ones", trainable=False, dtype=self.dtype
-        )
-
-    def _build_buffers(self) -> None:
-        shape = self.matrix_shape
-        self.synapse_mask = self._buffer("synapse_mask", shape)
-        self.cluster_mask = self._buffer("cluster_mask", (shape[-1],))
-        self.synapse_heredity = self._buffer("synapse_heredity", shape)
-        self.cluster_heredity = self._buffer("cluster_heredity", (shape[-1],))
-
-    def masked_kernel(self) -> tf.Tensor:
-        """The matrix kernel the forward pass uses: dead synapses and dead clusters are zero."""
-        kernel = self.matrix_kernel()
-        return kernel * tf.cast(self.synapse_mask * self.cluster_mask, kernel.dtype)
-
-    def _masked_variable(self) -> tf.Tensor:
-        """``masked_kernel`` in the variable's own layout."""
-        return self.matrix_view(self.masked_kernel(), getattr(self, self.kernel_attr).shape)
-
-    def masked_bias(self) -> tf.Tensor | None:
-        if not self.use_bias:
-            return None
-        bias = tf.convert_to_tensor(self.bias)
-        return bias * tf.cast(self.cluster_mask, bias.dtype)
-
-    # -- plain twin: conversion and export -------------------------------------------------------
-    def plain_config(self) -> dict:
-        config = self.get_config()
-        config.pop("evolve_clusters", None)
-        return config
-
-    def plain_weights(self) -> list[np.ndarray]:
-        """The plain twin's weights with the masks applied (dead synapses are plain zeros)."""
-        values = {self.kernel_attr: self._masked_variable().numpy()}
-        if self.use_bias:
-            values["bias"] = self.masked_bias().numpy()
-        values.update(self._shared_plain_weights())
-        return [values[attr] for attr in self.weight_attrs if attr in values]
-
-    def _shared_plain_weights(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def copy_plain_weights(self, source: keras.layers.Layer) -> None:
-        """Take the weights of a plain (or evolvable) twin; masks and buffers are untouched."""
-        for attr in self.weight_attrs:
-            if attr != "bias" or self.use_bias:
-                getattr(self, attr).assign(getattr(source, attr))
-
-    # -- numpy accessors used by synthesis, measures and tests ---------------------------------
-    @property
-    def num_clusters(self) -> int:
-        return int(self.matrix_shape[-1])
-
-    def living_synapse_mask(self) -> np.ndarray:
-        """Boolean mask of synapses that are alive and belong to a living cluster."""
-        return (self.synapse_mask.numpy() > 0.5) & (self.cluster_mask.numpy() > 0.5)
-
-    def living_cluster_mask(self) -> np.ndarray:
-        return self.cluster_mask.numpy() > 0.5
-
-    def living_synapse_count(self) -> int:
-        """Living synapses, including weights shared by all clusters (separable depthwise)."""
-        return int(self.living_synapse_mask().sum())
-
-    def synapse_count(self) -> int:
-        return int(np.prod(self.matrix_shape))
-
-    def kernel_rows(self, channels: np.ndarray) -> np.ndarray:
-        """Matrix-kernel input rows that read the given input channels."""
-        return np.asarray(channels)
-
-    def set_masks(self, synapse_mask: np.ndarray, cluster_mask: np.ndarray) -> None:
-        """Write new masks and zero dead weights, so dead synapses really hold 0."""
-        synapse_mask = np.asarray(synapse_mask, dtype=np.float32)
-        cluster_mask = np.asarray(cluster_mask, dtype=np.float32)
-        if synapse_mask.shape != self.matrix_shape:
-            raise ValueError(
-                f"{self.name}: synapse mask shape {synapse_mask.shape} != kernel shape "
-                f"{self.matrix_shape}"
-            )
-        if cluster_mask.shape != (self.num_clusters,):
-            raise ValueError(
-                f"{self.name}: cluster mask shape {cluster_mask.shape} != ({self.num_clusters},)"
-            )
-        self.synapse_mask.assign(synapse_mask)
-        self.cluster_mask.assign(cluster_mask)
-        variable = getattr(self, self.kernel_attr)
-        masked = self.matrix_kernel().numpy() * synapse_mask * cluster_mask
-        variable.assign(self.matrix_view(masked, variable.shape))
-        if self.use_bias:
-            self.bias.assign(self.bias.numpy() * cluster_mask)
-
-    def get_prunable_weights(self) -> list[tf.Variable]:
-        """TF-MOT's ``PrunableLayer`` protocol: ``prune_low_magnitude`` can wrap evolvable layers
-        (its registry only knows exact built-in types); TF-MOT's mask applies on top of ours."""
-        return [getattr(self, self.kernel_attr)]
-
-    def set_heredity(self, synapse_heredity: np.ndarray, cluster_heredity: np.ndarray) -> None:
-        self.synapse_heredity.assign(np.asarray(synapse_heredity, dtype=np.float32))
-        self.cluster_heredity.assign(np.asarray(cluster_heredity, dtype=np.float32))
-
-    def _evolvable_config(self, config: dict) -> dict:
-        config.update({"evolve_clusters": self.evolve_clusters})
-        return config
+__all__ = ["MASK_NAMES", "EvolvableMixin", "PlainCallOnMaskedWeights"]  # and the twins below
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoConv2D(EvolvableMixin, keras.layers.Conv2D):
     """``Conv2D`` whose filters (clusters) and kernel weights (synapses) can die. Grouped
     convolutions too: the channel analysis couples each group's inputs and outputs."""
@@ -215,7 +55,7 @@ class EvoConv2D(EvolvableMixin, keras.layers.Conv2D):
         return self._evolvable_config(super().get_config())
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoConv1D(EvolvableMixin, keras.layers.Conv1D):
     """``Conv1D`` (also causal or grouped) whose filters and kernel weights can die."""
 
@@ -247,7 +87,7 @@ class EvoConv1D(EvolvableMixin, keras.layers.Conv1D):
         return self._evolvable_config(super().get_config())
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoDense(EvolvableMixin, keras.layers.Dense):
     """``Dense`` whose units (clusters) and kernel weights (synapses) can die."""
 
@@ -280,7 +120,7 @@ class EvoDense(EvolvableMixin, keras.layers.Dense):
         return self._evolvable_config(super().get_config())
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoDepthwiseConv2D(EvolvableMixin, keras.layers.DepthwiseConv2D):
     """``DepthwiseConv2D`` whose output channels (clusters, each coupled with the input channel it
     reads) and kernel taps (synapses) can die. Matrix kernel: ``(kh, kw, 1, C * m)``."""
@@ -323,7 +163,7 @@ class EvoDepthwiseConv2D(EvolvableMixin, keras.layers.DepthwiseConv2D):
         return self._evolvable_config(super().get_config())
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoSeparableConv2D(EvolvableMixin, keras.layers.SeparableConv2D):
     """``SeparableConv2D``: its pointwise filters are the clusters (matrix kernel: the pointwise
     kernel, whose rows ``c * m + j`` read input channel ``c``), and its depthwise taps are
@@ -390,39 +230,7 @@ class EvoSeparableConv2D(EvolvableMixin, keras.layers.SeparableConv2D):
         return self._evolvable_config(super().get_config())
 
 
-class PlainCallOnMaskedWeights(EvolvableMixin):
-    """An evolvable twin whose forward pass is the plain layer's own ``call`` on masked weights.
-
-    For layers whose ``call`` reads ``self.kernel`` and ``self.bias`` once (transposed and 3-D
-    convolutions): both attributes are swapped for their masked tensors, outside Keras'
-    tracking, for the length of the call, so gradients reach the variables through the masks
-    and the plain layer's shape logic (``output_padding``, dilation) is reused as it is.
-    """
-
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_evolvable(evolve_clusters)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
-
-    def call(self, inputs):
-        kernel, bias = self.kernel, self.bias
-        object.__setattr__(self, "kernel", self._masked_variable())
-        if self.use_bias:
-            object.__setattr__(self, "bias", self.masked_bias())
-        try:
-            return super().call(inputs)
-        finally:
-            object.__setattr__(self, "kernel", kernel)
-            object.__setattr__(self, "bias", bias)
-
-    def get_config(self):
-        return self._evolvable_config(super().get_config())
-
-
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoConv2DTranspose(PlainCallOnMaskedWeights, keras.layers.Conv2DTranspose):
     """``Conv2DTranspose`` whose filters (clusters) and kernel weights (synapses) can die; its
     matrix kernel is the kernel with the filter and input axes swapped."""
@@ -431,7 +239,7 @@ class EvoConv2DTranspose(PlainCallOnMaskedWeights, keras.layers.Conv2DTranspose)
     swaps_kernel_axes = True
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoConv1DTranspose(PlainCallOnMaskedWeights, keras.layers.Conv1DTranspose):
     """``Conv1DTranspose``: as :class:`EvoConv2DTranspose`."""
 
@@ -439,7 +247,7 @@ class EvoConv1DTranspose(PlainCallOnMaskedWeights, keras.layers.Conv1DTranspose)
     swaps_kernel_axes = True
 
 
-@keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoConv3D(PlainCallOnMaskedWeights, keras.layers.Conv3D):
     """``Conv3D`` whose filters (clusters) and kernel weights (synapses) can die."""
 
@@ -455,6 +263,9 @@ EVOLVABLE_LAYER_TYPES = (
     EvoConv2DTranspose,
     EvoConv1DTranspose,
     EvoConv3D,
+    EvoLSTM,
+    EvoGRU,
+    EvoSimpleRNN,
 )
 
 # Plain Keras layer type -> its evolvable twin. Exact types only: other subclasses of Conv2D
@@ -465,7 +276,7 @@ EVOLVABLE_TWINS = {cls.plain_type: cls for cls in EVOLVABLE_LAYER_TYPES}
 def matrix_kernel_of(layer: keras.layers.Layer) -> np.ndarray:
     """The matrix kernel (see :class:`EvolvableMixin`) of an evolvable or plain twin layer."""
     twin = type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
-    return twin.matrix_view(getattr(layer, twin.kernel_attr).numpy())
+    return twin.plain_matrix_kernel(layer)
 
 
 def evolvable_layers(model: keras.Model) -> list[EvolvableMixin]:

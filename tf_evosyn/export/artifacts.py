@@ -31,6 +31,7 @@ import numpy as np
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.layers import EvolvableMixin
+from tf_evosyn.core.recurrent import RECURRENT_TYPES
 from tf_evosyn.export.target import (  # noqa: F401  (their home before the split)
     ExportError,
     read_run_records,
@@ -94,11 +95,15 @@ def plain_copy(model: keras.Model) -> keras.Model:
 
 
 def _input_shape(model: keras.Model) -> tuple[int, ...]:
+    """The fixed per-example input shape: (H, W, C) images, or (steps, features) sequences."""
     if len(model.inputs) != 1:
-        raise ValueError(f"{model.name}: export supports single-input image models only.")
+        raise ValueError(f"{model.name}: export supports single-input models only.")
     shape = tuple(model.inputs[0].shape[1:])
-    if len(shape) != 3 or any(d is None for d in shape):
-        raise ValueError(f"{model.name}: expected a fixed (H, W, C) input shape, got {shape}.")
+    if not shape or any(d is None for d in shape):
+        raise ValueError(
+            f"{model.name}: expected a fixed input shape such as (H, W, C), got {shape}; "
+            "rebuild the model with keras.Input(shape=...) fixed (export.with_input_shape)."
+        )
     return tuple(int(d) for d in shape)
 
 
@@ -145,7 +150,10 @@ Postprocess = Callable[[dict], dict]
 
 
 def save_serving_model(
-    model: keras.Model, path: str | Path, postprocess: Postprocess | None = None
+    model: keras.Model,
+    path: str | Path,
+    postprocess: Postprocess | None = None,
+    batch_size: int | None = None,
 ) -> Path:
     """A tf.saved_model whose ``serving_default`` takes float32 images [None, H, W, C].
 
@@ -153,13 +161,16 @@ def save_serving_model(
     (TF ops from the outputs dict to a dict of more tensors, e.g. decoded boxes), those too.
     Only the variables and one traced function are saved (not Keras' own SavedModel
     metadata), so the directory is what TF Serving / the TFLite converter need and no more.
+    ``batch_size``: a fixed batch (None: any), which TFLite needs to fuse recurrent layers.
     """
     path = Path(path)
     shape = _input_shape(model)
     module = tf.Module()
     module.model_variables = list(model.variables)  # tracked, so the function's captures save
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)])
+    spec = tf.TensorSpec([batch_size, *shape], tf.float32, name=INPUT_NAME)
+
+    @tf.function(input_signature=[spec])
     def serve(images):
         outputs = dict(_named_outputs(model, images))
         if postprocess is not None:
@@ -187,8 +198,11 @@ def convert_to_tflite(
 
 def write_tflite_pair(model: keras.Model, tflite: Path, tflite_int8: Path) -> None:
     """Float and int8 TFLite files of ``model``'s raw outputs (no post-processing)."""
+    # TFLite fuses a Keras LSTM/GRU into its sequence op only at a static batch size (with a
+    # dynamic one the conversion fails on TensorList ops): recurrent models take one example.
+    recurrent = any(isinstance(layer, RECURRENT_TYPES) for layer in model.layers)
     with tempfile.TemporaryDirectory(prefix="evosyn_tflite_") as tmp:
-        save_serving_model(model, Path(tmp) / "saved_model")
+        save_serving_model(model, Path(tmp) / "saved_model", batch_size=1 if recurrent else None)
         convert_to_tflite(Path(tmp) / "saved_model", tflite)
         convert_to_tflite(Path(tmp) / "saved_model", tflite_int8, quantize=True)
 
@@ -257,8 +271,22 @@ def export_model(
 # -- running artifacts ----------------------------------------------------------------------------
 def tflite_outputs(tflite_path: str | Path, images: np.ndarray, threads: int = 1) -> dict:
     """Every output of a TFLite model's signature on a batch of float32 NHWC images."""
-    runner = _interpreter(tflite_path, threads).get_signature_runner(SIGNATURE_KEY)
-    result = runner(**{INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+    interpreter = _interpreter(tflite_path, threads)
+    runner = interpreter.get_signature_runner(SIGNATURE_KEY)
+    images = np.ascontiguousarray(images, np.float32)
+    if runner.get_input_details()[INPUT_NAME]["shape_signature"][0] == 1:  # a fixed batch of 1
+        results = []
+        for i in range(len(images)):
+            if i:  # a fused LSTM's state outlives an invoke (allocated by the first)
+                interpreter.reset_all_variables()
+            results.append(
+                {
+                    k: np.asarray(v).copy()
+                    for k, v in runner(**{INPUT_NAME: images[i : i + 1]}).items()
+                }
+            )
+        return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+    result = runner(**{INPUT_NAME: images})
     return {k: np.asarray(v).copy() for k, v in result.items()}
 
 

@@ -9,6 +9,7 @@ Evolution is meant to shrink the cost of a network, so the cost has to be measur
 * Conv (1D/2D/3D, grouped): output positions x kernel weights. Conv*Transpose: input positions
   x kernel weights. DepthwiseConv: output positions x depthwise weights. SeparableConv:
   depthwise plus pointwise. Dense: kernel weights x positions of its leading axes (1 for 2D).
+  LSTM/GRU/SimpleRNN: time steps x (kernel + recurrent kernel weights).
 * Evolvable layers: ``dense_macs`` counts every kernel weight (what the masked model computes),
   ``living_macs`` only living synapses (what a compacted, sparse-aware network would compute);
   ``macs`` is ``living_macs``. For other layers the two are equal.
@@ -24,6 +25,7 @@ import numpy as np
 
 from tf_evosyn._keras import keras
 from tf_evosyn.core.layers import EvolvableMixin
+from tf_evosyn.core.recurrent import RECURRENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,10 @@ def _living_params(layer: keras.layers.Layer) -> int:
     if not isinstance(layer, EvolvableMixin):
         return layer_params(layer)
     clusters = int(layer.living_cluster_mask().sum())
-    return layer.living_synapse_count() + (clusters if layer.use_bias else 0)
+    if not layer.use_bias:
+        return layer.living_synapse_count()
+    per_cluster = int(np.prod(layer.bias.shape)) // layer.num_clusters  # gates of a unit
+    return layer.living_synapse_count() + clusters * per_cluster
 
 
 def _positions(shape) -> int:
@@ -165,6 +170,12 @@ def _dense_macs(layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple) ->
         return _positions(out_shape) * int(np.prod(layer.depthwise_kernel.shape))
     if isinstance(layer, _TRANSPOSED):
         return _positions(in_shape) * int(np.prod(layer.kernel.shape))
+    if isinstance(layer, RECURRENT_TYPES):  # both kernels at every time step
+        weights = (
+            layer.cell.kernel.shape.num_elements()
+            + layer.cell.recurrent_kernel.shape.num_elements()
+        )
+        return _positions(in_shape) * int(weights)
     if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
         return _positions(out_shape) * int(np.prod(layer.kernel.shape))
     if isinstance(layer, keras.layers.Dense):
@@ -207,7 +218,8 @@ def count_flops(model: keras.Model) -> FlopsReport:
                 continue
             dense += macs
             if isinstance(layer, EvolvableMixin):  # a transposed conv: per input position
-                positions = in_shape if isinstance(layer, _TRANSPOSED) else out_shape
+                per_input = isinstance(layer, _TRANSPOSED + RECURRENT_TYPES)
+                positions = in_shape if per_input else out_shape
                 living += layer.living_synapse_count() * _positions(positions)
             else:
                 living += macs

@@ -49,13 +49,29 @@ from tf_evosyn.core.layers import (
     evolvable_layers,
     matrix_kernel_of,
 )
+from tf_evosyn.core.recurrent import (
+    RECURRENT_TYPES,
+    EvoGRU,
+    EvoLSTM,
+    EvoSimpleRNN,
+    from_matrix,
+    gates_of,
+    to_matrix,
+)
 
-# Layers whose kernel TF-MOT prunes (its prune_registry); other evolvable layers (depthwise,
+# Layers whose kernels TF-MOT prunes (its prune_registry); other evolvable layers (depthwise,
 # separable, Conv1DTranspose) become plain, fixed layers.
-_PLAIN_TWINS = {
-    twin: twin.plain_type
-    for twin in (EvoConv1D, EvoConv2D, EvoConv3D, EvoConv2DTranspose, EvoDense)
-}
+_PRUNED_BY_TFMOT = (
+    EvoConv1D,
+    EvoConv2D,
+    EvoConv3D,
+    EvoConv2DTranspose,
+    EvoDense,
+    EvoLSTM,
+    EvoGRU,
+    EvoSimpleRNN,
+)
+_PLAIN_TWINS = {twin: twin.plain_type for twin in _PRUNED_BY_TFMOT}
 
 
 def _twin_of(layer: keras.layers.Layer) -> type[EvolvableMixin]:
@@ -81,13 +97,8 @@ class KeepMasks(tfmot.sparsity.keras.PruningSchedule):
 
 
 def kernel_pruning_vars(wrapper: PruneLowMagnitude) -> tuple[tf.Variable, tf.Variable]:
-    """The wrapped layer's ``(kernel, mask)`` variables."""
-    if not wrapper.built:
-        raise ValueError(f"{wrapper.name} is not built; build the model before reading masks.")
-    for weight, mask, _ in wrapper.pruning_vars:
-        if weight is wrapper.layer.kernel:
-            return weight, mask
-    raise ValueError(f"{wrapper.name}: TF-MOT does not prune the kernel of {wrapper.layer.name}.")
+    """The wrapped layer's ``(kernel, mask)`` variables (a recurrent layer's input kernel)."""
+    return _pruned_pairs(wrapper)[0]
 
 
 def is_evolvable_wrapper(layer: keras.layers.Layer) -> bool:
@@ -103,6 +114,48 @@ def wrapped_layers(model: keras.Model) -> dict[str, PruneLowMagnitude]:
     return {layer.layer.name: layer for layer in model.layers if is_evolvable_wrapper(layer)}
 
 
+def _pruned_pairs(wrapper: PruneLowMagnitude) -> list[tuple[tf.Variable, tf.Variable]]:
+    """``(weight, mask)`` of every kernel TF-MOT prunes in ``wrapper``: the kernel, and for a
+    recurrent layer the cell's kernel and recurrent kernel (TF-MOT's RNN rule)."""
+    if not wrapper.built:
+        raise ValueError(f"{wrapper.name} is not built; build the model before reading masks.")
+    inner = wrapper.layer
+    if isinstance(inner, RECURRENT_TYPES):
+        weights = [inner.cell.kernel, inner.cell.recurrent_kernel]
+    else:
+        weights = [inner.kernel]
+    masks = {id(weight): mask for weight, mask, _ in wrapper.pruning_vars}
+    missing = [w.name for w in weights if id(w) not in masks]
+    if missing:
+        raise ValueError(f"{wrapper.name}: TF-MOT does not prune {missing} of {inner.name}.")
+    return [(weight, masks[id(weight)]) for weight in weights]
+
+
+def _as_matrix(inner: keras.layers.Layer, values: list[np.ndarray]) -> np.ndarray:
+    """Per-kernel arrays (Keras' layouts, :func:`_pruned_pairs` order) as one matrix view."""
+    if isinstance(inner, RECURRENT_TYPES):
+        return to_matrix(values[0], values[1], gates_of(inner))
+    return _twin_of(inner).matrix_view(values[0])
+
+
+def _as_kernels(inner: keras.layers.Layer, matrix: np.ndarray, shapes) -> list[np.ndarray]:
+    """The inverse of :func:`_as_matrix`."""
+    if isinstance(inner, RECURRENT_TYPES):
+        return list(from_matrix(matrix, int(shapes[0][0])))
+    return [_twin_of(inner).matrix_view(matrix, tuple(shapes[0]))]
+
+
+def bias_variable(inner: keras.layers.Layer) -> tf.Variable:
+    """The bias of a plain or evolvable layer (a recurrent layer's lives in its cell)."""
+    return inner.cell.bias if isinstance(inner, RECURRENT_TYPES) else inner.bias
+
+
+def bias_alive(inner: keras.layers.Layer, clusters: np.ndarray) -> np.ndarray:
+    """Which bias entries belong to living clusters (a recurrent unit's bias: one per gate)."""
+    clusters = np.asarray(clusters, bool)
+    return np.tile(clusters, gates_of(inner)) if isinstance(inner, RECURRENT_TYPES) else clusters
+
+
 def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
     """Boolean ``(synapse, cluster)`` masks of a wrapper, an evolvable or a plain layer.
 
@@ -111,8 +164,9 @@ def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
     """
     inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
     kernel = matrix_kernel_of(inner)
-    if isinstance(layer, PruneLowMagnitude):  # TF-MOT's mask has the kernel's own layout
-        synapses = _twin_of(inner).matrix_view(kernel_pruning_vars(layer)[1].numpy() > 0.5)
+    if isinstance(layer, PruneLowMagnitude):  # TF-MOT's masks have the kernels' own layouts
+        masks = [mask.numpy() > 0.5 for _, mask in _pruned_pairs(layer)]
+        synapses = _as_matrix(inner, masks)
     elif isinstance(inner, EvolvableMixin):
         synapses = np.ones(kernel.shape, dtype=bool)
     else:
@@ -124,15 +178,17 @@ def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_masks(wrapper: PruneLowMagnitude, synapses: np.ndarray, clusters: np.ndarray) -> None:
-    """Write ``synapses & clusters`` into TF-MOT's mask, zero dead kernels and dead biases."""
+    """Write ``synapses & clusters`` into TF-MOT's masks, zero dead kernels and dead biases."""
     inner = wrapper.layer
     synapses = np.asarray(synapses, bool) & np.asarray(clusters, bool)
-    kernel, mask = kernel_pruning_vars(wrapper)
-    in_kernel_layout = _twin_of(inner).matrix_view(synapses, tuple(kernel.shape))
-    mask.assign(in_kernel_layout.astype(mask.dtype.as_numpy_dtype))
-    kernel.assign(kernel.numpy() * in_kernel_layout)
+    pairs = _pruned_pairs(wrapper)
+    layouts = _as_kernels(inner, synapses, [tuple(weight.shape) for weight, _ in pairs])
+    for (weight, mask), alive in zip(pairs, layouts, strict=True):
+        mask.assign(alive.astype(mask.dtype.as_numpy_dtype))
+        weight.assign(weight.numpy() * alive)
     if inner.use_bias:
-        inner.bias.assign(inner.bias.numpy() * np.asarray(clusters, bool))
+        bias = bias_variable(inner)
+        bias.assign(bias.numpy() * bias_alive(inner, clusters))
     if isinstance(inner, EvolvableMixin):
         inner.set_masks(synapses, clusters)
 
@@ -167,9 +223,12 @@ def to_tfmot(evolved: keras.Model) -> keras.Model:
             pruned.get_layer(layer.name).set_weights(layer.plain_weights())
         elif isinstance(layer, EvolvableMixin):
             inner = wrappers[layer.name].layer
-            inner.kernel.assign(layer.kernel)
-            if layer.use_bias:
-                inner.bias.assign(layer.bias)
+            owner, source = (
+                (inner.cell, layer.cell) if isinstance(layer, RECURRENT_TYPES) else (inner, layer)
+            )
+            for attr in layer.weight_attrs:
+                if attr != "bias" or layer.use_bias:
+                    getattr(owner, attr).assign(getattr(source, attr))
             write_masks(wrappers[layer.name], *read_masks(layer))
         elif layer.weights:
             pruned.get_layer(layer.name).set_weights(layer.get_weights())
@@ -177,7 +236,7 @@ def to_tfmot(evolved: keras.Model) -> keras.Model:
 
 
 def _warn_dead_biases(name: str, bias: np.ndarray, clusters: np.ndarray) -> None:
-    dead = np.abs(bias[~clusters])
+    dead = np.abs(bias[..., ~clusters])
     if dead.size and dead.max() > 0:
         logging.warning(
             "%s: %d dead clusters (all synapses masked) carry a non-zero bias (max |b| = %.3g); "
@@ -232,7 +291,7 @@ def from_tfmot(
             continue
         synapses, clusters = read_masks(source)
         if inner.use_bias:
-            _warn_dead_biases(inner.name, inner.bias.numpy(), clusters)
+            _warn_dead_biases(inner.name, bias_variable(inner).numpy(), bias_alive(inner, clusters))
         target.set_masks(synapses, clusters)
     if protect_outputs:
         for name in output_layers(evolved):

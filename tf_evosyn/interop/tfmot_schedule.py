@@ -56,8 +56,10 @@ from tf_evosyn.core.convert import evolvable
 from tf_evosyn.environments import base as environment_lib
 from tf_evosyn.interop.tfmot import (
     KeepMasks,
+    bias_alive,
+    bias_variable,
     from_tfmot,
-    kernel_pruning_vars,
+    read_masks,
     to_tfmot,
     wrapped_layers,
     write_masks,
@@ -231,7 +233,7 @@ class EvolutionaryPruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     def on_train_batch_end(self, batch, logs=None):
         # The optimizer moves every bias; a dead cluster must keep emitting activation(0).
         for name, alive in self._dead_biases.items():
-            bias = self._wrappers[name].layer.bias
+            bias = bias_variable(self._wrappers[name].layer)
             bias.assign(bias * alive)
 
     def _completed_steps(self) -> int:
@@ -241,10 +243,11 @@ class EvolutionaryPruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     def _update_dead_biases(self) -> None:
         self._dead_biases = {}
         for name, wrapper in self._wrappers.items():
-            kernel, mask = kernel_pruning_vars(wrapper)
-            alive = mask.numpy().reshape(-1, kernel.shape[-1]).any(axis=0)
+            alive = read_masks(wrapper)[1]  # any layout: transposed, recurrent
             if wrapper.layer.use_bias and not alive.all():
-                self._dead_biases[name] = tf.constant(alive, dtype=wrapper.layer.bias.dtype)
+                entries = bias_alive(wrapper.layer, alive)
+                dtype = bias_variable(wrapper.layer).dtype
+                self._dead_biases[name] = tf.constant(entries, dtype=dtype)
 
     def _synthesize(self, step: int) -> None:
         generation = self.schedule.generation_at(step)

@@ -32,6 +32,7 @@ together with the same command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -53,6 +54,8 @@ __all__ = [
     "is_chief",
     "is_default",
     "make_strategy",
+    "naming_lost_workers",
+    "WorkerLostError",
     "set_precision",
     "strategy_name",
     "with_precision",
@@ -121,7 +124,10 @@ def check_precision(policy: str) -> None:
 
 
 def make_strategy(
-    name: str, tpu_address: str = "", num_cpu_devices: int = 0
+    name: str,
+    tpu_address: str = "",
+    num_cpu_devices: int = 0,
+    collective_timeout_seconds: float | None = None,
 ) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy called ``name`` (one of :data:`STRATEGIES`).
 
@@ -160,7 +166,13 @@ def make_strategy(
                     '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
                     '"task": {"type": "worker", "index": 0}}.'
                 ) from error
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # A crashed worker is found by the coordination service's heartbeats (its peers fail
+        # within tens of seconds); the timeout bounds a collective that a live but stuck
+        # worker never joins.
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=collective_timeout_seconds
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     # tpu
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or None)
@@ -174,6 +186,38 @@ def make_strategy(
             "('local' on a TPU VM)."
         ) from error
     return tf.distribute.TPUStrategy(resolver)
+
+
+class WorkerLostError(RuntimeError):
+    """A worker of a multi-worker run died or stopped answering; one line with what to do."""
+
+
+# What a collective raises when a peer is gone (heartbeats stopped) or did not join in time.
+_PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+)
+
+
+@contextlib.contextmanager
+def naming_lost_workers(strategy: tf.distribute.Strategy, workdir):
+    """Turn a lost peer of a multi-worker run into :class:`WorkerLostError` naming the restart:
+    every worker again with the same command, which resumes after the last committed
+    generation (the non-chief's private copy is rebuilt from the run directory)."""
+    try:
+        yield
+    except _PEER_ERRORS as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        cause = " ".join(lines[:2])[:300]
+        raise WorkerLostError(
+            f"a worker of the multi-worker run stopped ({type(error).__name__}: {cause}); "
+            f"restart every worker with the same command: the run in {workdir} resumes after "
+            "its last committed generation."
+        ) from error
 
 
 def is_default(strategy: tf.distribute.Strategy) -> bool:

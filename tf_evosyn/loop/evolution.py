@@ -150,7 +150,8 @@ class Evolution:
         if it is not, and trained for ``ancestor_epochs`` first (0 = it is already trained).
         Create it inside the strategy's scope (otherwise it is copied into the scope here).
         """
-        with self.strategy.scope():
+        chief = distribute_lib.is_chief(self.strategy)  # only the chief writes (and locks) it
+        with self.strategy.scope(), self.run_dir.writing(chief):
             return self._run(ancestor, ancestor_epochs)
 
     def _run(self, ancestor: keras.Model | None, ancestor_epochs: int) -> list[dict]:

@@ -3,6 +3,8 @@
 ``workdir`` is a local path or a URL of any filesystem TensorFlow knows (``gs://``, ``s3://``,
 ``ram://``; see :mod:`tf_evosyn.storage.fs`)::
 
+    run_format.json             the directory's format version (tf_evosyn.loop.run_format)
+    run.lock                    while a process runs in it: who (tf_evosyn.loop.run_lock)
     config.json, runtime.json   the config used and how each session ran (runs/common.py)
     lineage.jsonl               one record per generation (0 = ancestor): THE commit point
     generations/gen_NNNN/       model.keras + record.json + COMMITTED of each generation
@@ -18,6 +20,12 @@ How files are written (:mod:`tf_evosyn.storage.io_utils`): a single file is atom
 fsync + rename; on an object store one upload, published whole). A directory (``gen_NNNN/``,
 ``best/``) is built locally, then locally renamed into place, or remotely uploaded file by file
 with the ``COMMITTED`` marker written last (an old directory loses its marker before its files).
+
+A session writes only while it holds the directory's lock (:meth:`RunDirectory.writing`), so
+two processes started on one directory by mistake never interleave their commits; a directory
+in a format this code cannot read is refused when it is opened. A write that fails (disk full,
+no permission) raises :class:`tf_evosyn.storage.io_utils.WriteError` naming the path, and
+leaves the directory as a crash at that point would (below): the same command resumes it.
 
 The commit point of generation N is its line in ``lineage.jsonl`` (the file is rewritten as a
 whole, atomically); its directory is complete before that line is written, so a generation the
@@ -47,8 +55,9 @@ crash at each point leaves behind:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from absl import logging
@@ -56,7 +65,7 @@ from absl import logging
 from tf_evosyn._keras import keras
 from tf_evosyn.core.model_io import KERAS_FILENAME, load_model, save_model
 from tf_evosyn.loop import lineage as lineage_lib
-from tf_evosyn.loop import lineage_report
+from tf_evosyn.loop import lineage_report, run_format, run_lock
 from tf_evosyn.storage import fs, io_utils
 
 
@@ -71,7 +80,20 @@ class RunDirectory:
 
     def __init__(self, workdir: str | os.PathLike[str]):
         self.workdir = fs.path(workdir)
+        run_format.check(self.workdir)  # before reading files a newer format may have changed
         self.lineage = lineage_lib.Lineage(fs.join(self.workdir, lineage_lib.LINEAGE_FILENAME))
+
+    @contextlib.contextmanager
+    def writing(self, chief: bool = True) -> Iterator[RunDirectory]:
+        """Hold the directory for one session: take its lock (released also on exceptions) and
+        record its format. ``chief=False``: a non-chief worker of a multi-worker run, which
+        writes a private copy (runs/common.py), so it takes no lock."""
+        if not chief:
+            yield self
+            return
+        with run_lock.hold(self.workdir):
+            run_format.ensure(self.workdir)
+            yield self
 
     def generation_dir(self, generation: int) -> fs.RunPath:
         return fs.join(self.workdir, "generations", f"gen_{generation:04d}")
@@ -117,6 +139,7 @@ class RunDirectory:
             save_model(model, tmp)
             io_utils.atomic_write_json(tmp / "candidate.json", summary)
 
+        run_lock.check_held(self.workdir)
         io_utils.atomic_replace_dir(self.candidate_dir(generation, index), write)
 
     def finished_candidates(self, generation: int) -> list[dict]:
@@ -143,6 +166,7 @@ class RunDirectory:
                 save_model(model, tmp)
             io_utils.atomic_write_json(tmp / "record.json", record)
 
+        run_lock.check_held(self.workdir)  # another process took the lock over: stop here
         fs.makedirs(fs.join(self.workdir, "generations"))
         io_utils.atomic_replace_dir(self.generation_dir(generation), write_checkpoint)
         self.lineage.append(record)

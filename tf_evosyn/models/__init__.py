@@ -9,6 +9,7 @@ from tf_evosyn.models.detectnet_mobilenetv2 import detectnet_mobilenetv2
 from tf_evosyn.models.lenet5 import lenet5
 from tf_evosyn.models.lrn import CrossChannelLRN, WithinChannelLRN
 from tf_evosyn.models.resnet_cifar import resnet20, resnet56, resnet_cifar
+from tf_evosyn.models.sequence import lstm_rows, row_rnn
 from tf_evosyn.models.shortcut import PadShortcut
 
 _MODELS = {
@@ -18,6 +19,7 @@ _MODELS = {
     "detectnet_mobilenetv2": detectnet_mobilenetv2,
     "resnet20": resnet20,
     "resnet56": resnet56,
+    "lstm_rows": lstm_rows,
 }
 
 
@@ -68,8 +70,10 @@ __all__ = [
     "detectnet",
     "detectnet_mobilenetv2",
     "lenet5",
+    "lstm_rows",
     "names",
     "resnet20",
     "resnet56",
     "resnet_cifar",
+    "row_rnn",
 ]

@@ -17,6 +17,7 @@ from tf_evosyn.data.transforms import CIFAR_PAD
 from tf_evosyn.loop import distribute as distribute_lib
 from tf_evosyn.loop import lineage as lineage_lib
 from tf_evosyn.loop.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
+from tf_evosyn.loop.run_dir import RunDirectory
 from tf_evosyn.runs.config_checks import (
     SCALE_DEFAULTS,
     ConfigError,
@@ -223,7 +224,10 @@ def run_with_strategy(
     if strategy is None:
         try:
             strategy = distribute_lib.make_strategy(
-                scale.strategy, scale.tpu_address, scale.num_cpu_devices
+                scale.strategy,
+                scale.tpu_address,
+                scale.num_cpu_devices,
+                collective_timeout_seconds=scale.collective_timeout_seconds,
             )
         except distribute_lib.StrategyError as error:
             raise ConfigError(f"distribute: {error}") from error
@@ -245,7 +249,10 @@ def run_with_strategy(
     distribute_lib.set_precision(scale.mixed_precision)
     try:
         with _worker_workdir(workdir, strategy) as own_workdir:
-            return body(own_workdir, strategy, scale)
+            # Locked (the chief) and its format checked before config.json is written.
+            with RunDirectory(own_workdir).writing(distribute_lib.is_chief(strategy)):
+                with distribute_lib.naming_lost_workers(strategy, workdir):
+                    return body(own_workdir, strategy, scale)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 

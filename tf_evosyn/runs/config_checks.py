@@ -31,6 +31,7 @@ SCALE_DEFAULTS = {
     "distribute.strategy": "default",
     "distribute.tpu_address": "",
     "distribute.num_cpu_devices": 0,
+    "distribute.collective_timeout_seconds": 600.0,
     "train.mixed_precision": "float32",
     "train.jit_compile": False,
 }
@@ -47,6 +48,7 @@ class ScaleSettings:
     strategy: str = "default"
     tpu_address: str = ""
     num_cpu_devices: int = 0
+    collective_timeout_seconds: float = 600.0
     mixed_precision: str = "float32"
     jit_compile: bool = False
 
@@ -66,6 +68,7 @@ def scale_settings(config: ml_collections.ConfigDict) -> ScaleSettings:
         strategy=_get(config, "distribute.strategy"),
         tpu_address=_get(config, "distribute.tpu_address"),
         num_cpu_devices=_get(config, "distribute.num_cpu_devices"),
+        collective_timeout_seconds=_get(config, "distribute.collective_timeout_seconds"),
         mixed_precision=_get(config, "train.mixed_precision"),
         jit_compile=_get(config, "train.jit_compile"),
     )
@@ -73,6 +76,12 @@ def scale_settings(config: ml_collections.ConfigDict) -> ScaleSettings:
 
 def _validate_scale(config: ml_collections.ConfigDict) -> None:
     scale = scale_settings(config)
+    timeout = scale.collective_timeout_seconds
+    if not _is_number(timeout) or timeout <= 0:
+        raise ConfigError(
+            f"distribute.collective_timeout_seconds must be a number of seconds > 0, got "
+            f"{timeout!r} (a multi-worker collective that takes longer fails the run)."
+        )
     try:
         distribute_lib.check_strategy_args(scale.strategy, scale.tpu_address, scale.num_cpu_devices)
         distribute_lib.check_precision(scale.mixed_precision)

@@ -10,10 +10,16 @@ object
   Directories cannot be renamed atomically there, so :func:`atomic_replace_dir` builds the
   directory locally, uploads it and writes a :data:`COMMIT_MARKER` object last; a directory
   without its marker is unfinished (:func:`is_committed_dir`) and readers must ignore it.
+
+A write that fails because the disk is full or not writable raises :class:`WriteError`, whose
+one-line message names the file or directory being written (``model.save`` and ``os.write``
+report ENOSPC without any path) and the fix; what was there before stays as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import os
@@ -21,7 +27,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +35,10 @@ from tf_evosyn.storage import fs
 
 __all__ = [
     "COMMIT_MARKER",
+    "RunDirectoryError",
     "TMP_PREFIX",
     "TRASH_PREFIX",
+    "WriteError",
     "atomic_replace_dir",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -38,6 +46,7 @@ __all__ = [
     "dumps_json",
     "fsync_dir",
     "is_committed_dir",
+    "naming_write_errors",
     "read_json",
     "remove_stale_temps",
     "to_jsonable",
@@ -48,6 +57,55 @@ TRASH_PREFIX = ".trash-"
 # Written last into every directory that atomic_replace_dir commits (locally too, so a run
 # directory copied to a bucket stays valid); its JSON lists the directory's files.
 COMMIT_MARKER = "COMMITTED"
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+# Failures of the storage itself, which the user must fix before the run can go on; any other
+# OSError (a missing source file, ...) is a bug or another problem and passes through as it is.
+WRITE_ERRNOS = frozenset((*_FULL, *_DENIED, errno.EIO))
+RESUME_HINT = "then run the same command again: it resumes after the last committed generation"
+
+
+class RunDirectoryError(Exception):
+    """A run directory cannot be used as asked (busy, written by another format, not writable);
+    the message is one line naming the directory or file and the fix."""
+
+
+class WriteError(RunDirectoryError, OSError):
+    """Writing ``path`` failed for lack of space or permission (``errno`` as the cause's)."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause), os.fspath(path))
+        self.path = fs.path(path)
+        self.cause_filename = cause.filename
+
+    def __str__(self) -> str:
+        name = errno.errorcode.get(self.errno, str(self.errno))
+        detail = f" ({self.cause_filename})" if self.cause_filename else ""
+        if self.errno in _FULL:
+            fix = f"free space on that disk (or move the run directory), {RESUME_HINT}"
+        elif self.errno in _DENIED:
+            fix = f"make {fs.parent(self.path)} writable by this user, {RESUME_HINT}"
+        else:
+            fix = f"check the disk, {RESUME_HINT}"
+        return f"cannot write {self.path}{detail}: {self.strerror} [{name}]; {fix}."
+
+
+@contextlib.contextmanager
+def naming_write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn a disk-full/permission :class:`OSError` raised inside into a :class:`WriteError`
+    naming ``path``. A file of a directory being built names that directory: the file's own
+    path is a temp that no longer exists."""
+    try:
+        yield
+    except WriteError as error:
+        if not any(part.startswith(TMP_PREFIX) for part in Path(os.fspath(error.path)).parts):
+            raise
+        raise WriteError(path, error) from error.__cause__
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise WriteError(path, error) from error
 
 
 @functools.cache
@@ -79,7 +137,13 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> fs.RunPath:
     """Write ``data`` to ``path`` so that it is never partial: locally temp file + fsync +
-    rename; on an object store one upload (published whole when it completes)."""
+    rename; on an object store one upload (published whole when it completes). A full or
+    read-only disk raises :class:`WriteError` naming ``path``; the old file stays."""
+    with naming_write_errors(path):
+        return _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> fs.RunPath:
     if fs.is_remote(path):
         fs.write_bytes(path, data)
         return fs.path(path)
@@ -183,11 +247,16 @@ def atomic_replace_dir(
     directory (plus perhaps a stale temp/trash entry that :func:`remove_stale_temps` cleans).
     Remotely (see module doc) the old marker is deleted first, then the old files, the new
     files are uploaded and the marker written last: a crash leaves a directory without marker.
-    Either way, if ``build`` raises, ``final_dir`` is untouched.
+    Either way, if ``build`` raises, ``final_dir`` is untouched; a full or read-only disk raises
+    :class:`WriteError` naming ``final_dir``.
     """
-    if fs.is_remote(final_dir):
-        return _replace_remote_dir(fs.path(final_dir), build)
-    final_dir = Path(final_dir)
+    with naming_write_errors(final_dir):
+        if fs.is_remote(final_dir):
+            return _replace_remote_dir(fs.path(final_dir), build)
+        return _replace_local_dir(Path(final_dir), build)
+
+
+def _replace_local_dir(final_dir: Path, build: Callable[[Path], None]) -> Path:
     parent = final_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final_dir.name}-", dir=parent))

@@ -61,7 +61,7 @@ def _aligned(parents: Sequence[keras.Model]) -> list[list]:
             )
     for name in names:
         layers = [parent.get_layer(name) for parent in parents]
-        shapes = {tuple(layer.kernel.shape) for layer in layers}
+        shapes = {tuple(layer.matrix_shape) for layer in layers}
         if len(shapes) != 1:
             raise ValueError(f"layer {name!r} has different kernel shapes in the parents: {shapes}")
         aligned.append(layers)
@@ -71,18 +71,18 @@ def _aligned(parents: Sequence[keras.Model]) -> list[list]:
 def combined_strengths(layers: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(combined |w| per synapse, alive synapses, alive clusters) of one aligned layer."""
     alive = np.stack([layer.living_synapse_mask() for layer in layers])
-    magnitude = np.stack([np.abs(layer.kernel.numpy()) for layer in layers]) * alive
+    magnitude = np.stack([np.abs(layer.matrix_kernel().numpy()) for layer in layers]) * alive
     clusters = np.stack([layer.living_cluster_mask() for layer in layers]).any(axis=0)
     return magnitude.mean(axis=0), alive.any(axis=0), clusters
 
 
 def inherited_kernel(layers: Sequence) -> np.ndarray:
     """Each synapse's weight from the fittest parent in which it is alive (0 if none)."""
-    kernel = np.zeros(tuple(layers[0].kernel.shape), np.float32)
+    kernel = np.zeros(tuple(layers[0].matrix_shape), np.float32)
     taken = np.zeros(kernel.shape, bool)
     for layer in layers:  # fittest first
         alive = layer.living_synapse_mask() & ~taken
-        kernel[alive] = layer.kernel.numpy()[alive]
+        kernel[alive] = layer.matrix_kernel().numpy()[alive]
         taken |= alive
     return kernel
 
@@ -90,13 +90,14 @@ def inherited_kernel(layers: Sequence) -> np.ndarray:
 def _inherited_bias(layers: Sequence) -> np.ndarray | None:
     if not layers[0].use_bias:
         return None
-    bias = np.zeros(layers[0].num_clusters, np.float32)
-    taken = np.zeros(bias.shape, bool)
+    shape, clusters = tuple(layers[0].bias.shape), layers[0].num_clusters
+    bias = np.zeros((int(np.prod(shape)) // clusters, clusters), np.float32)  # (gates, clusters)
+    taken = np.zeros(clusters, bool)
     for layer in layers:
         alive = layer.living_cluster_mask() & ~taken
-        bias[alive] = layer.bias.numpy()[alive]
+        bias[:, alive] = layer.bias.numpy().reshape(bias.shape)[:, alive]
         taken |= alive
-    return bias
+    return bias.reshape(shape)
 
 
 def heredity_model(parents: Sequence[keras.Model]) -> keras.Model:
@@ -108,7 +109,7 @@ def heredity_model(parents: Sequence[keras.Model]) -> keras.Model:
         magnitude, alive, clusters = combined_strengths(layers)
         target = model.get_layer(layers[0].name)
         sign = np.where(inherited_kernel(layers) < 0, -1.0, 1.0)
-        target.kernel.assign((sign * magnitude).astype(np.float32))
+        target.assign_matrix_kernel(sign * magnitude)
         target.synapse_mask.assign(alive.astype(np.float32))
         target.cluster_mask.assign(clusters.astype(np.float32))
     return model
@@ -223,8 +224,9 @@ def synthesize_from_parents(
         for layers in aligned:
             target = offspring.get_layer(layers[0].name)
             living = target.living_synapse_mask()
-            target.kernel.assign(inherited_kernel(layers) * living)
+            target.assign_matrix_kernel(inherited_kernel(layers) * living)
             bias = _inherited_bias(layers)
             if bias is not None:
-                target.bias.assign(bias * target.living_cluster_mask())
+                clusters = target.living_cluster_mask()
+                target.bias.assign((bias.reshape(-1, clusters.size) * clusters).reshape(bias.shape))
     return offspring, record
