@@ -167,3 +167,21 @@ def interleaved_tflite_latency(
         }
         for key, results in samples.items()
     }
+
+
+def save_png(figure, path: str | os.PathLike) -> Path:
+    """Writes a matplotlib ``figure`` next to ``path`` under a temporary name, then renames it
+    into place (a killed benchmark never leaves a truncated PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only plotting needs it
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            FigureCanvasAgg(figure).print_png(stream)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

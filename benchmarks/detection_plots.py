@@ -10,31 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import common
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 PAPER_CLUSTER_EFFICIENCY = 8.16  # the paper's 8.16x cluster efficiency for DetectNet on KITTI
-
-
-def _save_png(figure: Figure, path: str | os.PathLike) -> Path:
-    """Writes ``figure`` next to ``path`` under a temporary name, then renames it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            FigureCanvasAgg(figure).print_png(stream)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def plot_ap_against(
@@ -87,7 +70,7 @@ def plot_ap_against(
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
-    return _save_png(figure, path)
+    return common.save_png(figure, path)
 
 
 def _percent(value: Any) -> str:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import lenet5_report as report  # noqa: E402
 from common import BenchmarkError  # noqa: E402
+from seeds_plot import plot_seeds  # noqa: E402
 
 FLAGS = flags.FLAGS
 BINARY = "tf_evosyn.bin.evolve_classification"
@@ -243,6 +244,8 @@ def main(argv: list[str]) -> None:
     results["commands"] = {s: shlex.join(["evosyn-classify", *c[3:]]) for s, c in commands.items()}
     results.update(workdir=str(workdir), rows=rows, mean=mean, min=worst)
     common.write_results(output, {**results, "published": list(PUBLISHED)})
+    figure = plot_seeds(runs, rows, PUBLISHED, Path(output).with_suffix(".png"), FLAGS.config)
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import seeds  # noqa: E402
 from common import BenchmarkError  # noqa: E402
 from helpers import binary_env  # noqa: E402
+from seeds_plot import plot_seeds  # noqa: E402
 
 SMOKE = REPO / "configs" / "lenet5_mnist_smoke.py"
 
@@ -75,6 +76,24 @@ def test_mean_and_worst_seed_rows_by_hand():
 def _lineage_lines(run_dir: Path) -> list[dict]:
     path = run_dir / "lineage.jsonl"
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_the_figure_marks_every_seed_and_its_chosen_offspring(tmp_path):
+    def lineage(shift):
+        return [
+            {"accepted": True, "test_accuracy": 0.993 - 0.001 * g - shift,
+             "synaptic_efficiency": 2.0**g, "cluster_efficiency": 1.5**g}
+            for g in range(6)
+        ]  # fmt: skip
+
+    lineages = {0: lineage(0.0), 1: lineage(0.001), 2: lineage(0.002)}
+    rows = [{"seed": s, **lineages[s][-1]} for s in lineages]
+    path = plot_seeds(lineages, rows, seeds.PUBLISHED, tmp_path / "seeds.png", "test")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    with pytest.raises(ValueError):  # a seed whose lineage has no test accuracy cannot plot
+        plot_seeds({0: [{"accepted": True}]}, [], (), tmp_path / "bad.png", "test")
 
 
 @pytest.mark.slow

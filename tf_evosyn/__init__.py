@@ -8,8 +8,8 @@ The public API is this module's ``__all__``; everything below is the implementat
 that import only downwards (a layer never imports one above it):
 
     storage/       files on any TF filesystem: fs, atomic writes (io_utils), model_io
-    core/          the genetic encoding: Evo layers and their kinds, heredity, synthesis,
-                   mating, conversion of Keras models (convert, flatten,
+    core/          the genetic encoding: Evo layers (evolvable_base, layers, recurrent) and
+                   their kinds, heredity, conversion of Keras models (convert, flatten,
                    trace_blocks, trace_checks), living counts
     graph/         channel dependencies of a model: dependency analysis, coupling, grouping
     environments/  F(E): base (constant, synapse and layer budgets, ``register``), FLOPs and
@@ -18,11 +18,13 @@ that import only downwards (a layer never imports one above it):
     compaction/    physical removal of dead clusters (plan), its report, evolvable compaction
     interop/       TF-MOT: masks as pruning wrappers (tfmot), evolution as a schedule
     data/          datasets: MNIST IDX, CIFAR-10, KITTI, npz, TFDS, pipelines, validation
-    models/        LeNet-5, AlexNet, ResNet, GoogLeNet, DetectNet (and on MobileNetV2)
+    models/        LeNet-5, AlexNet, ResNet, GoogLeNet, DetectNet (and on MobileNetV2), a
+                   row-reading LSTM (sequence)
     detection/     DetectNet's targets, losses, clustering, KITTI evaluation, inference
     tasks/         what the loop asks of a task: classification, detection
-    loop/          Evolution, settings, fine-tuning, distillation, population, run directory,
-                   lineage and its reports, stop targets, recipes, strategies
+    loop/          Evolution, settings, fine-tuning, distillation, population, run directory
+                   (and its lock and format), lineage and its reports, stop targets, recipes,
+                   strategies
     export/        SavedModel/TFLite artifacts of a run (artifacts) and which network (target)
     runs/          a whole experiment from a config: config checks, the task registry, the
                    classification and detection runs, the binaries' shared main (app)
