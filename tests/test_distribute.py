@@ -413,7 +413,12 @@ def test_mirrored_run_has_the_default_run_format(default_and_mirrored_runs):
     config, default_config = (
         json.loads((d / "config.json").read_text()) for d in (mirrored, default)
     )
-    assert config["distribute"] == {"strategy": "mirrored", "tpu_address": "", "num_cpu_devices": 2}
+    assert config["distribute"] == {
+        "strategy": "mirrored",
+        "tpu_address": "",
+        "num_cpu_devices": 2,
+        "collective_timeout_seconds": 600.0,
+    }
     config.pop("distribute"), default_config.pop("distribute")
     assert config == default_config
     assert sorted(p.name for p in mirrored.iterdir()) == sorted(p.name for p in default.iterdir())
