@@ -30,7 +30,6 @@ import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.core.layers import (
-    EVOLVABLE_TWINS,
     EvoConv1D,
     EvoConv1DTranspose,
     EvoConv2D,
@@ -41,6 +40,7 @@ from tf_evosyn.core.layers import (
     EvolvableMixin,
     EvoSeparableConv2D,
     matrix_kernel_of,
+    twin_of,
 )
 from tf_evosyn.core.recurrent import (
     RECURRENT_TYPES,
@@ -161,10 +161,6 @@ def grouped_atoms(groups: int, input_atoms: np.ndarray, output_atoms: np.ndarray
 
 
 # -- weights ----------------------------------------------------------------------------------
-def _twin(layer: keras.layers.Layer) -> type[EvolvableMixin]:
-    return type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
-
-
 def folds_constants(layer: keras.layers.Layer) -> bool:
     """Whether a constant input channel reaches every output position with the same weight sum
     (so removing it can move its contribution into the bias); transposed convolutions do not."""
@@ -183,7 +179,7 @@ def masked_weights(layer: keras.layers.Layer) -> dict[str, np.ndarray]:
             n: getattr(layer, n).numpy() for n in names if getattr(layer, n, None) is not None
         }
     if exact_type(layer, TRANSPOSED_TYPES):
-        weights["kernel"] = _twin(layer).matrix_view(weights["kernel"])
+        weights["kernel"] = twin_of(layer).matrix_view(weights["kernel"])
     return weights
 
 
@@ -246,7 +242,7 @@ def producer_weights(
             bias = bias + np.einsum("sio,i->o", part, k)
         new = [kernel[..., in_keep, :][..., out_keep]]
         if exact_type(layer, TRANSPOSED_TYPES):  # back to Keras' (..., filters, inputs)
-            new = [_twin(layer).matrix_view(new[0])]
+            new = [twin_of(layer).matrix_view(new[0])]
     bias = bias[out_keep].astype(np.float32)
     config["filters" if "filters" in config else "units"] = int(out_keep.sum())
     if not config.get("use_bias", True) and np.any(bias != 0):

@@ -46,8 +46,16 @@ class EvolvableMixin:
     # Transposed convolutions store (..., filters, inputs): the matrix view swaps the last axes.
     swaps_kernel_axes = False
 
-    def _init_evolvable(self, evolve_clusters: bool) -> None:
+    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)  # the plain Keras layer's
         self.evolve_clusters = bool(evolve_clusters)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_buffers()
+
+    def get_config(self):
+        return {**super().get_config(), "evolve_clusters": self.evolve_clusters}
 
     @classmethod
     def matrix_shape_of(cls, shape) -> tuple[int, ...]:
@@ -95,11 +103,16 @@ class EvolvableMixin:
         """``masked_kernel`` in the variable's own layout."""
         return self.matrix_view(self.masked_kernel(), getattr(self, self.kernel_attr).shape)
 
+    def bias_mask(self, cluster_mask):
+        """The multiplier of the bias for ``cluster_mask``: one bias per cluster here (a
+        recurrent unit has one per gate)."""
+        return cluster_mask
+
     def masked_bias(self) -> tf.Tensor | None:
         if not self.use_bias:
             return None
         bias = tf.convert_to_tensor(self.bias)
-        return bias * tf.cast(self.cluster_mask, bias.dtype)
+        return bias * tf.cast(self.bias_mask(self.cluster_mask), bias.dtype)
 
     # -- plain twin: conversion and export -------------------------------------------------------
     def plain_config(self) -> dict:
@@ -162,13 +175,9 @@ class EvolvableMixin:
             )
         self.synapse_mask.assign(synapse_mask)
         self.cluster_mask.assign(cluster_mask)
-        self._assign_masked(synapse_mask, cluster_mask)
-
-    def _assign_masked(self, synapse_mask: np.ndarray, cluster_mask: np.ndarray) -> None:
-        """Zero the weights of dead synapses and the biases of dead clusters."""
         self.assign_matrix_kernel(self.matrix_kernel().numpy() * synapse_mask * cluster_mask)
         if self.use_bias:
-            self.bias.assign(self.bias.numpy() * cluster_mask)
+            self.bias.assign(self.bias.numpy() * self.bias_mask(cluster_mask))
 
     def assign_matrix_kernel(self, matrix: np.ndarray) -> None:
         """Write a matrix-kernel value back into the clustered-weights variable."""
@@ -195,10 +204,6 @@ class EvolvableMixin:
         self.synapse_heredity.assign(np.asarray(synapse_heredity, dtype=np.float32))
         self.cluster_heredity.assign(np.asarray(cluster_heredity, dtype=np.float32))
 
-    def _evolvable_config(self, config: dict) -> dict:
-        config.update({"evolve_clusters": self.evolve_clusters})
-        return config
-
 
 class PlainCallOnMaskedWeights(EvolvableMixin):
     """An evolvable twin whose forward pass is the plain layer's own ``call`` on masked weights.
@@ -208,14 +213,6 @@ class PlainCallOnMaskedWeights(EvolvableMixin):
     tracking, for the length of the call, so gradients reach the variables through the masks
     and the plain layer's shape logic (``output_padding``, dilation) is reused as it is.
     """
-
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_evolvable(evolve_clusters)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
 
     def call(self, inputs):
         kernel, bias = self.kernel, self.bias
@@ -227,6 +224,3 @@ class PlainCallOnMaskedWeights(EvolvableMixin):
         finally:
             object.__setattr__(self, "kernel", kernel)
             object.__setattr__(self, "bias", bias)
-
-    def get_config(self):
-        return self._evolvable_config(super().get_config())

@@ -29,15 +29,10 @@ class EvoConv2D(EvolvableMixin, keras.layers.Conv2D):
 
     plain_type = keras.layers.Conv2D
 
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.padding == "causal":
             raise ValueError("EvoConv2D does not support causal padding.")
-        self._init_evolvable(evolve_clusters)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
 
     def call(self, inputs):
         kernel = self.masked_kernel()
@@ -51,23 +46,12 @@ class EvoConv2D(EvolvableMixin, keras.layers.Conv2D):
             outputs = self.activation(outputs)
         return outputs
 
-    def get_config(self):
-        return self._evolvable_config(super().get_config())
-
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoConv1D(EvolvableMixin, keras.layers.Conv1D):
     """``Conv1D`` (also causal or grouped) whose filters and kernel weights can die."""
 
     plain_type = keras.layers.Conv1D
-
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_evolvable(evolve_clusters)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
 
     def call(self, inputs):
         if self._is_causal:
@@ -83,23 +67,12 @@ class EvoConv1D(EvolvableMixin, keras.layers.Conv1D):
             outputs = self.activation(outputs)
         return outputs
 
-    def get_config(self):
-        return self._evolvable_config(super().get_config())
-
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoDense(EvolvableMixin, keras.layers.Dense):
     """``Dense`` whose units (clusters) and kernel weights (synapses) can die."""
 
     plain_type = keras.layers.Dense
-
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_evolvable(evolve_clusters)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
 
     def call(self, inputs):
         if inputs.dtype.base_dtype != self._compute_dtype_object.base_dtype:
@@ -116,9 +89,6 @@ class EvoDense(EvolvableMixin, keras.layers.Dense):
             outputs = self.activation(outputs)
         return outputs
 
-    def get_config(self):
-        return self._evolvable_config(super().get_config())
-
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoDepthwiseConv2D(EvolvableMixin, keras.layers.DepthwiseConv2D):
@@ -129,18 +99,10 @@ class EvoDepthwiseConv2D(EvolvableMixin, keras.layers.DepthwiseConv2D):
     kernel_attr = "depthwise_kernel"
     weight_attrs = ("depthwise_kernel", "bias")
 
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_evolvable(evolve_clusters)
-
     @classmethod
     def matrix_shape_of(cls, shape) -> tuple[int, ...]:
         kh, kw, channels, multiplier = (int(d) for d in shape)
         return (kh, kw, 1, channels * multiplier)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
 
     def call(self, inputs):
         outputs = keras.backend.depthwise_conv2d(
@@ -159,9 +121,6 @@ class EvoDepthwiseConv2D(EvolvableMixin, keras.layers.DepthwiseConv2D):
             outputs = self.activation(outputs)
         return outputs
 
-    def get_config(self):
-        return self._evolvable_config(super().get_config())
-
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoSeparableConv2D(EvolvableMixin, keras.layers.SeparableConv2D):
@@ -174,13 +133,8 @@ class EvoSeparableConv2D(EvolvableMixin, keras.layers.SeparableConv2D):
     kernel_attr = "pointwise_kernel"
     weight_attrs = ("depthwise_kernel", "pointwise_kernel", "bias")
 
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_evolvable(evolve_clusters)
-
     def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
+        super().build(input_shape)  # and the masks of the pointwise (clustered) kernel
         shape = self.depthwise_kernel.shape
         self.depthwise_mask = self._buffer("depthwise_mask", shape)
         self.depthwise_heredity = self._buffer("depthwise_heredity", shape)
@@ -226,9 +180,6 @@ class EvoSeparableConv2D(EvolvableMixin, keras.layers.SeparableConv2D):
             outputs = self.activation(outputs)
         return outputs
 
-    def get_config(self):
-        return self._evolvable_config(super().get_config())
-
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class EvoConv2DTranspose(PlainCallOnMaskedWeights, keras.layers.Conv2DTranspose):
@@ -273,10 +224,14 @@ EVOLVABLE_LAYER_TYPES = (
 EVOLVABLE_TWINS = {cls.plain_type: cls for cls in EVOLVABLE_LAYER_TYPES}
 
 
+def twin_of(layer: keras.layers.Layer) -> type[EvolvableMixin]:
+    """The evolvable class of ``layer``: its own if evolvable, else its plain type's twin."""
+    return type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
+
+
 def matrix_kernel_of(layer: keras.layers.Layer) -> np.ndarray:
     """The matrix kernel (see :class:`EvolvableMixin`) of an evolvable or plain twin layer."""
-    twin = type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
-    return twin.plain_matrix_kernel(layer)
+    return twin_of(layer).plain_matrix_kernel(layer)
 
 
 def evolvable_layers(model: keras.Model) -> list[EvolvableMixin]:

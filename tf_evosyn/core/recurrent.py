@@ -58,6 +58,13 @@ def unsupported_reason(layer: keras.layers.Layer) -> str | None:
     return None
 
 
+def per_gate(cluster_mask, gates: int):
+    """A per-unit mask (array or tensor) repeated for each gate: the layout of a bias."""
+    if tf.is_tensor(cluster_mask) or isinstance(cluster_mask, tf.Variable):
+        return tf.tile(tf.convert_to_tensor(cluster_mask), [gates])
+    return np.tile(np.asarray(cluster_mask), gates)
+
+
 def to_matrix(kernel, recurrent, gates: int):
     """``(kernel, recurrent_kernel)`` (arrays or tensors) as the ``(G, n + u, u)`` matrix."""
     xp = tf if tf.is_tensor(kernel) else np
@@ -86,16 +93,11 @@ class RecurrentEvolvable(EvolvableMixin):
 
     weight_attrs = _CELL_WEIGHTS
 
-    def __init__(self, *args, evolve_clusters: bool = True, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         reason = unsupported_reason(self)
         if reason:
             raise ValueError(f"{type(self).__name__} {self.name}: {reason}.")
-        self._init_evolvable(evolve_clusters)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_buffers()
 
     # The cell owns the variables; these read them (assign through them) by the plain names.
     @property
@@ -137,17 +139,9 @@ class RecurrentEvolvable(EvolvableMixin):
         self.cell.kernel.assign(kernel)
         self.cell.recurrent_kernel.assign(recurrent)
 
-    def _bias_mask(self, cluster_mask) -> np.ndarray | tf.Tensor:
+    def bias_mask(self, cluster_mask):
         """The cluster mask repeated per gate (broadcasts over GRU's two bias rows)."""
-        if tf.is_tensor(cluster_mask) or isinstance(cluster_mask, tf.Variable):
-            return tf.tile(tf.convert_to_tensor(cluster_mask), [self.gates])
-        return np.tile(np.asarray(cluster_mask), self.gates)
-
-    def masked_bias(self) -> tf.Tensor | None:
-        if not self.use_bias:
-            return None
-        bias = tf.convert_to_tensor(self.cell.bias)
-        return bias * tf.cast(self._bias_mask(self.cluster_mask), bias.dtype)
+        return per_gate(cluster_mask, self.gates)
 
     def kept_rows(self, in_keep: np.ndarray, out_keep: np.ndarray) -> np.ndarray:
         return np.concatenate([np.asarray(in_keep, bool), np.asarray(out_keep, bool)])
@@ -159,11 +153,6 @@ class RecurrentEvolvable(EvolvableMixin):
         if synapse_mask.shape == self.matrix_shape and cluster_mask.shape == (self.num_clusters,):
             synapse_mask[:, self.input_channels + np.flatnonzero(cluster_mask < 0.5), :] = 0
         super().set_masks(synapse_mask, cluster_mask)
-
-    def _assign_masked(self, synapse_mask: np.ndarray, cluster_mask: np.ndarray) -> None:
-        self.assign_matrix_kernel(self.matrix_kernel().numpy() * synapse_mask * cluster_mask)
-        if self.use_bias:
-            self.cell.bias.assign(self.cell.bias.numpy() * self._bias_mask(cluster_mask))
 
     def plain_weights(self) -> list[np.ndarray]:
         kernel, recurrent = from_matrix(self.masked_kernel().numpy(), self.input_channels)
@@ -190,9 +179,6 @@ class RecurrentEvolvable(EvolvableMixin):
         finally:
             for attr, value in saved.items():
                 object.__setattr__(cell, attr, value)
-
-    def get_config(self):
-        return self._evolvable_config(super().get_config())
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)

@@ -48,6 +48,7 @@ from tf_evosyn.core.layers import (
     EvolvableMixin,
     evolvable_layers,
     matrix_kernel_of,
+    twin_of,
 )
 from tf_evosyn.core.recurrent import (
     RECURRENT_TYPES,
@@ -56,6 +57,7 @@ from tf_evosyn.core.recurrent import (
     EvoSimpleRNN,
     from_matrix,
     gates_of,
+    per_gate,
     to_matrix,
 )
 
@@ -72,10 +74,6 @@ _PRUNED_BY_TFMOT = (
     EvoSimpleRNN,
 )
 _PLAIN_TWINS = {twin: twin.plain_type for twin in _PRUNED_BY_TFMOT}
-
-
-def _twin_of(layer: keras.layers.Layer) -> type[EvolvableMixin]:
-    return type(layer) if isinstance(layer, EvolvableMixin) else EVOLVABLE_TWINS[type(layer)]
 
 
 @keras.utils.register_keras_serializable(package="tf_evosyn")
@@ -135,14 +133,14 @@ def _as_matrix(inner: keras.layers.Layer, values: list[np.ndarray]) -> np.ndarra
     """Per-kernel arrays (Keras' layouts, :func:`_pruned_pairs` order) as one matrix view."""
     if isinstance(inner, RECURRENT_TYPES):
         return to_matrix(values[0], values[1], gates_of(inner))
-    return _twin_of(inner).matrix_view(values[0])
+    return twin_of(inner).matrix_view(values[0])
 
 
 def _as_kernels(inner: keras.layers.Layer, matrix: np.ndarray, shapes) -> list[np.ndarray]:
     """The inverse of :func:`_as_matrix`."""
     if isinstance(inner, RECURRENT_TYPES):
         return list(from_matrix(matrix, int(shapes[0][0])))
-    return [_twin_of(inner).matrix_view(matrix, tuple(shapes[0]))]
+    return [twin_of(inner).matrix_view(matrix, tuple(shapes[0]))]
 
 
 def bias_variable(inner: keras.layers.Layer) -> tf.Variable:
@@ -153,7 +151,7 @@ def bias_variable(inner: keras.layers.Layer) -> tf.Variable:
 def bias_alive(inner: keras.layers.Layer, clusters: np.ndarray) -> np.ndarray:
     """Which bias entries belong to living clusters (a recurrent unit's bias: one per gate)."""
     clusters = np.asarray(clusters, bool)
-    return np.tile(clusters, gates_of(inner)) if isinstance(inner, RECURRENT_TYPES) else clusters
+    return per_gate(clusters, gates_of(inner)) if isinstance(inner, RECURRENT_TYPES) else clusters
 
 
 def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
