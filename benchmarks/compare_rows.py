@@ -14,7 +14,7 @@ from tfmot_arm import Arm, cached_arm, kernel_counts, store_arm, train_tfmot_arm
 import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.data import ClassificationData
-from tf_evosyn.loop.evolution import derive_seed
+from tf_evosyn.loop.candidates import derive_seed
 from tf_evosyn.loop.lineage import efficiencies
 
 

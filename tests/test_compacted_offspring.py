@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import cifar_images, random_bn, small_evolution, without_timing
 
-from tf_evosyn import Evolution, EvolutionSettings
+from tf_evosyn import EvolutionSettings
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.convert import evolvable
@@ -24,6 +24,7 @@ from tf_evosyn.environments.base import ConstantFactor, LayerBudget
 from tf_evosyn.environments.flops_budget import FlopsBudget
 from tf_evosyn.interop.tfmot import to_tfmot
 from tf_evosyn.loop import records as records_lib
+from tf_evosyn.loop.candidates import CandidateDrawer
 from tf_evosyn.models import lenet5, resnet_cifar
 from tf_evosyn.runs.config_checks import ConfigError, validate_config
 from tf_evosyn.synthesis.offspring import synthesize
@@ -255,6 +256,7 @@ def compacted_run(tmp_path_factory, mnist_small):
     return workdir, _evolution(workdir, mnist_small).run(lenet5(), ancestor_epochs=1)
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_compacted_evolution_reports_against_the_ancestor(compacted_run):
     workdir, records = compacted_run
     assert [r["generation"] for r in records] == [0, 1, 2]
@@ -272,21 +274,22 @@ def test_compacted_evolution_reports_against_the_ancestor(compacted_run):
     assert count_living(parent).synapses == records[2]["synapses"]
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_a_killed_compacted_run_resumes_to_the_same_lineage(
     tmp_path, mnist_small, compacted_run, monkeypatch
 ):
-    original = Evolution._draw_candidate
+    original = CandidateDrawer.draw
 
     def killed(self, parents, generation, index, *args):
         if generation == 2:
             raise KeyboardInterrupt("killed in generation 2")
         return original(self, parents, generation, index, *args)
 
-    monkeypatch.setattr(Evolution, "_draw_candidate", killed)
+    monkeypatch.setattr(CandidateDrawer, "draw", killed)
     keras.utils.set_random_seed(0)
     with pytest.raises(KeyboardInterrupt):
         _evolution(tmp_path, mnist_small).run(lenet5(), ancestor_epochs=1)
-    monkeypatch.setattr(Evolution, "_draw_candidate", original)
+    monkeypatch.setattr(CandidateDrawer, "draw", original)
     records = _evolution(tmp_path, mnist_small).run()
     assert without_timing(records) == without_timing(compacted_run[1])
 

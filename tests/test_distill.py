@@ -76,6 +76,7 @@ def test_distiller_trains_only_the_student(mnist_small):
         Distiller(student, teacher, alpha=1.5)
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_generations_fine_tune_with_the_ancestor_as_teacher(tmp_path, mnist_small):
     keras.utils.set_random_seed(0)
     settings = _settings(generations=1, distill_alpha=0.2)
@@ -119,6 +120,7 @@ def test_precomputed_teacher_logits_train_exactly_like_the_running_teacher(mnist
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_evolution_uses_soft_target_data_once_and_falls_back_when_unavailable(
     tmp_path, mnist_small
 ):

@@ -33,6 +33,7 @@ def test_bad_epoch_growth_is_refused(kwargs, message):
         EvolutionSettings(**kwargs).validate()
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_the_loop_trains_and_records_the_grown_epochs(tmp_path, mnist_small):
     """Each generation fine-tunes epochs_for(its parent's cluster efficiency) epochs, the
     compile function learns that length (so a schedule spans it) and the record says it."""

@@ -76,6 +76,7 @@ def test_two_generations_from_python(tmp_path, mnist_small):
     assert [r["generation"] for r in again] == [0, 1, 2]
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_nan_loss_never_poisons_the_lineage(tmp_path, mnist_small):
     keras.utils.set_random_seed(0)
     # Offspring are fine-tuned with an absurd learning rate: the loss diverges to NaN.

@@ -217,6 +217,7 @@ def _export(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_binary_exports_the_best_offspring_with_a_report(run_dir, tmp_path):
     out = tmp_path / "out"
     result = _export(

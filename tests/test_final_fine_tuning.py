@@ -42,6 +42,7 @@ def test_negative_final_epochs_is_refused():
         EvolutionSettings(final_epochs=-1).validate()
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_final_fine_tuning_keeps_the_structure_and_becomes_best(tmp_path, mnist_small):
     """With a learning rate of 0 the final fine-tuning cannot change the score, so it is kept:
     it is the next generation, bred from best/, with best/'s counts, and it is best/ now.
@@ -73,6 +74,7 @@ def test_final_fine_tuning_keeps_the_structure_and_becomes_best(tmp_path, mnist_
     assert len(again.run()) == 4  # resumed: nothing more to do
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_a_final_fine_tuning_that_hurts_is_recorded_but_not_kept(tmp_path, mnist_small):
     """A learning rate of 50 wrecks the network: the record says so (not accepted, its test
     figures still recorded) and best/ stays the offspring it came from."""
@@ -87,6 +89,7 @@ def test_a_final_fine_tuning_that_hurts_is_recorded_but_not_kept(tmp_path, mnist
     assert longer._stopped_reason() is None
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_killed_before_the_final_fine_tuning_it_runs_on_resume(tmp_path, mnist_small):
     """A lineage that ends at the last generation (killed before the final fine-tuning, or run
     without it) gets it on resume, exactly once."""

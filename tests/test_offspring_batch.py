@@ -12,6 +12,7 @@ from tf_evosyn.runs import classification as classification_run
 from tf_evosyn.runs import evolve as evolve_run
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_ancestor_and_offspring_train_on_their_own_batches(tmp_path, datasets_dir, monkeypatch):
     config = _smoke_config()
     config.data.data_dir = str(datasets_dir / "mnist")

@@ -5,7 +5,7 @@ from helpers import small_evolution, without_timing
 
 from tf_evosyn._keras import keras
 from tf_evosyn.loop import population
-from tf_evosyn.loop.evolution import Evolution
+from tf_evosyn.loop.candidates import CandidateDrawer
 from tf_evosyn.models import lenet5
 
 
@@ -20,6 +20,7 @@ def reference(tmp_path_factory, mnist_small):
     return workdir, _evolution(workdir, mnist_small).run(lenet5(), ancestor_epochs=1)
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_every_candidate_is_recorded_and_the_fittest_is_chosen(reference):
     _, records = reference
     for record in records[1:]:
@@ -31,21 +32,22 @@ def test_every_candidate_is_recorded_and_the_fittest_is_chosen(reference):
         assert best["fitness"] == max(c["fitness"] for c in candidates if c["acceptable"])
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_a_run_killed_mid_generation_resumes_to_the_same_lineage(
     tmp_path, mnist_small, reference, monkeypatch
 ):
-    original = Evolution._draw_candidate
+    original = CandidateDrawer.draw
 
     def killed(self, parents, generation, index, *args):
         if (generation, index) == (2, 1):
             raise KeyboardInterrupt("killed after the first draw of generation 2")
         return original(self, parents, generation, index, *args)
 
-    monkeypatch.setattr(Evolution, "_draw_candidate", killed)
+    monkeypatch.setattr(CandidateDrawer, "draw", killed)
     keras.utils.set_random_seed(0)
     with pytest.raises(KeyboardInterrupt):
         _evolution(tmp_path, mnist_small).run(lenet5(), ancestor_epochs=1)
     assert (tmp_path / "candidates" / "gen_0002" / "cand_000" / "candidate.json").is_file()
-    monkeypatch.setattr(Evolution, "_draw_candidate", original)
+    monkeypatch.setattr(CandidateDrawer, "draw", original)
     records = _evolution(tmp_path, mnist_small).run()
     assert without_timing(records) == without_timing(reference[1])

@@ -1,6 +1,7 @@
 """Evolution decides on the validation split; the test split is recorded and never decides."""
 
 import numpy as np
+import pytest
 
 from tf_evosyn import Evolution, EvolutionSettings
 from tf_evosyn._keras import keras, tf
@@ -43,6 +44,7 @@ def _dataset(images, labels, data):
     return tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int64))).batch(256)
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_the_test_split_never_changes_a_decision(tmp_path, mnist_small):
     """The same run with another test set (the test images with shuffled labels) makes the
     same decisions: the records differ only in their test figures."""
@@ -60,6 +62,7 @@ def test_the_test_split_never_changes_a_decision(tmp_path, mnist_small):
     assert first[0]["test_accuracy"] > 0.5 > second[0]["test_accuracy"]  # real vs shuffled
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_without_validation_data_the_test_split_decides(tmp_path, mnist_small):
     """The papers' protocol is still there, and the records say so."""
     data = mnist_small

@@ -85,6 +85,7 @@ def _evolve(workdir, data, **settings):
     return evolution.run(lenet5(), ancestor_epochs=1)
 
 
+@pytest.mark.slow  # trains evolutions for several seconds: the full tier only
 def test_evolution_stops_at_the_first_generation_that_reaches_the_targets(tmp_path, mnist_small):
     """A 3-generation lineage, then the same seed with room for 6 generations and generation
     2's efficiencies as targets: it stops right after generation 2, with the same records, the

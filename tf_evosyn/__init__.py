@@ -8,9 +8,10 @@ The public API is this module's ``__all__``; everything below is the implementat
 that import only downwards (a layer never imports one above it):
 
     storage/       files on any TF filesystem: fs, atomic writes (io_utils), model_io
-    core/          the genetic encoding: Evo layers (evolvable_base, layers, recurrent) and
-                   their kinds, heredity, conversion of Keras models (convert, flatten,
-                   trace_blocks, trace_checks), living counts
+    core/          the genetic encoding: Evo layers (evolvable_base, layers, recurrent), one
+                   rule per layer kind (kinds/: a new kind is one file), heredity,
+                   conversion of Keras models (convert, flatten, trace_blocks,
+                   trace_checks), living counts
     graph/         channel dependencies of a model: dependency analysis, coupling, grouping
     environments/  F(E): base (constant, synapse and layer budgets, ``register``), FLOPs and
                    latency budgets, channel alignment, cluster floors
@@ -22,11 +23,12 @@ that import only downwards (a layer never imports one above it):
                    row-reading LSTM (sequence)
     detection/     DetectNet's targets, losses, clustering, KITTI evaluation, inference
     tasks/         what the loop asks of a task: classification, detection
-    loop/          Evolution, settings, fine-tuning, distillation, population, run directory
+    loop/          Evolution, settings, fine-tuning, distillation, candidates, population
+                   (and its workers: N jobs share a generation's candidates), run directory
                    (and its lock and format), lineage and its reports, stop targets, recipes,
                    strategies
     export/        SavedModel/TFLite artifacts of a run (artifacts) and which network (target)
-    runs/          a whole experiment from a config: config checks, the task registry, the
+    runs/          a whole experiment from a config: config and scale checks, the task registry, the
                    classification and detection runs, the binaries' shared main (app)
     bin/           the commands: evosyn-classify, -detect, -export, -config, -predict
 """

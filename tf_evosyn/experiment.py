@@ -23,15 +23,13 @@ from tf_evosyn.runs.classification import run_classification
 from tf_evosyn.runs.common import RUNTIME_FILENAME, prepare_workdir, write_runtime
 from tf_evosyn.runs.config_checks import (
     ENVIRONMENTS,
-    SCALE_DEFAULTS,
     ConfigError,
-    ScaleSettings,
     build_environment,
     build_settings,
     model_kwargs,
-    scale_settings,
     validate_config,
 )
+from tf_evosyn.runs.scale import SCALE_DEFAULTS, ScaleSettings, scale_settings
 
 __all__ = [
     "ENVIRONMENTS",

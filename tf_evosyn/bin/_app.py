@@ -31,18 +31,38 @@ STRATEGY = flags.DEFINE_enum(
     list(STRATEGIES),
     "tf.distribute strategy; overrides config.distribute.strategy (default: the config's).",
 )
+WORKER_INDEX = flags.DEFINE_integer(
+    "worker_index",
+    None,
+    "Population workers: this job's index in 0..N-1 (default: JOB_COMPLETION_INDEX or "
+    "SLURM_ARRAY_TASK_ID, else 0). Worker 0 writes the run directory; see docs/multi_worker.md.",
+)
+NUM_WORKERS = flags.DEFINE_integer(
+    "num_workers",
+    None,
+    "Population workers: how many jobs share each generation's candidates (default: "
+    "SLURM_ARRAY_TASK_COUNT, else 1).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def apply_strategy_flag(config: ml_collections.ConfigDict) -> None:
-    if STRATEGY.value is None:
+    """``--strategy``, ``--worker_index`` and ``--num_workers`` into ``config.distribute``."""
+    overrides = {
+        "strategy": STRATEGY.value,
+        "worker_index": WORKER_INDEX.value,
+        "num_workers": NUM_WORKERS.value,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if not overrides:
         return
     with config.unlocked():  # a config file older than the distribute section lacks it
         if "distribute" not in config:
             config.distribute = ml_collections.ConfigDict(
                 {"strategy": "default", "tpu_address": "", "num_cpu_devices": 0}
             )
-        config.distribute.strategy = STRATEGY.value
+        for key, value in overrides.items():
+            config.distribute[key] = value
 
 
 def run_app(prog: str, task: str) -> None:

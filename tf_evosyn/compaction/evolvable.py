@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_evosyn.core.conv_kinds import GROUPED
-from tf_evosyn.core.layers import EvolvableMixin, EvoSeparableConv2D
-from tf_evosyn.graph.dependency import DEPTHWISE, PRODUCER
+from tf_evosyn.core.evolvable_base import EvolvableMixin
+from tf_evosyn.core.kinds import DEPTHWISE, GROUPED, PRODUCER, rule_for
 
 
 def _row_and_cluster_keep(
     layer: EvolvableMixin, kind: str, in_keep: np.ndarray, out_keep: np.ndarray
 ) -> tuple[np.ndarray | None, np.ndarray]:
-    """(surviving matrix-kernel rows or None = all, surviving clusters) of ``layer``."""
-    if kind == PRODUCER:
-        return layer.kept_rows(in_keep, out_keep), out_keep
-    if kind == GROUPED:  # whole groups go: each kept group still reads all its rows
-        return None, out_keep
-    if kind == DEPTHWISE:  # output channel c * m + j lives with input channel c
-        return None, np.repeat(in_keep, int(layer.depth_multiplier))
-    raise ValueError(f"{layer.name}: an evolvable layer of channel kind {kind!r} is unexpected.")
+    """(surviving matrix-kernel rows or None = all, surviving clusters) of ``layer``, by its
+    rule: a producer keeps the rows of its kept inputs, a grouped convolution every row of its
+    kept groups, a depthwise layer the clusters ``c * m + j`` of its kept inputs ``c``."""
+    if kind not in (PRODUCER, GROUPED, DEPTHWISE):
+        raise ValueError(
+            f"{layer.name}: an evolvable layer of channel kind {kind!r} is unexpected."
+        )
+    return rule_for(layer).kept_rows_and_clusters(layer, in_keep, out_keep)
 
 
 def carry_evolvable_state(
@@ -56,6 +55,4 @@ def carry_evolvable_state(
         getattr(target, name).assign(value[..., clusters])
     for name in ("cluster_mask", "cluster_heredity"):
         getattr(target, name).assign(getattr(source, name).numpy()[clusters])
-    if isinstance(source, EvoSeparableConv2D):
-        for name in ("depthwise_mask", "depthwise_heredity"):
-            getattr(target, name).assign(getattr(source, name).numpy()[:, :, in_keep, :])
+    rule_for(source).carry_shared_masks(source, target, in_keep)

@@ -24,20 +24,9 @@ import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction.evolvable import carry_evolvable_state
-from tf_evosyn.core.conv_kinds import (
-    GROUPED,
-    RESHAPE,
-    apply_op,
-    depthwise_constants,
-    depthwise_weights,
-    folds_constants,
-    grouped_weights,
-    is_tf_elementwise_op,
-    merge_values,
-    producer_weights,
-    reads_input,
-)
-from tf_evosyn.core.layers import EvolvableMixin
+from tf_evosyn.core.conv_kinds import RESHAPE, apply_op, is_tf_elementwise_op, merge_values
+from tf_evosyn.core.evolvable_base import EvolvableMixin
+from tf_evosyn.core.kinds import GROUPED, rule_for
 from tf_evosyn.graph.dependency import (
     BARRIER,
     BATCHNORM,
@@ -120,7 +109,7 @@ def _node_constants(node: NodeInfo, inputs: list[np.ndarray], dead_out: np.ndarr
     k = inputs[0] if inputs else None
     if kind == DEPTHWISE:
         pads = _conv_pads(layer, node.input_shapes[0])
-        return _activate(layer.activation, depthwise_constants(layer, k, pads))
+        return _activate(layer.activation, rule_for(layer).output_constants(layer, k, pads))
     if kind == BATCHNORM:
         mean = layer.moving_mean.numpy()
         var = layer.moving_variance.numpy()
@@ -216,9 +205,10 @@ def plan_compaction(model: keras.Model, graph: DependencyGraph | None = None) ->
             pads = getattr(node.layer, "kernel_size", None) is not None and _conv_pads(
                 node.layer, node.input_shapes[0]
             )
-            uneven = not folds_constants(node.layer)
+            rule = rule_for(node.layer)
+            uneven = not rule.folds_constants
             # A dead channel read only by dead synapses contributes nothing, whatever it holds.
-            reads = reads_input(node.layer)
+            reads = rule.reads_input(node.layer)
             for position in np.flatnonzero(dead_in & (k != 0) & reads):
                 gid = int(in_groups[position])
                 if not np.isfinite(k[position]):
@@ -285,13 +275,10 @@ def compact(
             continue
         cls, config = _new_config(layer, keep_evolvable)
         in_keep = plan.keep(node.input_ids[0]) if node.input_ids else None
-        if node.kind == PRODUCER:
+        if node.kind in (PRODUCER, GROUPED, DEPTHWISE):  # the layer's rule slices it
             out_keep, constants = plan.keep(node.output_ids[0]), plan.constants[node.input_ids[0]]
-            weights[name] = producer_weights(layer, config, in_keep, out_keep, constants)
-        elif node.kind == GROUPED:
-            weights[name] = grouped_weights(layer, config, in_keep, plan.keep(node.output_ids[0]))
-        elif node.kind == DEPTHWISE:
-            weights[name] = depthwise_weights(layer, in_keep)
+            rule = rule_for(layer)
+            weights[name] = rule.compact_weights(layer, config, in_keep, out_keep, constants)
         elif node.kind == RESHAPE:
             config["target_shape"] = (*config["target_shape"][:-1], int(in_keep.sum()))
             weights[name] = []

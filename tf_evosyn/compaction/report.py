@@ -1,31 +1,22 @@
 """What compaction did, layer by layer: channels and parameters before and after.
 
 Kept apart from :mod:`tf_evosyn.compaction.plan` (which removes the channels) so each module has one
-job;
+job.
 """
 
 from __future__ import annotations
 
 from tf_evosyn._keras import keras
-from tf_evosyn.core.layers import EvolvableMixin
-from tf_evosyn.core.recurrent import RECURRENT_TYPES
+from tf_evosyn.core.evolvable_base import EvolvableMixin
+from tf_evosyn.core.kinds import nearest_rule
 from tf_evosyn.hardware.flops import layer_params
 
 
 def _channels(layer: keras.layers.Layer) -> int | None:
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        return int(layer.pointwise_kernel.shape[-1])
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        shape = layer.depthwise_kernel.shape
-        return int(shape[-2] * shape[-1])
-    if isinstance(layer, RECURRENT_TYPES):
-        return int(layer.units)
-    if isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose)):
-        return int(layer.kernel.shape[-2])  # stored as (..., filters, inputs)
-    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
-        return int(layer.kernel.shape[-1])
-    if isinstance(layer, keras.layers.Dense):
-        return int(layer.kernel.shape[-1])
+    """Output channels by the layer's rule (a subclass as its base type), or a BatchNorm's."""
+    rule = nearest_rule(layer)
+    if rule is not None:
+        return rule.output_channels(layer)
     if isinstance(layer, keras.layers.BatchNormalization):
         return int(layer.moving_mean.shape[-1])
     return None

@@ -13,9 +13,9 @@ from absl import logging
 
 from tf_evosyn._keras import keras
 from tf_evosyn.core.flatten import flatten_model
+from tf_evosyn.core.kinds import rule_for
 from tf_evosyn.core.layer_kinds import ELEMENTWISE, SPATIAL, layer_kind
 from tf_evosyn.core.layers import EVOLVABLE_TWINS, EvolvableMixin
-from tf_evosyn.core.recurrent import RECURRENT_TYPES, unsupported_reason
 from tf_evosyn.core.trace_blocks import trace_layer
 
 # Layers with weights that are not synaptic kernels; they are kept as they are without a warning.
@@ -71,9 +71,7 @@ def evolvability_report(model: keras.Model) -> list[SkippedLayer]:
         if not layer.weights or isinstance(layer, EvolvableMixin):
             continue
         if type(layer) in EVOLVABLE_TWINS:
-            if getattr(layer, "data_format", "channels_last") != "channels_last":
-                skipped.append(SkippedLayer(layer.name, type(layer).__name__, "channels_first"))
-            elif isinstance(layer, RECURRENT_TYPES) and (reason := unsupported_reason(layer)):
+            if reason := rule_for(layer).unsupported_reason(layer):
                 skipped.append(SkippedLayer(layer.name, type(layer).__name__, reason))
             continue
         if isinstance(layer, _NON_SYNAPTIC_WEIGHTED) or all(
@@ -117,8 +115,10 @@ def _is_convertible(layer) -> bool:
 def evolvable(
     model: keras.Model, *, protect_outputs: bool = True, strict: bool = False
 ) -> keras.Model:
-    """A flat clone of ``model`` in which every layer with an evolvable twin (Conv1D, Conv2D,
-    Dense, DepthwiseConv2D, SeparableConv2D) is evolvable, weights kept; nested models inlined.
+    """A flat clone of ``model`` in which every layer with an evolvable twin (Conv1D/2D/3D,
+    Dense, DepthwiseConv2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, LSTM/GRU/SimpleRNN: every
+    rule of :mod:`tf_evosyn.core.kinds` with a twin) is evolvable, weights kept; nested models
+    inlined.
 
     Args:
       model: a built Sequential or Functional tf_keras model.

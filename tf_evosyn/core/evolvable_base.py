@@ -13,12 +13,15 @@ Conv2D, Conv3D and Dense, the pointwise kernel of SeparableConv2D, the depthwise
 ``(kh, kw, 1, C*m)`` for DepthwiseConv2D, and the kernel of Conv1DTranspose/Conv2DTranspose with
 its last two axes swapped: Keras stores those as ``(..., filters, inputs)``). SeparableConv2D's
 depthwise taps are synapses shared by all its clusters, with a ``depthwise_mask`` and
-``depthwise_heredity`` of their own. The forward pass uses masked
-kernels and ``bias * cluster_mask``, so a dead cluster emits exactly zero and can later be removed
-physically without changing the network's function.
+``depthwise_heredity`` of their own. The forward pass is the plain layer's own ``call`` on
+masked kernels and ``bias * cluster_mask`` (:meth:`EvolvableMixin.call`, shared by every twin),
+so a dead cluster emits exactly zero and can later be removed physically without changing the
+network's function. The twins live with their layer kinds' rules in :mod:`tf_evosyn.core.kinds`.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -73,6 +76,8 @@ class EvolvableMixin:
             perm = [*range(rank - 2), rank - 1, rank - 2]
             return tf.transpose(value, perm) if is_tensor else np.transpose(value, perm)
         shape = cls.matrix_shape_of(value.shape) if variable_shape is None else variable_shape
+        if tuple(value.shape) == tuple(shape):
+            return value
         return tf.reshape(value, shape) if is_tensor else np.reshape(value, shape)
 
     @property
@@ -113,6 +118,38 @@ class EvolvableMixin:
             return None
         bias = tf.convert_to_tensor(self.bias)
         return bias * tf.cast(self.bias_mask(self.cluster_mask), bias.dtype)
+
+    # -- the forward pass: the plain layer's own call on masked weights --------------------------
+    def masked_attrs(self) -> tuple[object, dict[str, tf.Tensor]]:
+        """(owner, attribute -> masked tensor): what the plain ``call`` reads, masked."""
+        values = {self.kernel_attr: self._masked_variable()}
+        if self.use_bias:
+            values["bias"] = self.masked_bias()
+        return self, values
+
+    @contextlib.contextmanager
+    def masked_weights_in_place(self):
+        """For the length of the block, the weight attributes the plain ``call`` reads are the
+        masked tensors (set outside Keras' tracking), so gradients reach the variables through
+        the masks; the variables are put back afterwards, whatever happens."""
+        owner, values = self.masked_attrs()
+        saved = {attr: getattr(owner, attr) for attr in values}
+        for attr, value in values.items():
+            object.__setattr__(owner, attr, value)
+        try:
+            yield
+        finally:
+            for attr, value in saved.items():
+                object.__setattr__(owner, attr, value)
+
+    def call(self, inputs):
+        """The plain layer's ``call`` on masked weights: the same ops as the plain layer (shape
+        logic such as causal or output padding, groups and dilation included), so an
+        evolvable twin with all masks at 1 computes exactly what its plain layer computes.
+        Recurrent twins call with their own signature (:mod:`tf_evosyn.core.recurrent`)."""
+        with self.masked_weights_in_place():
+            outputs = super().call(inputs)
+        return outputs
 
     # -- plain twin: conversion and export -------------------------------------------------------
     def plain_config(self) -> dict:
@@ -205,22 +242,5 @@ class EvolvableMixin:
         self.cluster_heredity.assign(np.asarray(cluster_heredity, dtype=np.float32))
 
 
-class PlainCallOnMaskedWeights(EvolvableMixin):
-    """An evolvable twin whose forward pass is the plain layer's own ``call`` on masked weights.
-
-    For layers whose ``call`` reads ``self.kernel`` and ``self.bias`` once (transposed and 3-D
-    convolutions): both attributes are swapped for their masked tensors, outside Keras'
-    tracking, for the length of the call, so gradients reach the variables through the masks
-    and the plain layer's shape logic (``output_padding``, dilation) is reused as it is.
-    """
-
-    def call(self, inputs):
-        kernel, bias = self.kernel, self.bias
-        object.__setattr__(self, "kernel", self._masked_variable())
-        if self.use_bias:
-            object.__setattr__(self, "bias", self.masked_bias())
-        try:
-            return super().call(inputs)
-        finally:
-            object.__setattr__(self, "kernel", kernel)
-            object.__setattr__(self, "bias", bias)
+# The name of the shared call path before every twin used it (EvolvableMixin.call).
+PlainCallOnMaskedWeights = EvolvableMixin

@@ -5,7 +5,8 @@ a TF op with tensor operands, a Reshape or BatchNormalization off the channel ax
 
 :mod:`tf_evosyn.graph.dependency` walks the graph with these kinds;
 :mod:`tf_evosyn.compaction.plan` replays
-them. A new layer type is one entry here (plus its rule in the walk, if it is a new kind).
+them. A layer that owns channels has its kind from its rule in :mod:`tf_evosyn.core.kinds`;
+a new channel-preserving layer type is one entry here.
 """
 
 from __future__ import annotations
@@ -15,25 +16,20 @@ import numpy as np
 from tf_evosyn._keras import keras
 from tf_evosyn.core.conv_kinds import (
     BINARY_OPS,
-    CONV_TYPES,
-    DENSE_TYPES,
-    DEPTHWISE_TYPES,
-    GROUPED,
     RESHAPE,
-    RNN_TYPES,
-    SEPARABLE_TYPES,
-    exact_type,
     is_tf_elementwise_op,
     reshape_keeps_channels,
     tf_op_operands,
 )
+from tf_evosyn.core.kinds import BARRIER, DEPTHWISE, GROUPED, PRODUCER, rule_for
 from tf_evosyn.models.lrn import CrossChannelLRN, WithinChannelLRN
 from tf_evosyn.models.shortcut import PadShortcut
 
 # Layer kinds, as the analysis (and compaction) treat them.
+# PRODUCER (Conv*, Conv*Transpose, Dense, SeparableConv*, LSTM/GRU/SimpleRNN: new channels),
+# GROUPED and DEPTHWISE (output channel c*m+j is tied to input channel c) come from the layer
+# rules (tf_evosyn.core.kinds), which say which layer has which.
 INPUT = "input"
-PRODUCER = "producer"  # Conv*, Conv*Transpose, Dense, LSTM/GRU/SimpleRNN: new channels
-DEPTHWISE = "depthwise"  # output channel c*m+j is tied to input channel c
 BATCHNORM = "batchnorm"  # per-channel affine, channels pass through
 ELEMENTWISE = "elementwise"  # activations, dropout, noise: channel-wise maps
 SPATIAL = "spatial"  # pooling, padding, cropping, upsampling: channel-wise, spatial change
@@ -41,7 +37,6 @@ FLATTEN = "flatten"  # channels_last flatten: flat index i is channel i % C
 MERGE = "merge"  # Add/Subtract/Multiply/Average/Maximum/Minimum: channel-by-channel coupling
 CONCAT = "concat"  # Concatenate: offsets on the channel axis, coupling on any other axis
 SCATTER = "scatter"  # PadShortcut: input channel i -> output channel positions[i], rest zeros
-BARRIER = "barrier"
 
 # Element-wise activations (by name). Anything else (softmax, custom callables) mixes channels
 # or is unknown, so it is a barrier.
@@ -135,9 +130,8 @@ def _channels_last(layer: keras.layers.Layer) -> bool:
 
 
 def is_producer(layer: keras.layers.Layer) -> bool:
-    """Conv1D/2D/3D, Conv1D/2DTranspose, Dense, SeparableConv2D, LSTM/GRU/SimpleRNN (plain,
-    exact type, or evolvable): owns channels, reads every input channel. Exact types only: a
-    subclass may change the kernel's layout."""
+    """A layer whose rule (:func:`tf_evosyn.core.kinds.rule_for`, exact types only: a subclass
+    may change the kernel's layout) makes it a producer: owns channels, reads every input."""
     return layer_kind(layer)[0] == PRODUCER
 
 
@@ -146,12 +140,9 @@ def layer_kind(layer: keras.layers.Layer) -> tuple[str, str]:
     name = type(layer).__name__
     if isinstance(layer, keras.layers.InputLayer):
         return INPUT, ""
-    if exact_type(layer, CONV_TYPES + DENSE_TYPES + SEPARABLE_TYPES + DEPTHWISE_TYPES + RNN_TYPES):
-        if not _channels_last(layer):
-            return BARRIER, "channels_first is not supported"
-        if exact_type(layer, DEPTHWISE_TYPES):
-            return DEPTHWISE, ""
-        return (GROUPED if getattr(layer, "groups", 1) != 1 else PRODUCER), ""
+    rule = rule_for(layer)
+    if rule is not None:
+        return rule.kind(layer)
     if type(layer) is keras.layers.BatchNormalization:
         return BATCHNORM, ""  # node_kind checks that it normalises the channel axis
     if type(layer) is keras.layers.Activation:

@@ -166,19 +166,22 @@ class RecurrentEvolvable(EvolvableMixin):
     def get_prunable_weights(self) -> list[tf.Variable]:
         return [self.cell.kernel, self.cell.recurrent_kernel]
 
-    def call(self, inputs, mask=None, training=None, initial_state=None):
-        cell = self.cell
-        saved = {attr: getattr(cell, attr) for attr in _CELL_WEIGHTS}
+    def masked_attrs(self) -> tuple[object, dict[str, tf.Tensor]]:
+        """The cell's kernels and bias, masked (the cell owns the variables its call reads)."""
         kernel, recurrent = from_matrix(self.masked_kernel(), self.input_channels)
-        object.__setattr__(cell, "kernel", kernel)
-        object.__setattr__(cell, "recurrent_kernel", recurrent)
+        values = {"kernel": kernel, "recurrent_kernel": recurrent}
         if self.use_bias:
-            object.__setattr__(cell, "bias", self.masked_bias())
-        try:
-            return super().call(inputs, mask=mask, training=training, initial_state=initial_state)
-        finally:
-            for attr, value in saved.items():
-                object.__setattr__(cell, attr, value)
+            values["bias"] = self.masked_bias()
+        return self.cell, values
+
+    def call(self, inputs, mask=None, training=None, initial_state=None):
+        """The shared call path (:meth:`EvolvableMixin.call`) with the RNN's signature: Keras
+        reads ``mask``/``training`` from it, so it cannot be the one-argument ``call``."""
+        with self.masked_weights_in_place():
+            outputs = super(EvolvableMixin, self).call(
+                inputs, mask=mask, training=training, initial_state=initial_state
+            )
+        return outputs
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)

@@ -30,8 +30,8 @@ import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.compaction.plan import compact
-from tf_evosyn.core.layers import EvolvableMixin
-from tf_evosyn.core.recurrent import RECURRENT_TYPES
+from tf_evosyn.core.evolvable_base import EvolvableMixin
+from tf_evosyn.core.kinds import nearest_rule
 from tf_evosyn.export.target import (  # noqa: F401  (their home before the split)
     ExportError,
     read_run_records,
@@ -200,7 +200,11 @@ def write_tflite_pair(model: keras.Model, tflite: Path, tflite_int8: Path) -> No
     """Float and int8 TFLite files of ``model``'s raw outputs (no post-processing)."""
     # TFLite fuses a Keras LSTM/GRU into its sequence op only at a static batch size (with a
     # dynamic one the conversion fails on TensorList ops): recurrent models take one example.
-    recurrent = any(isinstance(layer, RECURRENT_TYPES) for layer in model.layers)
+    # (The layer rules say which: LayerRule.static_batch_export.)
+    recurrent = any(
+        (rule := nearest_rule(layer)) is not None and rule.static_batch_export
+        for layer in model.layers
+    )
     with tempfile.TemporaryDirectory(prefix="evosyn_tflite_") as tmp:
         save_serving_model(model, Path(tmp) / "saved_model", batch_size=1 if recurrent else None)
         convert_to_tflite(Path(tmp) / "saved_model", tflite)

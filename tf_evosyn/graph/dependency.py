@@ -4,11 +4,11 @@ A channel cannot always be removed on its own: the two inputs of an ``Add`` must
 channels, a ``DepthwiseConv2D`` output channel lives and dies with its input channel, and a
 ``Concatenate`` shifts the channels of its later inputs. :func:`analyze` walks the model's graph
 once and groups the output channels of the layers that own channels (Conv2D, grouped Conv2D,
-Dense, SeparableConv2D, DepthwiseConv2D and their evolvable twins; rules in
-:mod:`tf_evosyn.core.conv_kinds`) into coupled groups: the channels of one group must live or die
-together. For each group it records the (layer, channel) members and every layer
-that reads it, with the input positions it reads (a Dense after a channels-last ``Flatten``
-reads channel ``c`` at rows ``c, c + C, c + 2C, ...``).
+Dense, SeparableConv2D, DepthwiseConv2D and their evolvable twins; each layer's rule in
+:mod:`tf_evosyn.core.kinds` gives its kind and couplings) into coupled groups: the channels of
+one group must live or die together. For each group it records the (layer, channel) members
+and every layer that reads it, with the input positions it reads (a Dense after a
+channels-last ``Flatten`` reads channel ``c`` at rows ``c, c + C, c + 2C, ...``).
 
 Anything the analysis does not understand is a barrier: channels that flow into it are never
 removable, and are listed in ``graph.barriers``; channels it emits are opaque (not removable).
@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from tf_evosyn._keras import keras
-from tf_evosyn.core.conv_kinds import GROUPED, RESHAPE, grouped_atoms
+from tf_evosyn.core.conv_kinds import RESHAPE
+from tf_evosyn.core.kinds import GROUPED, rule_for
 from tf_evosyn.core.layer_kinds import (
     BARRIER,
     BATCHNORM,
@@ -182,12 +183,11 @@ def analyze(model: keras.Model) -> DependencyGraph:
                     producers[int(atom)] = [(layer.name, channel)]
                 producer_atoms[layer.name] = atoms
             atoms_of[out_id] = producer_atoms[layer.name]
-            if kind == GROUPED:  # a group's inputs and outputs live or die together
-                for a, b in grouped_atoms(layer.groups, inputs[0], atoms_of[out_id]):
-                    uf.union(a, b)
+            # A grouped convolution: each group's inputs and outputs live or die together.
+            for a, b in rule_for(layer).coupled_atoms(layer, inputs[0], atoms_of[out_id]):
+                uf.union(a, b)
         elif kind == DEPTHWISE:
-            multiplier = int(layer.depth_multiplier)
-            atoms = np.repeat(inputs[0], multiplier)
+            atoms = rule_for(layer).output_atoms(layer, inputs[0])
             if layer.name not in producer_atoms:
                 evolvable = isinstance(layer, EvolvableMixin)  # its channels are clusters too
                 for channel, atom in enumerate(atoms):

@@ -6,7 +6,8 @@ Evolution is meant to shrink the cost of a network, so the cost has to be measur
   activations and pooling are not counted (0 MACs), as in most papers' FLOPs tables.
 * BatchNormalization counts 0 MACs: at inference it folds into the preceding convolution's
   kernel and bias. Its 4 parameters per channel are counted.
-* Conv (1D/2D/3D, grouped): output positions x kernel weights. Conv*Transpose: input positions
+* Each layer's rule (:mod:`tf_evosyn.core.kinds`) counts its MACs (a subclass as its base type).
+  Conv (1D/2D/3D, grouped): output positions x kernel weights. Conv*Transpose: input positions
   x kernel weights. DepthwiseConv: output positions x depthwise weights. SeparableConv:
   depthwise plus pointwise. Dense: kernel weights x positions of its leading axes (1 for 2D).
   LSTM/GRU/SimpleRNN: time steps x (kernel + recurrent kernel weights).
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tf_evosyn._keras import keras
-from tf_evosyn.core.layers import EvolvableMixin
-from tf_evosyn.core.recurrent import RECURRENT_TYPES
+from tf_evosyn.core.evolvable_base import EvolvableMixin
+from tf_evosyn.core.kinds import nearest_rule
 
 
 @dataclass(frozen=True)
@@ -131,14 +132,6 @@ def _living_params(layer: keras.layers.Layer) -> int:
     return layer.living_synapse_count() + clusters * per_cluster
 
 
-def _positions(shape) -> int:
-    """Product of the spatial dimensions (all but batch and channels)."""
-    dims = tuple(shape)[1:-1]
-    if any(d is None for d in dims):
-        raise ValueError(f"cannot count MACs for a shape with unknown dimensions: {shape}")
-    return int(np.prod(dims, dtype=np.int64))
-
-
 def _calls(model: keras.Model, layer: keras.layers.Layer) -> list[tuple[tuple, tuple]]:
     """(input shape, output shape) of every call of ``layer`` inside ``model``."""
     calls = []
@@ -152,35 +145,12 @@ def _calls(model: keras.Model, layer: keras.layers.Layer) -> list[tuple[tuple, t
     return calls
 
 
-_TRANSPOSED = (
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
-
-
 def _dense_macs(layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple) -> int | None:
-    """MACs of one call with every kernel weight computed; None if not modelled."""
-    if isinstance(layer, keras.layers.SeparableConv2D) or isinstance(
-        layer, keras.layers.SeparableConv1D
-    ):
-        weights = int(np.prod(layer.depthwise_kernel.shape) + np.prod(layer.pointwise_kernel.shape))
-        return _positions(out_shape) * weights
-    if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.DepthwiseConv1D)):
-        return _positions(out_shape) * int(np.prod(layer.depthwise_kernel.shape))
-    if isinstance(layer, _TRANSPOSED):
-        return _positions(in_shape) * int(np.prod(layer.kernel.shape))
-    if isinstance(layer, RECURRENT_TYPES):  # both kernels at every time step
-        weights = (
-            layer.cell.kernel.shape.num_elements()
-            + layer.cell.recurrent_kernel.shape.num_elements()
-        )
-        return _positions(in_shape) * int(weights)
-    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
-        return _positions(out_shape) * int(np.prod(layer.kernel.shape))
-    if isinstance(layer, keras.layers.Dense):
-        return _positions(out_shape) * int(np.prod(layer.kernel.shape))
-    return None
+    """MACs of one call with every kernel weight computed (by the layer's rule,
+    :meth:`tf_evosyn.core.kinds.LayerRule.dense_macs`; subclasses count as their base type);
+    None if not modelled."""
+    rule = nearest_rule(layer)
+    return None if rule is None else rule.dense_macs(layer, in_shape, out_shape)
 
 
 def count_flops(model: keras.Model) -> FlopsReport:
@@ -217,10 +187,8 @@ def count_flops(model: keras.Model) -> FlopsReport:
                     note = "MACs not modelled"
                 continue
             dense += macs
-            if isinstance(layer, EvolvableMixin):  # a transposed conv: per input position
-                per_input = isinstance(layer, _TRANSPOSED + RECURRENT_TYPES)
-                positions = in_shape if per_input else out_shape
-                living += layer.living_synapse_count() * _positions(positions)
+            if isinstance(layer, EvolvableMixin):  # per input position for a transposed conv
+                living += nearest_rule(layer).living_macs(layer, in_shape, out_shape)
             else:
                 living += macs
         rows.append(

@@ -23,104 +23,41 @@ import os
 import platform
 import re
 import tempfile
-from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tf_evosyn._keras import keras, tf
+from tf_evosyn.core.kinds import latency_rule, nearest_rule
+from tf_evosyn.core.layer_shape import LayerShape
 from tf_evosyn.hardware.latency import tflite_latency
 from tf_evosyn.storage import io_utils
 
 CACHE_ENV = "EVOSYN_LATENCY_CACHE"
 
 
-@dataclass(frozen=True)
-class LayerShape:
-    """Everything a dense layer's latency depends on (batch 1)."""
-
-    kind: str  # "conv" | "deconv" (Conv2DTranspose; height/width: its input) | "dense"
-    height: int
-    width: int
-    in_channels: int
-    out_channels: int
-    kernel: int = 1
-    stride: int = 1
-    padding: str = "valid"
-
-    def key(self) -> str:
-        return "/".join(str(v) for v in astuple(self))
-
-    def with_channels(self, in_channels: int, out_channels: int) -> LayerShape:
-        return LayerShape(
-            self.kind,
-            self.height,
-            self.width,
-            int(in_channels),
-            int(out_channels),
-            self.kernel,
-            self.stride,
-            self.padding,
-        )
-
-    def macs(self) -> int:
-        if self.kind == "dense":
-            return self.in_channels * self.out_channels
-        if self.kind == "deconv":  # every input pixel meets every tap
-            return self.height * self.width * self.kernel**2 * self.in_channels * self.out_channels
-        out_h = -(-self.height // self.stride) if self.padding == "same" else None
-        if out_h is None:
-            out_h = (self.height - self.kernel) // self.stride + 1
-            out_w = (self.width - self.kernel) // self.stride + 1
-        else:
-            out_w = -(-self.width // self.stride)
-        return out_h * out_w * self.kernel**2 * self.in_channels * self.out_channels
-
-
 OVERHEAD_SHAPE = LayerShape("dense", 1, 1, 1, 1)
 
 
 def layer_shapes(model: keras.Model) -> dict[str, LayerShape]:
-    """The shape of every Conv2D (not depthwise/separable) and Dense layer of a plain model."""
+    """The shape of every timed layer of a plain model: each layer's rule
+    (:meth:`tf_evosyn.core.kinds.LayerRule.latency_shape`) says whether and how it is timed
+    (Conv2D, Conv2DTranspose and Dense today; depthwise and separable layers are not)."""
     shapes = {}
     for layer in model.layers:
-        if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
-            continue  # not modelled: their cost is not a function of (in, out) channels alone
-        if isinstance(layer, keras.layers.Conv2D):  # and Conv2DTranspose, a subclass
-            if layer.kernel_size[0] != layer.kernel_size[1] or layer.strides[0] != layer.strides[1]:
-                continue
-            if layer.groups != 1 or layer.dilation_rate != (1, 1):
-                continue
-            transposed = isinstance(layer, keras.layers.Conv2DTranspose)
-            if transposed and layer.output_padding is not None:
-                continue  # not one of the timed shapes
-            _, height, width, channels = layer.input_shape
-            shapes[layer.name] = LayerShape(
-                "deconv" if transposed else "conv",
-                height,
-                width,
-                channels,
-                layer.filters,
-                layer.kernel_size[0],
-                layer.strides[0],
-                layer.padding,
-            )
-        elif isinstance(layer, keras.layers.Dense) and len(layer.input_shape) == 2:
-            shapes[layer.name] = LayerShape("dense", 1, 1, layer.input_shape[-1], layer.units)
+        rule = nearest_rule(layer)
+        shape = rule.latency_shape(layer) if rule is not None else None
+        if shape is not None:
+            shapes[layer.name] = shape
     return shapes
 
 
 def _one_layer_model(shape: LayerShape) -> keras.Model:
     if shape.kind == "dense":
         inputs = keras.Input((shape.in_channels,))
-        outputs = keras.layers.Dense(shape.out_channels)(inputs)
     else:
         inputs = keras.Input((shape.height, shape.width, shape.in_channels))
-        conv = keras.layers.Conv2DTranspose if shape.kind == "deconv" else keras.layers.Conv2D
-        outputs = conv(shape.out_channels, shape.kernel, shape.stride, padding=shape.padding)(
-            inputs
-        )
-    return keras.Model(inputs, outputs)
+    return keras.Model(inputs, latency_rule(shape.kind).timed_layer(shape)(inputs))
 
 
 def measure_shape(shape: LayerShape, threads: int = 1, runs: int = 100) -> float:

@@ -7,12 +7,13 @@ multiplies the kernel by it before every training forward pass. An evolved layer
 bias of a dead cluster. The conversions here map one onto the other:
 
 * :func:`to_tfmot`: every evolvable layer whose kernel TF-MOT prunes (Conv1D/2D/3D,
-  Conv2DTranspose, Dense) becomes its plain twin in a PruneLowMagnitude
-  wrapper whose mask is ``synapse_mask & cluster_mask``; kernels are the masked kernels and the
-  biases of dead clusters are 0, so a dead cluster emits ``activation(0)`` in both models and the
-  outputs are identical. Wrappers use :class:`KeepMasks`, a schedule under which TF-MOT never
-  recomputes masks (``Pruning.conditional_mask_update`` only runs when the schedule's
-  ``should_prune`` is True), so fine-tuning with ``UpdatePruningStep`` keeps the evolved pattern.
+  Conv2D/3DTranspose, Dense, LSTM/GRU/SimpleRNN: ``LayerRule.tfmot_prunes``) becomes its plain
+  twin in a PruneLowMagnitude wrapper whose mask is ``synapse_mask & cluster_mask``; kernels are
+  the masked kernels and the biases of dead clusters are 0, so a dead cluster emits
+  ``activation(0)`` in both models and the outputs are identical. Wrappers use
+  :class:`KeepMasks`, a schedule under which TF-MOT never recomputes masks
+  (``Pruning.conditional_mask_update`` only runs when the schedule's ``should_prune`` is True),
+  so fine-tuning with ``UpdatePruningStep`` keeps the evolved pattern.
 * :func:`from_tfmot`: wrapped (or already stripped) Conv2D/Dense become evolvable again; a synapse
   lives iff its TF-MOT mask is 1 (after ``strip_pruning``: iff its weight is non-zero) and a cluster
   lives iff any of its synapses lives, so evolution can continue from a TF-MOT-pruned model.
@@ -38,42 +39,13 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.core.convert import _check_model, output_layers
-from tf_evosyn.core.layers import (
-    EVOLVABLE_TWINS,
-    EvoConv1D,
-    EvoConv2D,
-    EvoConv2DTranspose,
-    EvoConv3D,
-    EvoDense,
-    EvolvableMixin,
-    evolvable_layers,
-    matrix_kernel_of,
-    twin_of,
-)
-from tf_evosyn.core.recurrent import (
-    RECURRENT_TYPES,
-    EvoGRU,
-    EvoLSTM,
-    EvoSimpleRNN,
-    from_matrix,
-    gates_of,
-    per_gate,
-    to_matrix,
-)
+from tf_evosyn.core.kinds import nearest_rule
+from tf_evosyn.core.layers import EVOLVABLE_TWINS, EvolvableMixin, evolvable_layers
 
-# Layers whose kernels TF-MOT prunes (its prune_registry); other evolvable layers (depthwise,
-# separable, Conv1DTranspose) become plain, fixed layers.
-_PRUNED_BY_TFMOT = (
-    EvoConv1D,
-    EvoConv2D,
-    EvoConv3D,
-    EvoConv2DTranspose,
-    EvoDense,
-    EvoLSTM,
-    EvoGRU,
-    EvoSimpleRNN,
-)
-_PLAIN_TWINS = {twin: twin.plain_type for twin in _PRUNED_BY_TFMOT}
+# Layers whose kernels TF-MOT prunes (its prune_registry) say so in their rules
+# (LayerRule.tfmot_prunes); other evolvable layers (depthwise, separable, Conv1DTranspose)
+# become plain, fixed layers. Each rule also says which kernels TF-MOT masks and how they map
+# onto the matrix view (a recurrent layer: its cell's kernel and recurrent kernel).
 
 
 @keras.utils.register_keras_serializable(package="tf_evosyn")
@@ -118,10 +90,7 @@ def _pruned_pairs(wrapper: PruneLowMagnitude) -> list[tuple[tf.Variable, tf.Vari
     if not wrapper.built:
         raise ValueError(f"{wrapper.name} is not built; build the model before reading masks.")
     inner = wrapper.layer
-    if isinstance(inner, RECURRENT_TYPES):
-        weights = [inner.cell.kernel, inner.cell.recurrent_kernel]
-    else:
-        weights = [inner.kernel]
+    weights = nearest_rule(inner).pruned_kernels(inner)
     masks = {id(weight): mask for weight, mask, _ in wrapper.pruning_vars}
     missing = [w.name for w in weights if id(w) not in masks]
     if missing:
@@ -131,27 +100,22 @@ def _pruned_pairs(wrapper: PruneLowMagnitude) -> list[tuple[tf.Variable, tf.Vari
 
 def _as_matrix(inner: keras.layers.Layer, values: list[np.ndarray]) -> np.ndarray:
     """Per-kernel arrays (Keras' layouts, :func:`_pruned_pairs` order) as one matrix view."""
-    if isinstance(inner, RECURRENT_TYPES):
-        return to_matrix(values[0], values[1], gates_of(inner))
-    return twin_of(inner).matrix_view(values[0])
+    return nearest_rule(inner).kernels_to_matrix(inner, values)
 
 
 def _as_kernels(inner: keras.layers.Layer, matrix: np.ndarray, shapes) -> list[np.ndarray]:
     """The inverse of :func:`_as_matrix`."""
-    if isinstance(inner, RECURRENT_TYPES):
-        return list(from_matrix(matrix, int(shapes[0][0])))
-    return [twin_of(inner).matrix_view(matrix, tuple(shapes[0]))]
+    return nearest_rule(inner).matrix_to_kernels(inner, matrix, shapes)
 
 
 def bias_variable(inner: keras.layers.Layer) -> tf.Variable:
     """The bias of a plain or evolvable layer (a recurrent layer's lives in its cell)."""
-    return inner.cell.bias if isinstance(inner, RECURRENT_TYPES) else inner.bias
+    return nearest_rule(inner).bias_variable(inner)
 
 
 def bias_alive(inner: keras.layers.Layer, clusters: np.ndarray) -> np.ndarray:
     """Which bias entries belong to living clusters (a recurrent unit's bias: one per gate)."""
-    clusters = np.asarray(clusters, bool)
-    return per_gate(clusters, gates_of(inner)) if isinstance(inner, RECURRENT_TYPES) else clusters
+    return nearest_rule(inner).bias_alive(inner, clusters)
 
 
 def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +125,7 @@ def read_masks(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
     plain stripped layer, a non-zero weight say so; a cluster lives iff any of its synapses does.
     """
     inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
-    kernel = matrix_kernel_of(inner)
+    kernel = nearest_rule(inner).matrix_kernel(inner)
     if isinstance(layer, PruneLowMagnitude):  # TF-MOT's masks have the kernels' own layouts
         masks = [mask.numpy() > 0.5 for _, mask in _pruned_pairs(layer)]
         synapses = _as_matrix(inner, masks)
@@ -209,7 +173,7 @@ def to_tfmot(evolved: keras.Model) -> keras.Model:
         config = layer.get_config()
         if isinstance(layer, EvolvableMixin):
             plain = layer.plain_type.from_config(layer.plain_config())
-            if type(layer) not in _PLAIN_TWINS:
+            if not nearest_rule(layer).tfmot_prunes:
                 return plain
             return PruneLowMagnitude(plain, pruning_schedule=KeepMasks())
         return type(layer).from_config(config)
@@ -221,9 +185,8 @@ def to_tfmot(evolved: keras.Model) -> keras.Model:
             pruned.get_layer(layer.name).set_weights(layer.plain_weights())
         elif isinstance(layer, EvolvableMixin):
             inner = wrappers[layer.name].layer
-            owner, source = (
-                (inner.cell, layer.cell) if isinstance(layer, RECURRENT_TYPES) else (inner, layer)
-            )
+            rule = nearest_rule(layer)
+            owner, source = rule.weights_owner(inner), rule.weights_owner(layer)
             for attr in layer.weight_attrs:
                 if attr != "bias" or layer.use_bias:
                     getattr(owner, attr).assign(getattr(source, attr))

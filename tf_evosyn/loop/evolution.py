@@ -20,27 +20,21 @@ import numpy as np
 from absl import logging
 
 from tf_evosyn._keras import keras, tf
-from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.convert import clone_with_weights, evolvable
 from tf_evosyn.core.layers import evolvable_layers
-from tf_evosyn.core.measures import count_living, mask_digest
 from tf_evosyn.core.model_io import load_model
 from tf_evosyn.loop import distribute as distribute_lib
 from tf_evosyn.loop import lineage as lineage_lib
 from tf_evosyn.loop import population as population_lib
 from tf_evosyn.loop import records as records_lib
 from tf_evosyn.loop import stop_targets
+from tf_evosyn.loop.candidates import CandidateDrawer, derive_seed
 from tf_evosyn.loop.fine_tuning import CompileFn, FineTuner, SoftTargetData, TrainData
 from tf_evosyn.loop.run_dir import RunDirectory
 from tf_evosyn.loop.settings import EvolutionSettings
+from tf_evosyn.loop.workers import PopulationWorkers
 from tf_evosyn.storage import fs
-from tf_evosyn.synthesis.mating import synthesize_from_parents
 from tf_evosyn.tasks import ClassificationTask, Evaluation, Task
-
-
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed from (seed, generation, attempt, ...), stable across runs and resumes."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2**31 - 1))
 
 
 def _finite_weights(model: keras.Model) -> bool:
@@ -83,6 +77,8 @@ class Evolution:
         changes), or None where it cannot (augmented inputs); then the teacher runs every step.
       ancestor_callbacks: Keras callbacks for the ancestor's training only (e.g.
         :class:`tf_evosyn.loop.learning_curve.LearningCurve`).
+      workers: this process's share of each generation's population when N worker jobs share
+        it (:mod:`tf_evosyn.loop.workers`); default: one worker draws every candidate.
     """
 
     def __init__(
@@ -100,7 +96,9 @@ class Evolution:
         soft_target_data: SoftTargetData | None = None,
         ancestor_train_data: TrainData | None = None,
         ancestor_callbacks: list[keras.callbacks.Callback] | None = None,
+        workers: PopulationWorkers | None = None,
     ):
+        self.workers = workers or PopulationWorkers()
         self.run_dir = RunDirectory(workdir)
         self.workdir = self.run_dir.workdir
         self.test_data = test_data
@@ -124,7 +122,9 @@ class Evolution:
             train_data,
             self.settings,
             teacher_dir=self.generation_dir(0),
-            tensorboard_dir=self.run_dir.tensorboard_dir,
+            tensorboard_dir=self.run_dir.tensorboard_dir
+            if self.workers.leads
+            else fs.join(self.run_dir.tensorboard_dir, f"worker_{self.workers.index}"),
             fit_kwargs=fit_kwargs,
             soft_target_data=soft_target_data,
             ancestor_train_data=ancestor_train_data,
@@ -133,6 +133,9 @@ class Evolution:
         )
         self.strategy = strategy or tf.distribute.get_strategy()
         self.lineage = self.run_dir.lineage
+        self.candidates = CandidateDrawer(
+            self.settings, self.run_dir, self.workers, self.task.metric, self._fine_tune
+        )
 
     # -- paths ---------------------------------------------------------------------------------
     def generation_dir(self, generation: int) -> fs.RunPath:
@@ -150,12 +153,15 @@ class Evolution:
         if it is not, and trained for ``ancestor_epochs`` first (0 = it is already trained).
         Create it inside the strategy's scope (otherwise it is copied into the scope here).
         """
+        if not self.workers.leads:  # it writes its candidates only, without the lock
+            with self.strategy.scope():
+                return self._help()
         chief = distribute_lib.is_chief(self.strategy)  # only the chief writes (and locks) it
         with self.strategy.scope(), self.run_dir.writing(chief):
             return self._run(ancestor, ancestor_epochs)
 
     def _run(self, ancestor: keras.Model | None, ancestor_epochs: int) -> list[dict]:
-        self.run_dir.prepare()
+        self.run_dir.prepare(shared_candidates=self.workers.count > 1)
         if self.lineage.last_generation < 0:
             if ancestor is None:
                 raise ValueError(f"{self.workdir} has no ancestor yet; pass the ancestor model.")
@@ -165,20 +171,34 @@ class Evolution:
                 "Resuming %s after generation %d.", self.workdir, self.lineage.last_generation
             )
 
+        while self._goes_on():
+            self._evolve_one_generation()
         stopped, reached = self._stopped_reason(), self._reached_targets()
-        while (
-            stopped is None
-            and reached is None
-            and self.lineage.last_generation < self.settings.generations
-        ):
-            if self._evolve_one_generation():
-                reached = self._reached_targets()
-            else:
-                stopped = self._stopped_reason()
         self._final_fine_tuning()
         self._sync_best()
         self._finish(stopped, reached)
         return self.lineage.records
+
+    def _help(self) -> list[dict]:
+        """A helping worker: draw this worker's share of every generation the leader runs."""
+        self.workers.wait_for(lambda: self.lineage.reload().ancestor, "the ancestor")
+        while self._goes_on():
+            generation = self.lineage.last_generation + 1
+            parent = self._parent_record()["generation"]
+            self.candidates.draw_all(generation, parent, *self._generation_plan())
+            self.workers.wait_for(
+                lambda g=generation: self.lineage.reload().last_generation >= g or None,
+                f"the commit of generation {generation}",
+            )
+        return self.lineage.records
+
+    def _goes_on(self) -> bool:
+        """Is there another generation to evolve (not stopped, no target reached, not done)?"""
+        return (
+            self._stopped_reason() is None
+            and self._reached_targets() is None
+            and self.lineage.last_generation < self.settings.generations
+        )
 
     # -- steps ---------------------------------------------------------------------------------
     @property
@@ -253,74 +273,10 @@ class Evolution:
         record = self._measure(ancestor, 0, time.time() - start, True, evaluation, extra)
         self._commit_generation(ancestor, record)
 
-    def _parents(self, generation: int) -> list[keras.Model]:
-        """The networks this generation breeds from: the previous generation's offspring, or
-        with ``settings.parents = m`` its m fittest acceptable candidates (fittest first)."""
-        parent_generation = self._parent_record()["generation"]
-        if self.settings.parents == 1 or parent_generation == 0:
-            return [load_model(self.generation_dir(parent_generation))]
-        summaries = self.run_dir.finished_candidates(parent_generation)
-        best = population_lib.ranked(summaries)[: self.settings.parents]
-        return [self.run_dir.load_candidate(parent_generation, c["index"]) for c in best]
-
-    def _draw_candidate(
-        self, parents: list[keras.Model], generation: int, index: int, floor: float, epochs: int
-    ):
-        """Breed, fine-tune and judge candidate ``index``; saved at once (resumable)."""
-        start = time.time()
-        seed = derive_seed(self.settings.seed, generation, index)
-        offspring, synthesis = synthesize_from_parents(
-            parents,
-            self.settings.environment,
-            seed=self.settings.seed,
-            generation=generation,
-            attempt=index,
-            reinitialize=self.settings.reinitialize,
-            heredity=self.settings.heredity,
-        )
-        logging.info("Generation %d draw %d: masks %s", generation, index, mask_digest(offspring))
-        if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
-            offspring = compact(offspring, keep_evolvable=True)
-        # A diverged network is never evaluated, accepted, or used as a parent.
-        evaluation, loss, per_epoch = self._fine_tune(offspring, epochs, seed, generation)
-        counts = count_living(offspring)
-        reason = None
-        if evaluation is None:
-            reason = "non-finite loss or weights"
-        elif not evaluation.score >= floor:
-            reason = f"{self.task.metric} {evaluation.score:.4f} below floor {floor:.4f}"
-        _, cluster_efficiency = lineage_lib.efficiencies(
-            self.lineage.ancestor["synapses"],
-            self.lineage.ancestor["clusters"],
-            counts.synapses,
-            counts.clusters,
-        )
-        score = self._score_fields(evaluation)
-        summary = {
-            "index": index,
-            "attempt": index,
-            **{k: v for k, v in score.items() if k != "metrics"},
-            "metrics": score["metrics"],
-            "finite": evaluation is not None,
-            "synapses": counts.synapses,
-            "clusters": counts.clusters,
-            "cluster_efficiency": cluster_efficiency,
-            "acceptable": reason is None,
-            "fitness": population_lib.fitness(
-                score["score"], cluster_efficiency, self.settings.efficiency_weight
-            )
-            if reason is None
-            else None,
-            "reason": reason,
-            "loss": loss,
-            "environment": {name: list(f) for name, f in synthesis.factors.items()},
-            "seconds": time.time() - start,
-            "seconds_per_epoch": per_epoch,
-        }
-        self.run_dir.save_candidate(generation, index, offspring, summary)
-        if reason is not None:
-            logging.info("Generation %d draw %d rejected: %s", generation, index, reason)
-        return summary
+    def _generation_plan(self) -> tuple[float, int]:
+        """The next generation's acceptance floor and fine-tuning epochs."""
+        floor = self.settings.floor(lineage_lib.score_of(self.lineage.ancestor))
+        return floor, self.settings.epochs_for(self._parent_record()["cluster_efficiency"])
 
     def _evolve_one_generation(self) -> bool:
         """Draw, train and judge one generation's candidates; returns False if evolution must
@@ -328,19 +284,10 @@ class Evolution:
         generation = self.lineage.last_generation + 1
         parent_record = self._parent_record()
         ancestor_score = lineage_lib.score_of(self.lineage.ancestor)
-        floor = self.settings.floor(ancestor_score)
-        epochs = self.settings.epochs_for(parent_record["cluster_efficiency"])
-        candidates = self.run_dir.finished_candidates(generation)  # a resumed generation
-        if candidates:
-            logging.info("Generation %d: %d draw(s) already done.", generation, len(candidates))
-        parents = None
-        while not population_lib.done_drawing(
-            candidates, self.settings.population, self.settings.max_attempts
-        ):
-            parents = parents or self._parents(generation)
-            candidates.append(
-                self._draw_candidate(parents, generation, len(candidates), floor, epochs)
-            )
+        floor, epochs = self._generation_plan()
+        candidates = self.candidates.draw_all(
+            generation, parent_record["generation"], floor, epochs
+        )
         best = population_lib.chosen(candidates)
         accepted = best["acceptable"]
         offspring = self.run_dir.load_candidate(generation, best["index"])
@@ -445,5 +392,6 @@ class Evolution:
 
 
 def _brief(candidate: dict) -> dict:
-    """A candidate's summary as the lineage keeps it (without its full metrics)."""
-    return {k: v for k, v in candidate.items() if k not in ("metrics", "environment")}
+    """A candidate's summary as the lineage keeps it (without its full metrics, or which
+    worker drew it: the lineage is the same whatever the number of workers)."""
+    return {k: v for k, v in candidate.items() if k not in ("metrics", "environment", "worker")}

@@ -159,6 +159,11 @@ class Lineage:
         if fs.exists(self.path):
             self._records = self._load()
 
+    def reload(self) -> Lineage:
+        """Read the file again (another process, the leading worker, commits to it)."""
+        self._records = self._load() if fs.exists(self.path) else []
+        return self
+
     def _corrupt(self, lineno: int, why: str) -> ValueError:
         return ValueError(
             f"{self.path}, line {lineno}: {why}. The lineage file is corrupt; restore "

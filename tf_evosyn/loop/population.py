@@ -47,3 +47,10 @@ def chosen(candidates: Sequence[dict]) -> dict:
     """The generation's offspring: the fittest acceptable candidate, else the last drawn."""
     best = ranked(candidates)
     return best[0] if best else candidates[-1]
+
+
+def next_draws(drawn: int, population: int) -> range:
+    """The candidates to draw next when ``drawn`` are finished and drawing is not done: the
+    rest of the first ``population`` (independent of each other, so drawn side by side by
+    several workers), then one re-draw at a time (each depends on the ones before)."""
+    return range(drawn, population) if drawn < population else range(drawn, drawn + 1)

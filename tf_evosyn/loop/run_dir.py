@@ -106,9 +106,11 @@ class RunDirectory:
     def tensorboard_dir(self) -> fs.RunPath:
         return fs.join(self.workdir, "tensorboard")
 
-    def prepare(self) -> None:
+    def prepare(self, shared_candidates: bool = False) -> None:
         """Create the directory and clear what a killed run left unfinished (see module doc):
-        temps, checkpoints of generations the lineage does not record, an unmarked best/."""
+        temps, checkpoints of generations the lineage does not record, an unmarked best/.
+        ``shared_candidates``: other workers write candidates (tf_evosyn.loop.workers), so
+        their temps may be in use and stay."""
         fs.makedirs(self.workdir)
         generations = fs.join(self.workdir, "generations")
         io_utils.remove_stale_temps(self.workdir)
@@ -121,7 +123,8 @@ class RunDirectory:
         if fs.exists(self.best_dir) and not io_utils.is_committed_dir(self.best_dir):
             leftovers.append(self.best_dir)
         candidates = fs.join(self.workdir, "candidates")
-        for name in fs.listdir(candidates) if fs.isdir(candidates) else []:
+        shared = shared_candidates or not fs.isdir(candidates)
+        for name in [] if shared else fs.listdir(candidates):
             io_utils.remove_stale_temps(fs.join(candidates, name))
         for directory in leftovers:
             logging.info("Removing %s: a killed run left it unfinished.", directory)
@@ -142,17 +145,22 @@ class RunDirectory:
         run_lock.check_held(self.workdir)
         io_utils.atomic_replace_dir(self.candidate_dir(generation, index), write)
 
+    def candidate_summary(self, generation: int, index: int) -> dict | None:
+        """Candidate ``index``'s summary if it is committed, else None."""
+        folder = self.candidate_dir(generation, index)
+        summary = fs.join(folder, "candidate.json")
+        if not (fs.isfile(summary) and io_utils.is_committed_dir(folder)):
+            return None
+        return io_utils.read_json(summary)
+
     def finished_candidates(self, generation: int) -> list[dict]:
         """Summaries of the candidates already drawn for ``generation``, in draw order (only
         the consecutive, committed ones from 0: a later one without its predecessors is
         redone)."""
         found = []
-        while True:
-            folder = self.candidate_dir(generation, len(found))
-            summary = fs.join(folder, "candidate.json")
-            if not (fs.isfile(summary) and io_utils.is_committed_dir(folder)):
-                return found
-            found.append(io_utils.read_json(summary))
+        while (summary := self.candidate_summary(generation, len(found))) is not None:
+            found.append(summary)
+        return found
 
     def load_candidate(self, generation: int, index: int) -> keras.Model:
         return load_model(self.candidate_dir(generation, index))

@@ -18,11 +18,12 @@ from tf_evosyn.loop import distribute as distribute_lib
 from tf_evosyn.loop import lineage as lineage_lib
 from tf_evosyn.loop.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 from tf_evosyn.loop.run_dir import RunDirectory
-from tf_evosyn.runs.config_checks import (
+from tf_evosyn.runs.config_checks import offspring_batch_size
+from tf_evosyn.runs.errors import ConfigError
+from tf_evosyn.runs.scale import (
     SCALE_DEFAULTS,
-    ConfigError,
     ScaleSettings,
-    offspring_batch_size,
+    population_workers,
     scale_settings,
 )
 from tf_evosyn.storage import fs, io_utils
@@ -84,10 +85,17 @@ RESUMABLE_CHANGES = (
 RUNTIME_FILENAME = "runtime.json"
 
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> None:
-    """Write config.json, or check that a resumed run uses the same config."""
+def prepare_workdir(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], write: bool = True
+) -> None:
+    """Write config.json, or check that a resumed run uses the same config. ``write=False``
+    (a population worker that helps the leader): only check it, once the leader wrote it."""
     resolved = json.loads(config.to_json_best_effort(sort_keys=True))
     path = fs.join(workdir, "config.json")
+    if not write:
+        population_workers(scale_settings(config)).wait_for(
+            lambda: fs.exists(path) or None, f"{path} (the leader writes it first)"
+        )
     if fs.exists(path):
         previous = _comparable(io_utils.read_json(path))
         current = _comparable(resolved)
@@ -176,10 +184,12 @@ def write_runtime(
     scale: ScaleSettings,
     batch_size: int,
     offspring_batch_size: int,
+    write: bool = True,
 ) -> dict:
     """Record how this invocation runs in ``DIR/runtime.json`` (latest session at the top
     level, earlier sessions of a resumed run under ``previous_sessions``). Kept out of the
-    lineage and config.json, whose formats do not depend on the hardware."""
+    lineage and config.json, whose formats do not depend on the hardware. ``write=False``
+    (a helping population worker): only return it."""
     path = fs.join(workdir, RUNTIME_FILENAME)
     previous = io_utils.read_json(path) if fs.exists(path) else None
     history = []
@@ -201,7 +211,8 @@ def write_runtime(
         ).last_generation,
         "previous_sessions": history,
     }
-    io_utils.atomic_write_json(path, session)
+    if write:
+        io_utils.atomic_write_json(path, session)
     return session
 
 
@@ -249,8 +260,10 @@ def run_with_strategy(
     distribute_lib.set_precision(scale.mixed_precision)
     try:
         with _worker_workdir(workdir, strategy) as own_workdir:
-            # Locked (the chief) and its format checked before config.json is written.
-            with RunDirectory(own_workdir).writing(distribute_lib.is_chief(strategy)):
+            # Locked (the chief; with population workers the leader only) and its format
+            # checked before config.json is written.
+            writer = distribute_lib.is_chief(strategy) and population_workers(scale).leads
+            with RunDirectory(own_workdir).writing(writer):
                 with distribute_lib.naming_lost_workers(strategy, workdir):
                     return body(own_workdir, strategy, scale)
     finally:

@@ -6,8 +6,6 @@ raises :class:`ConfigError` whose message names the key and the fix.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import ml_collections
@@ -19,82 +17,13 @@ from tf_evosyn.environments import base as environment_lib
 from tf_evosyn.environments.cluster_floor import ClusterFloor
 from tf_evosyn.environments.flops_budget import FlopsBudget
 from tf_evosyn.environments.latency_budget import LatencyBudget
-from tf_evosyn.loop import distribute as distribute_lib
 from tf_evosyn.loop.recipes import OPTIMIZERS, RECIPE_DEFAULTS, SCHEDULES, recipe
 from tf_evosyn.loop.settings import EvolutionSettings
 from tf_evosyn.models.lenet5 import CONV_ACTIVATIONS
+from tf_evosyn.runs.errors import ConfigError, is_number
+from tf_evosyn.runs.scale import validate_scale
 
 ENVIRONMENTS = ("constant", "synapse_budget", "layer_budget", "flops_budget", "latency_budget")
-
-# Scale knobs, read with these defaults so configs and run directories older than them still work.
-SCALE_DEFAULTS = {
-    "distribute.strategy": "default",
-    "distribute.tpu_address": "",
-    "distribute.num_cpu_devices": 0,
-    "distribute.collective_timeout_seconds": 600.0,
-    "train.mixed_precision": "float32",
-    "train.jit_compile": False,
-}
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
-
-
-@dataclass(frozen=True)
-class ScaleSettings:
-    """How a run executes: ``config.distribute.*``, ``train.mixed_precision``/``jit_compile``."""
-
-    strategy: str = "default"
-    tpu_address: str = ""
-    num_cpu_devices: int = 0
-    collective_timeout_seconds: float = 600.0
-    mixed_precision: str = "float32"
-    jit_compile: bool = False
-
-
-def _get(config: ml_collections.ConfigDict, dotted: str):
-    node = config
-    for part in dotted.split("."):
-        if node is None or part not in node:
-            return SCALE_DEFAULTS[dotted]
-        node = node[part]
-    return node
-
-
-def scale_settings(config: ml_collections.ConfigDict) -> ScaleSettings:
-    """The scale knobs of ``config`` (defaults for keys an older config does not have)."""
-    return ScaleSettings(
-        strategy=_get(config, "distribute.strategy"),
-        tpu_address=_get(config, "distribute.tpu_address"),
-        num_cpu_devices=_get(config, "distribute.num_cpu_devices"),
-        collective_timeout_seconds=_get(config, "distribute.collective_timeout_seconds"),
-        mixed_precision=_get(config, "train.mixed_precision"),
-        jit_compile=_get(config, "train.jit_compile"),
-    )
-
-
-def _validate_scale(config: ml_collections.ConfigDict) -> None:
-    scale = scale_settings(config)
-    timeout = scale.collective_timeout_seconds
-    if not _is_number(timeout) or timeout <= 0:
-        raise ConfigError(
-            f"distribute.collective_timeout_seconds must be a number of seconds > 0, got "
-            f"{timeout!r} (a multi-worker collective that takes longer fails the run)."
-        )
-    try:
-        distribute_lib.check_strategy_args(scale.strategy, scale.tpu_address, scale.num_cpu_devices)
-        distribute_lib.check_precision(scale.mixed_precision)
-    except distribute_lib.StrategyError as error:
-        raise ConfigError(f"distribute: {error}") from error
-    if not isinstance(scale.jit_compile, bool):
-        raise ConfigError(f"train.jit_compile must be True or False, got {scale.jit_compile!r}.")
-    if scale.jit_compile and config.get("deterministic", False):
-        raise ConfigError(
-            "train.jit_compile=True needs deterministic=False: TensorFlow's op determinism does "
-            "not extend to XLA-compiled steps, and XLA refuses some gradients under it (e.g. "
-            "MaxPool). Add --config.deterministic=False, or keep jit_compile=False."
-        )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -128,7 +57,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("train.epochs must be >= 0 (0 = the ancestor is already trained).")
     if config.train.ancestor_path and not Path(config.train.ancestor_path).exists():
         raise ConfigError(f"train.ancestor_path={config.train.ancestor_path!r} does not exist.")
-    _validate_scale(config)
+    validate_scale(config)
     evo = config.evolution
     _check_environment_choice(evo.environment)
     try:
@@ -137,16 +66,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"evolution: {error}") from error
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _validate_recipe(config: ml_collections.ConfigDict, name: str) -> None:
     """Momentum, Nesterov, piecewise boundaries and warm-up of the ``train``/``evolution``
     section ``name``."""
     section = config[name]
     momentum = recipe(section, "momentum")
-    if not _is_number(momentum) or not 0.0 <= momentum < 1.0:
+    if not is_number(momentum) or not 0.0 <= momentum < 1.0:
         raise ConfigError(
             f"{name}.momentum must be a number in [0, 1) (0 = plain SGD, 0.9 = the usual SGD "
             f"momentum), got {momentum!r}."
@@ -171,13 +96,13 @@ def _validate_recipe(config: ml_collections.ConfigDict, name: str) -> None:
             f"larger values save dispatch time on TPUs and GPUs), got {steps!r}."
         )
     warmup = recipe(section, "warmup_epochs")
-    if not _is_number(warmup) or warmup < 0:
+    if not is_number(warmup) or warmup < 0:
         raise ConfigError(
             f"{name}.warmup_epochs must be a number >= 0 (0 = no warm-up), got {warmup!r}."
         )
     if section.schedule == "exponential":
         factor = recipe(section, "decay_factor")
-        if not _is_number(factor) or not 0.0 < factor <= 1.0:
+        if not is_number(factor) or not 0.0 < factor <= 1.0:
             raise ConfigError(
                 f"{name}.decay_factor must be in (0, 1] for schedule='exponential' (the rate's "
                 f"multiplier per epoch, e.g. 0.98), got {factor!r}."
@@ -197,7 +122,7 @@ def _validate_recipe(config: ml_collections.ConfigDict, name: str) -> None:
             f"{name}.boundaries_epochs must be a non-empty list of epochs for "
             f"schedule='piecewise', e.g. (82, 123); got {boundaries!r}."
         )
-    if not all(_is_number(b) and b > 0 for b in boundaries):
+    if not all(is_number(b) and b > 0 for b in boundaries):
         raise ConfigError(
             f"{name}.boundaries_epochs must hold positive numbers of epochs, got {boundaries!r}."
         )
@@ -206,7 +131,7 @@ def _validate_recipe(config: ml_collections.ConfigDict, name: str) -> None:
             f"{name}.boundaries_epochs must be strictly increasing, got {boundaries!r}."
         )
     factor = recipe(section, "decay_factor")
-    if not _is_number(factor) or not 0.0 < factor <= 1.0:
+    if not is_number(factor) or not 0.0 < factor <= 1.0:
         raise ConfigError(
             f"{name}.decay_factor must be in (0, 1] (0.1 divides the rate by 10), got {factor!r}."
         )
@@ -221,7 +146,7 @@ def _validate_weight_decay(config: ml_collections.ConfigDict) -> None:
     value = weight_decay(config)
     if value is None:
         return
-    if not _is_number(value) or value < 0:
+    if not is_number(value) or value < 0:
         raise ConfigError(
             f"model.weight_decay must be a number >= 0 (the SGD weight decay; 0 = none), got "
             f"{value!r}."
@@ -288,7 +213,7 @@ def _aligned_environment(evo: ml_collections.ConfigDict) -> environment_lib.Envi
 
 def _flops_budget(evo: ml_collections.ConfigDict) -> FlopsBudget:
     fraction = evo.get("flops_fraction", None)
-    if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
+    if not is_number(fraction) or not 0.0 < fraction <= 1.0:
         raise ConfigError(
             "evolution.environment='flops_budget' needs evolution.flops_fraction in (0, 1]: the "
             f"share of the parent's MACs each offspring keeps (e.g. 0.7), got {fraction!r}."
@@ -315,9 +240,9 @@ def _latency_budget(evo: ml_collections.ConfigDict) -> LatencyBudget:
             "evolution.latency_fraction (share of the parent's measured latency, e.g. 0.7) and "
             "evolution.latency_ms (a per-offspring budget in ms); set the other to None."
         )
-    if fraction is not None and (not _is_number(fraction) or not 0.0 < fraction <= 1.0):
+    if fraction is not None and (not is_number(fraction) or not 0.0 < fraction <= 1.0):
         raise ConfigError(f"evolution.latency_fraction must be in (0, 1], got {fraction!r}.")
-    if milliseconds is not None and (not _is_number(milliseconds) or milliseconds <= 0):
+    if milliseconds is not None and (not is_number(milliseconds) or milliseconds <= 0):
         raise ConfigError(f"evolution.latency_ms must be a number > 0, got {milliseconds!r}.")
     threads = evo.get("latency_threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:

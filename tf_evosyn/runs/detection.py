@@ -22,14 +22,11 @@ from tf_evosyn.runs.common import (
     run_with_strategy,
     select_on,
 )
-from tf_evosyn.runs.config_checks import (
-    ConfigError,
-    ScaleSettings,
-    model_kwargs,
-    validate_config,
-)
+from tf_evosyn.runs.config_checks import model_kwargs, validate_config
+from tf_evosyn.runs.errors import ConfigError
 from tf_evosyn.runs.evolve import TaskData, evolve_task
 from tf_evosyn.runs.export_spec import ExportSpec
+from tf_evosyn.runs.scale import ScaleSettings
 from tf_evosyn.storage import fs
 from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
 

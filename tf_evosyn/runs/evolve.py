@@ -22,7 +22,8 @@ from tf_evosyn.loop.fine_tuning import TrainData
 from tf_evosyn.loop.learning_curve import LEARNING_CURVE_FILE, LearningCurve
 from tf_evosyn.loop.recipes import make_compile_fn
 from tf_evosyn.runs.common import check_selection_of_run, prepare_workdir, select_on, write_runtime
-from tf_evosyn.runs.config_checks import ScaleSettings, build_settings, offspring_batch_size
+from tf_evosyn.runs.config_checks import build_settings, offspring_batch_size
+from tf_evosyn.runs.scale import ScaleSettings, population_workers
 from tf_evosyn.storage import fs
 from tf_evosyn.tasks import Task
 
@@ -59,11 +60,23 @@ def evolve_task(
     split = select_on(config)
     validation_data = data.validation_data() if split == "validation" else None
     check_selection_of_run(workdir, split)
-    prepare_workdir(config, workdir)
+    workers = population_workers(scale)
+    prepare_workdir(config, workdir, write=workers.leads)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     batch_size, offspring_batch = config.train.batch_size, offspring_batch_size(config)
-    runtime = write_runtime(workdir, strategy, scale, batch_size, offspring_batch)
+    if workers.count > 1:
+        logging.info(
+            "Population worker %d of %d: draws candidates k with k %% %d == %d%s.",
+            workers.index,
+            workers.count,
+            workers.count,
+            workers.index,
+            "; writes the run directory" if workers.leads else "; writes its candidates only",
+        )
+    runtime = write_runtime(
+        workdir, strategy, scale, batch_size, offspring_batch, write=workers.leads
+    )
     logging.info(
         "Strategy %s: %d replica(s), global batch %d (%d per replica; offspring %d), %s%s; "
         "data: %s",
@@ -78,7 +91,7 @@ def evolve_task(
     )
 
     ancestor, ancestor_epochs = None, 0
-    if not fs.exists(fs.join(workdir, "lineage.jsonl")):
+    if workers.leads and not fs.exists(fs.join(workdir, "lineage.jsonl")):
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():  # every variable, masks and heredity buffers too, is mirrored
             if config.train.ancestor_path:
@@ -121,6 +134,7 @@ def evolve_task(
         validation_data=validation_data,
         soft_target_data=soft_target_data,
         ancestor_callbacks=_learning_curve(config, workdir, data),
+        workers=workers,
     )
     return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
 

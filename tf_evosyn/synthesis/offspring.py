@@ -25,7 +25,7 @@ from tf_evosyn.core.heredity import (
     sample_layer,
     synapse_heredity,
 )
-from tf_evosyn.core.layers import EvolvableMixin, EvoSeparableConv2D, evolvable_layers
+from tf_evosyn.core.layers import EvolvableMixin, SeparableEvolvable, evolvable_layers
 from tf_evosyn.environments import base as environment_lib
 from tf_evosyn.graph.coupling import CouplingPlan, group_cluster_probs, plan_coupling
 
@@ -175,20 +175,18 @@ def draw_shared_synapses(
     """
     shared = {}
     for layer in evolvable_layers(model):
-        if not isinstance(layer, EvoSeparableConv2D):
+        if not isinstance(layer, SeparableEvolvable):
             continue
         synapses = masks[layer.name][0]
         rows_read = synapses.reshape(-1, *synapses.shape[-2:]).any(axis=(0, 2))
-        kernel = layer.depthwise_kernel.numpy()
-        alive = layer.living_depthwise_mask() & rows_read.reshape(kernel.shape[2:])
+        kernel = layer.depthwise_kernel.numpy()  # (*taps, C, m)
+        alive = layer.living_depthwise_mask() & rows_read.reshape(kernel.shape[-2:])
         probs = synapse_heredity(kernel, alive, heredity.synapse_sharpness)
         layer.depthwise_heredity.assign(probs.astype(np.float32))
         drawn = (rng.random(kernel.shape) < apply_factor(probs, factors[layer.name][1])) & alive
-        flat_drawn, flat_probs = (
-            drawn.reshape(-1, alive[0, 0].size),
-            probs.reshape(-1, alive[0, 0].size),
-        )
-        for channel in np.flatnonzero(alive.reshape(-1, alive[0, 0].size).any(axis=0)):
+        channels = int(np.prod(kernel.shape[-2:]))  # depthwise channels (c, j)
+        flat_drawn, flat_probs = drawn.reshape(-1, channels), probs.reshape(-1, channels)
+        for channel in np.flatnonzero(alive.reshape(-1, channels).any(axis=0)):
             if not flat_drawn[:, channel].any():
                 flat_drawn[np.argmax(flat_probs[:, channel]), channel] = True
         shared[layer.name] = flat_drawn.reshape(kernel.shape)
