@@ -37,6 +37,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tf_evosyn._version import __version__ as __version__  # noqa: E402
 from tf_evosyn.compaction.plan import compact  # noqa: E402
 from tf_evosyn.compaction.report import compaction_report, format_report  # noqa: E402
 from tf_evosyn.core.convert import clone_with_weights, evolvability_report, evolvable  # noqa: E402
@@ -77,8 +78,6 @@ from tf_evosyn.loop.lineage_report import plot_lineage, summary_table  # noqa: E
 from tf_evosyn.loop.settings import EvolutionSettings  # noqa: E402
 from tf_evosyn.synthesis.offspring import compute_heredity, synthesize  # noqa: E402
 from tf_evosyn.tasks import ClassificationTask, DetectionTask, Evaluation, Task  # noqa: E402
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ChannelAlignment",

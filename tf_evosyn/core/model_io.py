@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tf_evosyn._keras import keras
 from tf_evosyn.core.layers import custom_objects
-from tf_evosyn.models import custom_objects as model_custom_objects
+from tf_evosyn.models.custom_layers import custom_objects as model_custom_objects
 from tf_evosyn.storage import fs
 
 KERAS_FILENAME = "model.keras"

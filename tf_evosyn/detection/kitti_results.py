@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tf_evosyn.detection.inference import check_image
 from tf_evosyn.storage import io_utils
 
 # Fields 2-4 and 9-15 of a result line: what a 2D detector does not estimate (devkit readme).
@@ -89,8 +90,6 @@ def draw_detections(
     """Save ``image`` (H x W x 3, pixels in [0, 255]) as a PNG with each box and its class and
     score drawn, atomically; returns the path. For a person to look at, not for scoring."""
     from PIL import Image, ImageDraw, ImageFont
-
-    from tf_evosyn.detection.inference import check_image
 
     pixels = np.clip(np.rint(check_image(image)), 0, 255).astype(np.uint8)
     boxes, classes, scores = _arrays(detections)

@@ -9,7 +9,7 @@ threads), and caches the times per machine, so predictions are cheap after the f
 
 Measuring command (writes the cache; the cache key is the CPU model and the thread count)::
 
-    python -m tf_evosyn.hardware.latency_model --model=resnet56 --threads=1
+    python -m tf_evosyn.bin.latency_table --model=resnet56 --threads=1
 
 A model's predicted latency is the sum of its layers' times, each less the cost of invoking the
 smallest one-layer model (paid once per invoke, not once per layer); the other ops --
@@ -24,8 +24,6 @@ import platform
 import re
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.core.kinds import latency_rule, nearest_rule
@@ -142,23 +140,3 @@ class LatencyTable:
 def predicted_speedup(table: LatencyTable, ancestor: keras.Model, offspring: keras.Model) -> float:
     """Sum of the ancestor's modelled layer times over the offspring's."""
     return float(sum(table.predict(ancestor).values()) / sum(table.predict(offspring).values()))
-
-
-def _main() -> None:  # pragma: no cover - a measuring command
-    import argparse
-
-    from tf_evosyn import models
-
-    parser = argparse.ArgumentParser(description="Measure and cache a model's layer latencies.")
-    parser.add_argument("--model", required=True, choices=models.names())
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=100)
-    args = parser.parse_args()
-    table = LatencyTable(args.threads, runs=args.runs)
-    times = table.predict(models.build(args.model))
-    print(f"{args.model}: {len(times)} layers, {np.sum(list(times.values())):.3f} ms modelled")
-    print(f"cache: {table.path}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _main()

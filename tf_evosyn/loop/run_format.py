@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from tf_evosyn._version import __version__
 from tf_evosyn.storage import fs, io_utils
 
 __all__ = [
@@ -34,9 +35,7 @@ class RunFormatError(io_utils.RunDirectoryError, ValueError):
 
 
 def _this_version() -> str:
-    import tf_evosyn  # the package is loaded by the time a run directory is opened
-
-    return getattr(tf_evosyn, "__version__", "unknown")
+    return __version__
 
 
 def recorded_version(workdir: str | os.PathLike[str]) -> int | None:

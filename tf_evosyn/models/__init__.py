@@ -4,6 +4,7 @@ import inspect
 
 from tf_evosyn.models.alexnet_cifar import alexnet_cifar
 from tf_evosyn.models.box_coding import LogDistanceCorners
+from tf_evosyn.models.custom_layers import custom_objects
 from tf_evosyn.models.detectnet import detectnet
 from tf_evosyn.models.detectnet_mobilenetv2 import detectnet_mobilenetv2
 from tf_evosyn.models.lenet5 import lenet5
@@ -46,16 +47,6 @@ def accepts_keyword(name: str, keyword: str) -> bool:
 
 def names() -> list[str]:
     return sorted(_MODELS)
-
-
-def custom_objects() -> dict[str, type]:
-    """The zoo's custom layers, for ``keras.utils.custom_object_scope`` when loading models."""
-    return {
-        "CrossChannelLRN": CrossChannelLRN,
-        "LogDistanceCorners": LogDistanceCorners,
-        "PadShortcut": PadShortcut,
-        "WithinChannelLRN": WithinChannelLRN,
-    }
 
 
 __all__ = [

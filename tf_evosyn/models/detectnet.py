@@ -28,6 +28,7 @@ import numpy as np
 
 from tf_evosyn._keras import keras
 from tf_evosyn.models import googlenet
+from tf_evosyn.models.custom_layers import custom_objects
 
 HEAD_LAYERS = ("pool5_drop_s1", "cvg_classifier", "coverage", "bbox_regressor", "bbox")
 OUTPUT_NAMES = ("coverage", "bbox")
@@ -139,8 +140,6 @@ def read_weights_file(path: str | Path) -> dict[str, list[np.ndarray]]:
     if suffix in (".h5", ".hdf5"):
         return _read_h5(path)
     if suffix == ".keras":
-        from tf_evosyn.models import custom_objects
-
         with keras.utils.custom_object_scope(custom_objects()):
             saved = keras.models.load_model(path, compile=False)
         return {layer.name: layer.get_weights() for layer in saved.layers}
