@@ -17,21 +17,30 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.png_check import PNG_SIGNATURE
-
-if TYPE_CHECKING:
-    from tf_evosyn.tasks.detection import DetectionTask
+from tf_evosyn.detection.decoding import DecodeSettings
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # PNG IHDR colour type -> channels (3: palette, decoded to RGB).
 PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+class GridDecoder(Protocol):
+    """What ``predict`` needs of a task: e.g. :class:`tf_evosyn.tasks.DetectionTask`."""
+
+    class_names: Sequence[str]
+
+    def detect(self, coverage: np.ndarray, bbox: np.ndarray) -> list[dict[str, np.ndarray]]: ...
+
+
+DEFAULT_CLASSES = ("Car",)  # with DetectNet's stride 16 and clustering: DetectionTask's defaults
 INPUT_NAME = "images"  # the exported SavedModel's input (tf_evosyn.hardware.latency.INPUT_NAME)
 OUTPUT_NAMES = ("coverage", "bbox")
 CONVERT_HINT = "convert it to 3-channel RGB, e.g. PIL.Image.open(path).convert('RGB').save(new)"
@@ -277,7 +286,7 @@ def _checked(name: str, item: Any) -> Any:
 def predict(
     model: Any,
     images: Any,
-    task: DetectionTask | None = None,
+    task: GridDecoder | None = None,
     *,
     input_shape: Sequence[int] | None = None,
     batch_size: int = 4,
@@ -300,8 +309,6 @@ def predict(
     evaluation; larger ones are scaled down to fit (so boxes smaller than the decoder's
     ``min_height`` after scaling are missed).
     """
-    from tf_evosyn.tasks.detection import DetectionTask
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
     items, single = _as_image_list(images)
@@ -310,20 +317,26 @@ def predict(
     checked = [_checked(name, item) for name, item in items]
     run, model_hw = _runner(model)
     height, width = _input_size(model_hw, input_shape)
-    task = task or DetectionTask(class_names=("Car",), image_shape=(height, width))
+    class_names = tuple(task.class_names) if task is not None else DEFAULT_CLASSES
+    detect = task.detect if task is not None else _default_detect
     results: list[dict[str, np.ndarray]] = []
     for start in range(0, len(checked), batch_size):
         chunk = [load_image(x) if _is_path(x) else x for x in checked[start : start + batch_size]]
         fitted = [fit_image(image, height, width) for image in chunk]
         outputs = run(np.stack([canvas for canvas, _ in fitted]))
         channels = outputs["coverage"].shape[-1]
-        if channels != len(task.class_names):
+        if channels != len(class_names):
             raise ValueError(
                 f"the model predicts {channels} classes but the task names "
-                f"{list(task.class_names)}; pass task=DetectionTask(class_names=...) with the "
+                f"{list(class_names)}; pass task=DetectionTask(class_names=...) with the "
                 "model's classes (its run's config.data.classes)."
             )
-        detections = task.detect(outputs["coverage"], outputs["bbox"])
+        detections = detect(outputs["coverage"], outputs["bbox"])
         for (_, scale), image, found in zip(fitted, chunk, detections, strict=True):
             results.append(to_original_pixels(found, scale, image.shape[:2]))
     return results[0] if single else results
+
+
+def _default_detect(coverage: np.ndarray, bbox: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """What ``DetectionTask()`` decodes with: DetectNet's clustering at stride 16."""
+    return DecodeSettings().detect(coverage, bbox, stride=16)

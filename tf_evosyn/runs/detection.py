@@ -17,6 +17,7 @@ from tf_evosyn import models
 from tf_evosyn._keras import tf
 from tf_evosyn.data.kitti import load_kitti_data
 from tf_evosyn.detection import KITTI_TYPES, decode_nms
+from tf_evosyn.detection.decoding import DECODERS, DecodeSettings
 from tf_evosyn.models.detectnet_mobilenetv2 import resolve_weights
 from tf_evosyn.runs.common import (
     run_with_strategy,
@@ -28,7 +29,7 @@ from tf_evosyn.runs.evolve import TaskData, evolve_task
 from tf_evosyn.runs.export_spec import ExportSpec
 from tf_evosyn.runs.scale import ScaleSettings
 from tf_evosyn.storage import fs
-from tf_evosyn.tasks.detection import DECODERS, DecodeSettings, DetectionTask
+from tf_evosyn.tasks.detection import DetectionTask
 
 # Keys of config.model passed to the model builder when it takes them (DetectNet's width and
 # normalisation; the MobileNetV2 trunk's cut, head and box coding).

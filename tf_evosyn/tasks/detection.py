@@ -16,42 +16,19 @@ import numpy as np
 
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.detection import (
-    DETECTNET_CLUSTERING,
     DETECTNET_LOSS_WEIGHTS,
     KITTI_TYPES,
     BboxLoss,
     CoverageLoss,
-    cluster_detections,
-    decode_nms,
-    detections_to_list,
     digits_metrics,
     encode,
     evaluate_kitti,
 )
+from tf_evosyn.detection.decoding import DecodeSettings
 from tf_evosyn.detection.targets import with_corners
 from tf_evosyn.tasks.base import Evaluation, Task
 
-DECODERS = ("cluster", "nms")
 OUTPUT_NAMES = ("coverage", "bbox")
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """How grid outputs become boxes (defaults: DetectNet's KITTI clustering parameters)."""
-
-    method: str = "cluster"  # DetectNet's groupRectangles clustering, or "nms" (keras-cv)
-    threshold: float = DETECTNET_CLUSTERING["threshold"]
-    rect_threshold: int = DETECTNET_CLUSTERING["rect_threshold"]
-    rect_eps: float = DETECTNET_CLUSTERING["rect_eps"]
-    min_height: float = DETECTNET_CLUSTERING["min_height"]
-    nms_iou: float = 0.5
-    max_detections: int = 100
-
-    def __post_init__(self) -> None:
-        if self.method not in DECODERS:
-            raise ValueError(f"decode method {self.method!r} unknown; use one of {DECODERS}.")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"the coverage threshold must be in (0, 1), got {self.threshold}.")
 
 
 @dataclass
@@ -148,27 +125,7 @@ class DetectionTask(Task):
 
     def detect(self, coverage: np.ndarray, bbox: np.ndarray) -> list[dict[str, np.ndarray]]:
         """Boxes per image (``boxes`` xyxy px, ``confidence``, ``classes``) from grid outputs."""
-        d = self.decode
-        if d.method == "nms":
-            raw = decode_nms(
-                coverage,
-                bbox,
-                threshold=d.threshold,
-                stride=self.stride,
-                max_detections=d.max_detections,
-                iou_threshold=d.nms_iou,
-                min_height=d.min_height,
-            )
-            return detections_to_list(raw)
-        return cluster_detections(
-            coverage,
-            bbox,
-            stride=self.stride,
-            threshold=d.threshold,
-            rect_threshold=d.rect_threshold,
-            rect_eps=d.rect_eps,
-            min_height=d.min_height,
-        )
+        return self.decode.detect(coverage, bbox, self.stride)
 
     def ground_truth_and_detections(
         self, model: keras.Model, dataset: tf.data.Dataset
