@@ -25,6 +25,8 @@ from pathlib import Path
 from absl import app, flags
 from common import REPO, format_table, read_run, write_results
 
+from tf_evosyn.loop.lineage import without_timing
+
 RUNS = flags.DEFINE_list(
     "runs", ["1x1", "2x1", "1xall"], "Runs to compare: N workers x T threads each (all = cores)."
 )
@@ -49,15 +51,6 @@ WORKDIR = flags.DEFINE_string(
 OUTPUT = flags.DEFINE_string(
     "output", "benchmarks/results/population_workers.json", "JSON results file."
 )
-TIMING_KEYS = ("seconds", "seconds_per_epoch")
-
-
-def _without_timing(value):
-    if isinstance(value, dict):
-        return {k: _without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
-    if isinstance(value, list):
-        return [_without_timing(v) for v in value]
-    return value
 
 
 def run_with_workers(workdir: Path, count: int, threads: int) -> float:
@@ -105,7 +98,7 @@ def main(argv: list[str]) -> None:
         records, _ = read_run(workdir)
         evolved = [r for r in records[1:] if not r.get("final")]
         generations_wall = wall - records[0]["seconds"]
-        lineage = _without_timing(records)
+        lineage = without_timing(records)
         reference = references.setdefault(threads, lineage)
         result = {
             "workers": count,

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tf_evosyn._keras import tf
+from tf_evosyn.loop.lineage import without_timing
 from tf_evosyn.zoo import plain_params, randomize_batchnorm
 from tf_evosyn.zoo import relative_difference as zoo_relative_difference
 
@@ -38,7 +39,6 @@ __all__ = [
     "without_timing",
 ]
 
-TIMING_KEYS = ("seconds", "seconds_per_epoch")
 CIFAR_SUBSET = Path("cifar10_subset") / "cifar10_data_batch_1_first4000.npz"
 
 
@@ -63,17 +63,6 @@ def relative_difference(expected: np.ndarray, actual: np.ndarray) -> float:
     """max |expected - actual| / max |expected|, refusing an all-zero (vacuous) reference."""
     assert np.abs(expected).max() > 0, "the reference output is all zeros: the check is vacuous"
     return zoo_relative_difference(expected, actual)
-
-
-def without_timing(value):
-    """Lineage records without their wall-clock fields (``seconds`` and ``seconds_per_epoch`` at
-    any depth: every candidate has them), so a resumed run's lineage compares equal to an
-    uninterrupted one."""
-    if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
-    if isinstance(value, list):
-        return [without_timing(v) for v in value]
-    return value
 
 
 # -- the binaries, run as a user runs them (subprocesses from the repository root) ---------------

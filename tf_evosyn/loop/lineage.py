@@ -143,6 +143,20 @@ def _encode_line(record: Mapping[str, Any]) -> str:
     return json.dumps(io_utils.to_jsonable(record), sort_keys=True, separators=(",", ":"))
 
 
+TIMING_KEYS = ("seconds", "seconds_per_epoch")
+
+
+def without_timing(value: Any) -> Any:
+    """Records without their wall-clock fields (``seconds`` and ``seconds_per_epoch`` at any
+    depth: every candidate has them), so lineages of the same run made apart (resumed, or by
+    other numbers of workers) compare equal."""
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [without_timing(v) for v in value]
+    return value
+
+
 class Lineage:
     """Append-only, crash-safe list of generation records backed by ``lineage.jsonl``.
 

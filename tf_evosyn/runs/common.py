@@ -18,6 +18,7 @@ from tf_evosyn.loop import distribute as distribute_lib
 from tf_evosyn.loop import lineage as lineage_lib
 from tf_evosyn.loop.recipes import RECIPE_DEFAULTS, RECIPE_SECTIONS
 from tf_evosyn.loop.run_dir import RunDirectory
+from tf_evosyn.loop.workers import PopulationWorkers
 from tf_evosyn.runs.config_checks import offspring_batch_size
 from tf_evosyn.runs.errors import ConfigError
 from tf_evosyn.runs.scale import (
@@ -86,16 +87,16 @@ RUNTIME_FILENAME = "runtime.json"
 
 
 def prepare_workdir(
-    config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], write: bool = True
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike[str],
+    workers: PopulationWorkers | None = None,
 ) -> None:
-    """Write config.json, or check that a resumed run uses the same config. ``write=False``
-    (a population worker that helps the leader): only check it, once the leader wrote it."""
+    """Write config.json, or check that a resumed run uses the same config. A population
+    worker that helps the leader (``workers``) only checks it, once the leader wrote it."""
     resolved = json.loads(config.to_json_best_effort(sort_keys=True))
     path = fs.join(workdir, "config.json")
-    if not write:
-        population_workers(scale_settings(config)).wait_for(
-            lambda: fs.exists(path) or None, f"{path} (the leader writes it first)"
-        )
+    if workers is not None and not workers.leads:
+        workers.wait_for(lambda: fs.exists(path) or None, f"{path} (the leader writes it first)")
     if fs.exists(path):
         previous = _comparable(io_utils.read_json(path))
         current = _comparable(resolved)

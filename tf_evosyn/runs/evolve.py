@@ -61,7 +61,7 @@ def evolve_task(
     validation_data = data.validation_data() if split == "validation" else None
     check_selection_of_run(workdir, split)
     workers = population_workers(scale)
-    prepare_workdir(config, workdir, write=workers.leads)
+    prepare_workdir(config, workdir, workers)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     batch_size, offspring_batch = config.train.batch_size, offspring_batch_size(config)
