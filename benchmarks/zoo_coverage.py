@@ -3,9 +3,9 @@
     EVOSYN_DATA_DIR=/work/shared/datasets python benchmarks/zoo_coverage.py \
         [--selection=default|all|VGG16,Xception,...] [--output=benchmarks/results/zoo_coverage.json]
 
-``default`` is one constructor per family (what ``tests/test_zoo_coverage.py`` runs); ``all`` is
-every constructor of :data:`tf_evosyn.zoo.FAMILIES` (the largest need tens of GB of memory). Each
-constructor runs in its own process (memory is returned between models) through
+``default`` is one constructor per family (what ``tests/package/test_zoo_coverage.py`` runs);
+``all`` is every constructor of :data:`tf_evosyn.zoo.FAMILIES` (the largest need tens of GB of
+memory). Each constructor runs in its own process (memory is returned between models) through
 :func:`tf_evosyn.zoo.check_application`: ``weights=None``, the smallest input, 10 classes, random
 BatchNorm statistics, ``ConstantFactor(0.7, 1.0)``, 4 real CIFAR-10 images resized to the input.
 Prints a Markdown table (the README's) and writes every row as JSON, atomically.

@@ -21,7 +21,7 @@ def pytest_addoption(parser):
         "--zoo",
         choices=("default", "all"),
         default="default",
-        help="tests/test_zoo_coverage.py: one Keras Applications constructor per family "
+        help="tests/package/test_zoo_coverage.py: one Keras Applications constructor per family "
         "(default) or every constructor (all)",
     )
 

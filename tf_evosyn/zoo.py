@@ -5,7 +5,7 @@ The way Torch-Pruning tests torchvision: build each ``tf_keras.applications`` co
 layers non-trivial statistics (so dead channels emit constants that compaction must fold), then
 ``evolvable`` -> ``synthesize`` (a constant factor that kills about a third of the clusters) ->
 ``compact``, and compare the compacted model's outputs with the offspring's.
-:func:`check_application` does one constructor; ``tests/test_zoo_coverage.py`` and
+:func:`check_application` does one constructor; ``tests/package/test_zoo_coverage.py`` and
 ``benchmarks/zoo_coverage.py`` run the families of :data:`FAMILIES`.
 """
 

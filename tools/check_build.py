@@ -10,7 +10,7 @@ No Bazel is needed: BUILD is Starlark, whose simple
 ``rule(name = "...", srcs = [...])`` calls are also valid Python, so it is read with ``ast`` and
 every attribute must be a literal (lists written out explicitly, no glob()).
 
-tests/test_build_file.py runs the same checks under pytest.
+tests/tools/test_build_file.py runs the same checks under pytest.
 """
 
 from __future__ import annotations
@@ -99,7 +99,12 @@ def bin_modules(root: Path = REPO_ROOT) -> list[str]:
 
 
 def pytest_files(root: Path = REPO_ROOT) -> list[str]:
-    return sorted(_rel(p, root) for p in (root / "tests").glob("test_*.py"))
+    """Every tests/**/test_*.py: tests/ mirrors the package (tests/core/, tests/loop/, ...)."""
+    files = (p for p in (root / "tests").rglob("test_*.py") if p.is_file())
+    rels = (_rel(p, root) for p in files)
+    return sorted(
+        r for r in rels if not any(part.startswith((".", "__pycache__")) for part in r.split("/"))
+    )
 
 
 def config_files(root: Path = REPO_ROOT) -> list[str]:
@@ -148,9 +153,15 @@ def missing_library_data(rules: list[Rule], root: Path = REPO_ROOT) -> list[str]
 
 
 def py_test_problems(rules: list[Rule], root: Path = REPO_ROOT) -> list[str]:
-    """tests/test_*.py files without a well-formed py_test (name = stem, main = the file)."""
+    """tests/**/test_*.py files without a well-formed py_test (name = stem, main = the file)."""
     tests = _by_kind(rules, "py_test")
     problems = []
+    by_stem: dict[str, list[str]] = {}
+    for path in pytest_files(root):
+        by_stem.setdefault(_stem(path), []).append(path)
+    for stem, paths in sorted(by_stem.items()):
+        if len(paths) > 1:  # pytest tells them apart (tests/ is a package), a py_test name cannot
+            problems.append(f"{' and '.join(paths)} share the py_test name {stem!r}: rename one")
     for path in pytest_files(root):
         rule = tests.get(_stem(path))
         if rule is None:
@@ -267,7 +278,7 @@ def render_build(root: Path = REPO_ROOT) -> str:
         + '    ],\n    imports = ["."],\n)',
         "# ---- Binaries: one per module in tf_evosyn/bin/ (except __init__.py). ----",
         *(py_binary_snippet(p) for p in bin_modules(root)),
-        "# ---- Tests: one per tests/test_*.py (pytest files). ----",
+        "# ---- Tests: one per tests/**/test_*.py (pytest files; tests/ mirrors tf_evosyn/). ----",
         *(py_test_snippet(p, has_slow_marker(root / p)) for p in pytest_files(root)),
     ]
     return "\n\n".join(parts) + "\n"

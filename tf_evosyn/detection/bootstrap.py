@@ -13,7 +13,7 @@ resample is far too slow, so each image's contribution is computed once:
   score of the full set, so they are tabulated once at those scores.
 
 A resample is then image multiplicities: pooled counts are weighted sums of the tables, which is
-exact (``tests/test_detection_bootstrap.py`` checks it against ``evaluate_kitti`` on the
+exact (``tests/detection/test_detection_bootstrap.py`` checks it against ``evaluate_kitti`` on the
 materialised resampled lists).
 """
 
