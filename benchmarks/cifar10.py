@@ -18,9 +18,10 @@ Full CIFAR-10 with the papers' recipes (a GPU machine; TFDS or local python batc
 Each model starts from its recipe config (configs/resnet56_cifar10.py: He et al. 2016;
 configs/alexnet_cifar10.py: Caffe's cifar10_full solver) with the benchmark's data section
 (``--config.data.*``, shared by both models) and the flags below, and runs (or resumes) through
-``tf_evosyn.experiment.run_classification`` in ``--workdir_root/<model>_<data.name>``. When the
-ancestor trains for fewer epochs than its recipe, the recipe's piecewise boundaries are scaled by
-the same ratio (``--scale_schedule``), so a short run still ends at the recipe's lowest rate.
+``tf_evosyn.runs.classification.run_classification`` in
+``--workdir_root/<model>_<data.name>``. When the ancestor trains for fewer epochs than its
+recipe, the recipe's piecewise boundaries are scaled by the same ratio (``--scale_schedule``),
+so a short run still ends at the recipe's lowest rate.
 ``--set=model:key=value`` overrides any config key of one model; by default it adapts ResNet-56
 to the subset's short budget (:data:`SHORT_BUDGET_SETTINGS`): at 25 steps per epoch, the recipe's
 rate 0.1 blows the loss up in the first steps and ResNet-56 stays at chance for 10 epochs (with
@@ -68,13 +69,11 @@ from cifar10_report import print_model  # noqa: E402
 import tf_evosyn  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
 from tf_evosyn._keras import keras, tf  # noqa: E402
 from tf_evosyn.data import DataError, load_classification_data  # noqa: E402
-from tf_evosyn.experiment import (  # noqa: E402
-    ConfigError,
-    prepare_workdir,
-    run_classification,
-    validate_config,
-)
 from tf_evosyn.loop import distribute as distribute_lib  # noqa: E402
+from tf_evosyn.runs.classification import run_classification  # noqa: E402
+from tf_evosyn.runs.common import prepare_workdir  # noqa: E402
+from tf_evosyn.runs.config_checks import validate_config  # noqa: E402
+from tf_evosyn.runs.errors import ConfigError  # noqa: E402
 from tf_evosyn.storage import io_utils  # noqa: E402
 
 SUBSET_WARNING = (

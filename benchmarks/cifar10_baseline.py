@@ -53,17 +53,15 @@ from seeds import parse_seeds  # noqa: E402
 from tf_evosyn._keras import keras, tf  # noqa: E402
 from tf_evosyn.core.measures import count_living  # noqa: E402
 from tf_evosyn.data import DataError, load_classification_data  # noqa: E402
-from tf_evosyn.experiment import (  # noqa: E402
-    ConfigError,
-    make_compile_fn,
-    prepare_workdir,
-    run_classification,
-)
 from tf_evosyn.interop import LI_RESNET56_SENSITIVE, prune_to_macs  # noqa: E402
 from tf_evosyn.loop import distribute as distribute_lib  # noqa: E402
 from tf_evosyn.loop.lineage import efficiencies  # noqa: E402
+from tf_evosyn.loop.recipes import make_compile_fn  # noqa: E402
 from tf_evosyn.loop.run_dir import RunDirectory  # noqa: E402
+from tf_evosyn.runs.classification import run_classification  # noqa: E402
+from tf_evosyn.runs.common import prepare_workdir  # noqa: E402
 from tf_evosyn.runs.config_checks import offspring_batch_size  # noqa: E402
+from tf_evosyn.runs.errors import ConfigError  # noqa: E402
 from tf_evosyn.storage import io_utils  # noqa: E402
 from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: E402
 

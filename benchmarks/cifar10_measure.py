@@ -17,7 +17,7 @@ import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tf_evosyn._keras import tf
 from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.model_io import load_model
-from tf_evosyn.experiment import make_compile_fn
+from tf_evosyn.loop.recipes import make_compile_fn
 
 
 def _checkpoint(workdir: Path, generation: int) -> Path | None:

@@ -72,8 +72,9 @@ from tf_evosyn._keras import keras, tf  # noqa: E402
 from tf_evosyn.compaction.plan import compact  # noqa: E402
 from tf_evosyn.core.model_io import load_model  # noqa: E402
 from tf_evosyn.data import ClassificationData, DataError, load_classification_data  # noqa: E402
-from tf_evosyn.experiment import ConfigError, run_classification  # noqa: E402
 from tf_evosyn.hardware.flops import count_flops  # noqa: E402
+from tf_evosyn.runs.classification import run_classification  # noqa: E402
+from tf_evosyn.runs.errors import ConfigError  # noqa: E402
 from tf_evosyn.storage import io_utils  # noqa: E402
 from tf_evosyn.tasks.classification import evaluate_accuracy  # noqa: E402
 

@@ -85,7 +85,7 @@ _BRIEF_KEYS = (
 
 
 def _run(config, workdir: str) -> list[dict]:
-    from tf_evosyn.experiment import run_classification
+    from tf_evosyn.runs.classification import run_classification
 
     return run_classification(config, workdir)
 

@@ -17,9 +17,9 @@ from common import BenchmarkError
 import tf_evosyn  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.data import ClassificationData
-from tf_evosyn.experiment import make_compile_fn
 from tf_evosyn.export.artifacts import plain_copy
 from tf_evosyn.hardware.flops import count_flops
+from tf_evosyn.loop.recipes import make_compile_fn
 from tf_evosyn.storage import io_utils
 from tf_evosyn.tasks.classification import evaluate_accuracy
 

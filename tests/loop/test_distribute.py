@@ -18,16 +18,14 @@ import pytest
 import tf_evosyn
 from tf_evosyn._keras import keras, tf
 from tf_evosyn.bin.config_cli import load_config_file
-from tf_evosyn.experiment import (
-    ConfigError,
-    make_compile_fn,
-    prepare_workdir,
-    scale_settings,
-    validate_config,
-)
 from tf_evosyn.loop import distribute
 from tf_evosyn.loop.lineage import REQUIRED_KEYS
+from tf_evosyn.loop.recipes import make_compile_fn
 from tf_evosyn.models import lenet5
+from tf_evosyn.runs.common import prepare_workdir
+from tf_evosyn.runs.config_checks import validate_config
+from tf_evosyn.runs.errors import ConfigError
+from tf_evosyn.runs.scale import scale_settings
 from tf_evosyn.tasks.classification import evaluate_accuracy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -258,7 +256,8 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     import json, sys
     import numpy as np
     import tf_evosyn
-    from tf_evosyn import experiment
+    from tf_evosyn.runs.classification import run_classification
+    from tf_evosyn.runs.errors import ConfigError
     from tf_evosyn.loop import distribute
     from tf_evosyn._keras import keras, tf
     from tf_evosyn.core.layers import MASK_NAMES, evolvable_layers
@@ -323,8 +322,8 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     c = load_config_file(cfg["smoke"])
     c.train.jit_compile = True
     try:
-        experiment.run_classification(c, cfg["workdir"], strategy=strategy)
-    except experiment.ConfigError as error:
+        run_classification(c, cfg["workdir"], strategy=strategy)
+    except ConfigError as error:
         out["run_jit"] = str(error)
     print("RESULT " + json.dumps(out))
     """

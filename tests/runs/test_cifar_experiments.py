@@ -21,19 +21,18 @@ from tf_evosyn._keras import keras
 from tf_evosyn.bin.config_cli import load_config_file
 from tf_evosyn.compaction.plan import compact
 from tf_evosyn.data import DataError, load_classification_data
-from tf_evosyn.experiment import (
-    ConfigError,
+from tf_evosyn.graph.coupling import plan_coupling
+from tf_evosyn.loop.lineage import LAYER_KEYS, REQUIRED_KEYS, Lineage
+from tf_evosyn.loop.recipes import (
     LinearWarmup,
     learning_rate_schedule,
     make_compile_fn,
-    model_kwargs,
     piecewise_boundary_steps,
-    prepare_workdir,
-    run_classification,
-    validate_config,
 )
-from tf_evosyn.graph.coupling import plan_coupling
-from tf_evosyn.loop.lineage import LAYER_KEYS, REQUIRED_KEYS, Lineage
+from tf_evosyn.runs.classification import run_classification
+from tf_evosyn.runs.common import prepare_workdir
+from tf_evosyn.runs.config_checks import model_kwargs, validate_config
+from tf_evosyn.runs.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"

@@ -7,9 +7,11 @@ import pytest
 
 from tests.loop.test_distribute import _smoke_config
 from tf_evosyn.data import ClassificationData
-from tf_evosyn.experiment import ConfigError, prepare_workdir, validate_config
 from tf_evosyn.runs import classification as classification_run
 from tf_evosyn.runs import evolve as evolve_run
+from tf_evosyn.runs.common import prepare_workdir
+from tf_evosyn.runs.config_checks import validate_config
+from tf_evosyn.runs.errors import ConfigError
 
 
 @pytest.mark.slow  # trains evolutions for several seconds: the full tier only

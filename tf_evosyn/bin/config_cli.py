@@ -125,7 +125,8 @@ def flags_parser(prog: str, flag: str = CONFIG_FLAG) -> Callable[[list[str]], li
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from tf_evosyn.experiment import ConfigError, validate_config
+    from tf_evosyn.runs.config_checks import validate_config
+    from tf_evosyn.runs.errors import ConfigError
 
     config = flags.FLAGS[CONFIG_FLAG].value
     try:
