@@ -7,6 +7,7 @@ workers), so they are read with defaults, and configs older than a key still wor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import ml_collections
 
@@ -42,6 +43,17 @@ class ScaleSettings:
     mixed_precision: str = "float32"
     jit_compile: bool = False
 
+    @cached_property
+    def workers(self) -> workers_lib.PopulationWorkers:
+        """This process's share of the population, resolved once per run (flags, else the
+        scheduler's environment), so every part of the run sees the same answer."""
+        try:
+            return workers_lib.resolve(
+                self.worker_index, self.num_workers, self.worker_wait_seconds
+            )
+        except ValueError as error:
+            raise ConfigError(f"distribute: {error}") from error
+
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
     node = config
@@ -69,10 +81,7 @@ def scale_settings(config: ml_collections.ConfigDict) -> ScaleSettings:
 
 def population_workers(scale: ScaleSettings) -> workers_lib.PopulationWorkers:
     """This process's share of the population (flags, else the scheduler's environment)."""
-    try:
-        return workers_lib.resolve(scale.worker_index, scale.num_workers, scale.worker_wait_seconds)
-    except ValueError as error:
-        raise ConfigError(f"distribute: {error}") from error
+    return scale.workers
 
 
 def validate_scale(config: ml_collections.ConfigDict) -> None:
