@@ -8,7 +8,7 @@ from helpers import random_bn
 import tf_evosyn
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction.plan import compact, plan_compaction
-from tf_evosyn.core.heredity import layer_heredity
+from tf_evosyn.core.heredity import Heredity, layer_heredity
 from tf_evosyn.graph.coupling import group_cluster_probs, plan_coupling
 
 TOLERANCE = 1e-5
@@ -138,6 +138,49 @@ def test_group_probability_pools_the_members_strengths():
     # Uncoupled layers keep the paper's per-layer formula exactly.
     np.testing.assert_allclose(probs["b1_conv1"], by_name["b1_conv1"].cluster_probs, rtol=1e-12)
     assert (probs["logits"] == 1.0).all()  # classes are protected
+
+
+def test_group_probability_uses_the_family_sharpness():
+    """A coupled group at cluster sharpness gamma gets exp(gamma (r / max r - 1)) with r the mean
+    of its members' s_c / Z_l (from the kernels, by hand), as a single layer's cluster does; at
+    gamma = 1 it is the papers' formula, and a sharper family keeps weak groups less often."""
+    rng = np.random.default_rng(0)
+    model = tf_evosyn.evolvable(resnet_style())
+    plan = plan_coupling(model)
+    kernels = {
+        layer.name: layer.kernel.numpy() * rng.uniform(0.1, 3.0)
+        for layer in tf_evosyn.evolvable_layers(model)
+    }
+
+    def heredities(gamma):
+        return [
+            layer_heredity(
+                layer.name,
+                kernels[layer.name],
+                layer.living_synapse_mask(),
+                layer.living_cluster_mask(),
+                heredity=Heredity(cluster_sharpness=gamma),
+            )
+            for layer in tf_evosyn.evolvable_layers(model)
+        ]
+
+    def strength_ratio(name):
+        strength = (
+            np.abs(kernels[name].astype(np.float64))
+            .reshape(-1, kernels[name].shape[-1])
+            .sum(axis=0)
+        )
+        return strength / strength.max()
+
+    members = ("stem", "b1_conv2", "b2_conv2")
+    ratios = np.mean([strength_ratio(n) for n in members], axis=0)
+    papers = group_cluster_probs(plan, heredities(1.0))
+    np.testing.assert_allclose(papers["stem"], np.exp(ratios / ratios.max() - 1), rtol=1e-6)
+    sharp = group_cluster_probs(plan, heredities(4.0), sharpness=4.0)
+    np.testing.assert_allclose(sharp["stem"], np.exp(4.0 * (ratios / ratios.max() - 1)), rtol=1e-6)
+    weak = ratios < ratios.max()
+    assert (sharp["stem"][weak] < papers["stem"][weak]).all()
+    assert sharp["stem"].max() == pytest.approx(1.0)
 
 
 def test_residual_evolution_keeps_groups_whole_and_compacts_exactly(cifar_images):

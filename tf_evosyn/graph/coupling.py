@@ -114,9 +114,13 @@ def plan_coupling(model: keras.Model) -> CouplingPlan:
 
 
 def group_cluster_probs(
-    plan: CouplingPlan, heredities: list[LayerHeredity]
+    plan: CouplingPlan, heredities: list[LayerHeredity], sharpness: float = 1.0
 ) -> dict[str, np.ndarray]:
-    """Cluster heredity per layer with one probability per coupled group (module docstring)."""
+    """Cluster heredity per layer with one probability per coupled group (module docstring).
+
+    ``sharpness`` is the heredity family's cluster gamma, the one the layers' probabilities were
+    made with: a group gets exp(gamma (r_g / max r - 1)) as a single layer's cluster does.
+    """
     by_name = {h.name: h for h in heredities}
     ratio = np.zeros(len(plan.groups))
     alive = np.zeros(len(plan.groups), dtype=bool)
@@ -125,7 +129,7 @@ def group_cluster_probs(
         for name, channel in group.members:
             heredity = by_name[name]
             if heredity.cluster_alive[channel]:
-                values.append(_strength_ratio(heredity)[channel])
+                values.append(_strength_ratio(heredity, sharpness)[channel])
         alive[group.index] = bool(values)
         ratio[group.index] = float(np.mean(values)) if values else 0.0
     probs = np.zeros(len(plan.groups))
@@ -137,9 +141,9 @@ def group_cluster_probs(
         living = indices[alive[indices]]
         peak = ratio[living].max() if living.size else 0.0
         if peak > 0:
-            probs[living] = np.exp(ratio[living] / peak - 1.0)
+            probs[living] = np.exp(sharpness * (ratio[living] / peak - 1.0))
         else:
-            probs[living] = np.exp(-1.0)  # all-zero weights: every group is equally weak
+            probs[living] = np.exp(-sharpness)  # all-zero weights: every group equally weak
     for group in plan.groups:
         if not group.may_die and alive[group.index]:
             probs[group.index] = 1.0
@@ -149,7 +153,9 @@ def group_cluster_probs(
     }
 
 
-def _strength_ratio(heredity: LayerHeredity) -> np.ndarray:
-    """s_c / Z_l from the layer's cluster heredity: s/Z = log(P) + 1 for living clusters."""
+def _strength_ratio(heredity: LayerHeredity, sharpness: float = 1.0) -> np.ndarray:
+    """s_c / Z_l from the layer's cluster heredity: P = exp(gamma (s/Z - 1)), so
+    s/Z = log(P) / gamma + 1 for living clusters."""
     with np.errstate(divide="ignore"):
-        return np.where(heredity.cluster_alive, np.log(heredity.cluster_probs) + 1.0, 0.0)
+        ratio = np.log(heredity.cluster_probs) / float(sharpness) + 1.0
+        return np.where(heredity.cluster_alive, ratio, 0.0)

@@ -69,7 +69,7 @@ def compute_heredity(
         )
         for layer in evolvable_layers(model)
     ]
-    group_probs = group_cluster_probs(plan, heredities)
+    group_probs = group_cluster_probs(plan, heredities, heredity.cluster_sharpness)
     heredities = [replace(h, cluster_probs=group_probs[h.name]) for h in heredities]
     if write_buffers:
         for layer, heredity in zip(evolvable_layers(model), heredities, strict=True):
