@@ -126,3 +126,36 @@ def test_learning_curve_records_train_and_validation_scores(tmp_path):
     assert read_learning_curve(tmp_path / "empty") is None
     with pytest.raises(ValueError, match="every must be an integer"):
         LearningCurve(task, data, data, every=0)
+
+
+def test_config_keeps_every_residual_stream_of_the_trunk():
+    """The default config keeps the filters of the layers that write the trunk's residual
+    streams (measured: evolving them costs half the AP a generation keeps). Its list of names
+    must cover every coupled group with more than one producer in the built detector, so a
+    renamed layer cannot silently start evolving."""
+    import tf_evosyn
+    from tf_evosyn.graph.coupling import plan_coupling
+
+    config = _config()
+    module_path = REPO / "configs" / "detectnet_mobilenetv2_kitti.py"
+    spec = importlib.util.spec_from_file_location("mnv2_config_names", module_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kept = set(module.RESIDUAL_STREAM_LAYERS)
+    assert set(config.evolution.layer_budgets) == kept
+    assert all(config.evolution.layer_budgets[n].cluster_fraction == 1.0 for n in kept)
+    model = tf_evosyn.evolvable(
+        build("detectnet_mobilenetv2", input_shape=SMALL, backbone_weights=None)
+    )
+    depthwise = {
+        layer.name for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)
+    }
+    # Residual adds couple several convolutions; a depthwise layer couples with its producer.
+    streams = {
+        name
+        for group in plan_coupling(model).groups
+        if len(group.family) > 1 and not depthwise & set(group.family)
+        for name in group.family
+    }
+    assert streams, "the trunk's residual adds should couple the project layers"
+    assert streams <= kept, f"residual-stream layers the config lets evolve: {streams - kept}"
