@@ -357,3 +357,12 @@ def test_final_fine_tuning_sentence_on_the_main_run_matches_its_json():
     after = f"to **{100 * final['accuracy']:.2f}% / {100 * final['test_accuracy']:.2f}% test**"
     assert before in flat and after in flat
     assert f"{final['synaptic_efficiency']:.1f}x / {final['cluster_efficiency']:.2f}x" in flat
+
+
+def test_kitti_table_is_the_benchmarks_own():
+    """docs/benchmarks.md prints the KITTI lineage exactly as benchmarks/kitti_detectnet.py
+    printed it (its JSON keeps the printed table)."""
+    printed = _results("kitti_detectnet.json")["table"]
+    rows = table(printed["header"][:2])
+    assert [list(r) for r in rows[:1]] == [printed["header"]]
+    assert [list(r.values()) for r in rows] == printed["rows"]

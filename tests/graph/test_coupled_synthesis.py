@@ -144,6 +144,7 @@ def test_group_probability_uses_the_family_sharpness():
     """A coupled group at cluster sharpness gamma gets exp(gamma (r / max r - 1)) with r the mean
     of its members' s_c / Z_l (from the kernels, by hand), as a single layer's cluster does; at
     gamma = 1 it is the papers' formula, and a sharper family keeps weak groups less often."""
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     model = tf_evosyn.evolvable(resnet_style())
     plan = plan_coupling(model)
@@ -175,9 +176,9 @@ def test_group_probability_uses_the_family_sharpness():
     members = ("stem", "b1_conv2", "b2_conv2")
     ratios = np.mean([strength_ratio(n) for n in members], axis=0)
     papers = group_cluster_probs(plan, heredities(1.0))
-    np.testing.assert_allclose(papers["stem"], np.exp(ratios / ratios.max() - 1), rtol=1e-6)
+    np.testing.assert_allclose(papers["stem"], np.exp(ratios / ratios.max() - 1), rtol=1e-5)
     sharp = group_cluster_probs(plan, heredities(4.0), sharpness=4.0)
-    np.testing.assert_allclose(sharp["stem"], np.exp(4.0 * (ratios / ratios.max() - 1)), rtol=1e-6)
+    np.testing.assert_allclose(sharp["stem"], np.exp(4.0 * (ratios / ratios.max() - 1)), rtol=1e-5)
     weak = ratios < ratios.max()
     assert (sharp["stem"][weak] < papers["stem"][weak]).all()
     assert sharp["stem"].max() == pytest.approx(1.0)
