@@ -40,7 +40,9 @@ import numpy as np
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.convert import evolvable
+from tf_evosyn.core.heredity import cluster_strengths
 from tf_evosyn.core.layers import EvolvableMixin, evolvable_layers
+from tf_evosyn.environments.alignment import set_group
 from tf_evosyn.graph.coupling import CouplingPlan, plan_coupling
 from tf_evosyn.hardware.flops import count_flops
 
@@ -118,11 +120,10 @@ def _check_fraction(value: float, what: str) -> float:
 
 def filter_l1_norms(model: keras.Model) -> dict[str, np.ndarray]:
     """Per evolvable layer, the L1 norm of each output channel's living kernel weights."""
-    norms = {}
-    for layer in evolvable_layers(model):
-        kernel = np.abs(layer.matrix_kernel().numpy()) * layer.living_synapse_mask()
-        norms[layer.name] = kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
-    return norms
+    return {
+        layer.name: cluster_strengths(layer.matrix_kernel().numpy(), layer.living_synapse_mask())
+        for layer in evolvable_layers(model)
+    }
 
 
 def prunable_families(
@@ -208,16 +209,16 @@ class _Pruner:
         masks = {}
         for name, layer in self.layers.items():
             layer.set_weights(self.saved[name])  # the unpruned weights and masks
-            masks[name] = (layer.living_synapse_mask(), layer.living_cluster_mask().copy())
+            masks[name] = (layer.living_synapse_mask(), layer.living_cluster_mask())
         removed: dict[str, list[int]] = {}
         for family, count in zip(self.families, counts, strict=True):
             for index in family.groups[:count]:
                 group = self.plan.groups[index]
                 for name, channel in group.members:
-                    masks[name][1][channel] = False
                     removed.setdefault(name, []).append(int(channel))
-                for reader, rows in group.readers:  # synapses reading it die with it
-                    masks[reader][0][..., rows, :] = False
+                # Its filters die, and the synapses reading it with them (the parents' masks
+                # are only read to revive a group).
+                set_group(group, False, self.plan, None, masks)
         for name, (synapses, clusters) in masks.items():
             self.layers[name].set_masks(synapses & clusters, clusters)
         return {name: sorted(channels) for name, channels in removed.items()}

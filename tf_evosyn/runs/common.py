@@ -24,7 +24,6 @@ from tf_evosyn.runs.errors import ConfigError
 from tf_evosyn.runs.scale import (
     SCALE_DEFAULTS,
     ScaleSettings,
-    population_workers,
     scale_settings,
 )
 from tf_evosyn.storage import fs, io_utils
@@ -263,7 +262,7 @@ def run_with_strategy(
         with _worker_workdir(workdir, strategy) as own_workdir:
             # Locked (the chief; with population workers the leader only) and its format
             # checked before config.json is written.
-            writer = distribute_lib.is_chief(strategy) and population_workers(scale).leads
+            writer = distribute_lib.is_chief(strategy) and scale.workers.leads
             with RunDirectory(own_workdir).writing(writer):
                 with distribute_lib.naming_lost_workers(strategy, workdir):
                     return body(own_workdir, strategy, scale)

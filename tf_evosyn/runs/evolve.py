@@ -23,7 +23,7 @@ from tf_evosyn.loop.learning_curve import LEARNING_CURVE_FILE, LearningCurve
 from tf_evosyn.loop.recipes import make_compile_fn
 from tf_evosyn.runs.common import check_selection_of_run, prepare_workdir, select_on, write_runtime
 from tf_evosyn.runs.config_checks import build_settings, offspring_batch_size
-from tf_evosyn.runs.scale import ScaleSettings, population_workers
+from tf_evosyn.runs.scale import ScaleSettings
 from tf_evosyn.storage import fs
 from tf_evosyn.tasks import Task
 
@@ -60,7 +60,7 @@ def evolve_task(
     split = select_on(config)
     validation_data = data.validation_data() if split == "validation" else None
     check_selection_of_run(workdir, split)
-    workers = population_workers(scale)
+    workers = scale.workers
     prepare_workdir(config, workdir, workers)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

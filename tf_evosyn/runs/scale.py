@@ -79,14 +79,9 @@ def scale_settings(config: ml_collections.ConfigDict) -> ScaleSettings:
     )
 
 
-def population_workers(scale: ScaleSettings) -> workers_lib.PopulationWorkers:
-    """This process's share of the population (flags, else the scheduler's environment)."""
-    return scale.workers
-
-
 def validate_scale(config: ml_collections.ConfigDict) -> None:
     scale = scale_settings(config)
-    workers = population_workers(scale)
+    workers = scale.workers
     if workers.count > 1 and scale.strategy == "multi_worker_mirrored":
         raise ConfigError(
             f"distribute: num_workers={workers.count} shares the population between independent "
