@@ -4,15 +4,19 @@ genetic encoding (Shafiee & Wong 2016; Shafiee, Barshan & Wong 2017), for Tensor
 Importing the package sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow loads (TF-MOT and keras-cv
 need Keras 2); import ``tf_evosyn`` before ``tensorflow`` in your own code.
 
-The public API is this module's ``__all__``; everything below is the implementation, in layers
-that import only downwards (a layer never imports one above it):
+The public API is this module's ``__all__`` (and, for the layers above, each subpackage's
+``__all__``: ``tf_evosyn.environments.register``, ``tf_evosyn.detection.predict``, ...).
+Everything else is the implementation, private by name: a module-level name that no other
+module uses starts with an underscore (tests/package/test_private_names.py keeps it so). The
+implementation sits in layers that import only downwards (a layer never imports one above it):
 
     storage/       files on any TF filesystem: fs, atomic writes (io_utils), model_io
     core/          the genetic encoding: Evo layers (evolvable_base, layers, recurrent), one
                    rule per layer kind (kinds/: a new kind is one file), heredity,
                    conversion of Keras models (convert, flatten, trace_blocks,
                    trace_checks), living counts
-    graph/         channel dependencies of a model: dependency analysis, coupling, grouping
+    graph/         channel dependencies of a model: dependency analysis, coupling (and the
+                   kill/revive of a coupled group's masks), grouping
     environments/  F(E): base (constant, synapse and layer budgets, ``register``), FLOPs and
                    latency budgets, channel alignment, cluster floors
     hardware/      MACs (flops), measured TFLite latency, latency models

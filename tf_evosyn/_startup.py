@@ -15,19 +15,19 @@ import os
 import sys
 import tempfile
 
-COMMAND_PREFIX = "evosyn-"
-COMMAND_PACKAGE = "tf_evosyn.bin."
-VERBOSE_FLAG = "--verbose"
+_COMMAND_PREFIX = "evosyn-"
+_COMMAND_PACKAGE = "tf_evosyn.bin."
+_VERBOSE_FLAG = "--verbose"
 
 
 def is_command(argv: list[str] | None = None, orig_argv: list[str] | None = None) -> bool:
     """True when this process runs one of tf_evosyn's command-line binaries."""
     argv = sys.argv if argv is None else argv
     orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
-    if argv and os.path.basename(argv[0]).startswith(COMMAND_PREFIX):
+    if argv and os.path.basename(argv[0]).startswith(_COMMAND_PREFIX):
         return True
     for flag, module in zip(orig_argv, orig_argv[1:], strict=False):
-        if flag == "-m" and module.startswith(COMMAND_PACKAGE):
+        if flag == "-m" and module.startswith(_COMMAND_PACKAGE):
             return True
     return False
 
@@ -36,7 +36,7 @@ def wants_quiet(argv: list[str] | None = None, environ: dict | None = None) -> b
     """Quiet unless the user asked for TensorFlow's log (``--verbose`` or their own level)."""
     argv = sys.argv if argv is None else argv
     environ = os.environ if environ is None else environ
-    verbose = any(arg in (VERBOSE_FLAG, f"{VERBOSE_FLAG}=true", "--verbose=1") for arg in argv)
+    verbose = any(arg in (_VERBOSE_FLAG, f"{_VERBOSE_FLAG}=true", "--verbose=1") for arg in argv)
     return is_command(argv) and not verbose and "TF_CPP_MIN_LOG_LEVEL" not in environ
 
 

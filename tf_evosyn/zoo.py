@@ -75,7 +75,7 @@ FAMILIES: dict[str, list[tuple[str, int]]] = {
 
 # A ConstantFactor cluster factor that kills about a third of the clusters of a freshly
 # initialised model (whose cluster heredities are close to 1); synapses keep their heredity.
-CLUSTER_FACTOR = 0.7
+_CLUSTER_FACTOR = 0.7
 
 
 @dataclass
@@ -171,7 +171,7 @@ def check_application(
     constructor: str,
     images: np.ndarray,
     *,
-    cluster_factor: float = CLUSTER_FACTOR,
+    cluster_factor: float = _CLUSTER_FACTOR,
     synapse_factor: float = 1.0,
     seed: int = 0,
     tolerance: float = 1e-4,

@@ -131,7 +131,7 @@ def _classifier(backbone: keras.Model, size: int, classes: int, name: str) -> ke
     return keras.Model(inputs, keras.layers.Dense(classes, name="logits")(x), name=name)
 
 
-def yolo_v8_backbone(size: int = 64, classes: int = 10) -> keras.Model:
+def _yolo_v8_backbone(size: int = 64, classes: int = 10) -> keras.Model:
     """keras-cv's YOLOv8 backbone (C2f blocks, SPPF; functional), narrower than its "xs"."""
     backbone = _keras_cv().YOLOV8Backbone(
         stackwise_channels=[16, 32, 64, 128],
@@ -142,7 +142,7 @@ def yolo_v8_backbone(size: int = 64, classes: int = 10) -> keras.Model:
     return _classifier(backbone, size, classes, "yolo_v8_classifier")
 
 
-def csp_darknet_backbone(size: int = 64, classes: int = 10) -> keras.Model:
+def _csp_darknet_backbone(size: int = 64, classes: int = 10) -> keras.Model:
     """keras-cv's CSPDarkNet (Focus stem, SPP, ``CrossStagePartial`` custom blocks)."""
     backbone = _keras_cv().CSPDarkNetBackbone(
         stackwise_channels=[16, 32, 64, 128],
@@ -153,7 +153,7 @@ def csp_darknet_backbone(size: int = 64, classes: int = 10) -> keras.Model:
     return _classifier(backbone, size, classes, "csp_darknet_classifier")
 
 
-def mobilenet_v3_backbone(size: int = 64, classes: int = 10) -> keras.Model:
+def _mobilenet_v3_backbone(size: int = 64, classes: int = 10) -> keras.Model:
     """keras-cv's MobileNetV3 (hard-swish TF ops, ``SqueezeAndExcite2D`` blocks whose excite
     conv has a layer as its activation), five inverted residual stacks."""
     backbone = _keras_cv().MobileNetV3Backbone(
@@ -169,7 +169,7 @@ def mobilenet_v3_backbone(size: int = 64, classes: int = 10) -> keras.Model:
     return _classifier(backbone, size, classes, "mobilenet_v3_classifier")
 
 
-def efficientnet_v2_backbone(size: int = 64, classes: int = 10) -> keras.Model:
+def _efficientnet_v2_backbone(size: int = 64, classes: int = 10) -> keras.Model:
     """keras-cv's EfficientNetV2 (``FusedMBConvBlock`` then ``MBConvBlock`` custom blocks with
     squeeze-and-excite), half width and depth of B0's first four stages."""
     backbone = _keras_cv().EfficientNetV2Backbone(
@@ -190,12 +190,12 @@ def efficientnet_v2_backbone(size: int = 64, classes: int = 10) -> keras.Model:
 
 
 # constructor name (as in tf_evosyn.zoo.FAMILIES) -> builder(input side, classes)
-def row_lstm(size: int = 32, classes: int = 10) -> keras.Model:
+def _row_lstm(size: int = 32, classes: int = 10) -> keras.Model:
     """A sequence classifier: an LSTM(64) reading the image's rows as time steps."""
     return row_rnn((size, size, 3), classes, "lstm", 64)
 
 
-def row_gru(size: int = 32, classes: int = 10) -> keras.Model:
+def _row_gru(size: int = 32, classes: int = 10) -> keras.Model:
     """As :func:`row_lstm` with a GRU(64)."""
     return row_rnn((size, size, 3), classes, "gru", 64)
 
@@ -203,10 +203,10 @@ def row_gru(size: int = 32, classes: int = 10) -> keras.Model:
 BUILDERS: dict[str, Callable[[int, int], keras.Model]] = {
     "UNet": unet,
     "ResidualBlockNet": residual_block_net,
-    "YOLOV8Backbone": yolo_v8_backbone,
-    "CSPDarkNetBackbone": csp_darknet_backbone,
-    "MobileNetV3Backbone": mobilenet_v3_backbone,
-    "EfficientNetV2Backbone": efficientnet_v2_backbone,
-    "RowLSTM": row_lstm,
-    "RowGRU": row_gru,
+    "YOLOV8Backbone": _yolo_v8_backbone,
+    "CSPDarkNetBackbone": _csp_darknet_backbone,
+    "MobileNetV3Backbone": _mobilenet_v3_backbone,
+    "EfficientNetV2Backbone": _efficientnet_v2_backbone,
+    "RowLSTM": _row_lstm,
+    "RowGRU": _row_gru,
 }

@@ -1,6 +1,10 @@
 """Distillation for offspring fine-tuning: the loss is Hinton's, only the student learns, and the
 generational loop can use the ancestor as teacher."""
 
+import json
+import subprocess
+import sys
+
 import ml_collections
 import numpy as np
 import pytest
@@ -188,3 +192,71 @@ def test_steps_per_execution_gives_the_same_updates_and_reaches_the_distiller(mn
     assert not np.allclose(trained[0][0], start[0])  # it trained
     for one, eight in zip(*trained, strict=True):
         np.testing.assert_allclose(one, eight, rtol=0, atol=1e-6)
+
+
+def _tiny_pair():
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    return teacher, student
+
+
+def test_fit_reports_the_epoch_mean_loss_and_resets_metrics_every_epoch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    y = rng.integers(0, 3, 128)
+    teacher, student = _tiny_pair()
+    student.compile(  # learning rate 0: every batch's loss is known before the fit
+        keras.optimizers.SGD(0.0),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    distiller = distiller_like(student, teacher, temperature=2.0, alpha=0.5)
+    history = distiller.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+    hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    batch_losses = [
+        0.5 * float(hard(y[i : i + 32], student(x[i : i + 32])))
+        + 0.5 * float(soft_target_loss(teacher(x[i : i + 32]), student(x[i : i + 32]), 2.0))
+        for i in range(0, 128, 32)
+    ]
+    assert np.std(batch_losses) > 1e-3  # the mean differs from the last batch's loss
+    np.testing.assert_allclose(history.history["loss"], [np.mean(batch_losses)] * 2, rtol=1e-5)
+    accuracy = next(m for m in distiller.metrics if m.name == "accuracy")
+    assert float(accuracy.count) == 128  # the last epoch's images only: reset between epochs
+
+
+_TWO_REPLICAS = """
+import json
+import numpy as np
+from tf_evosyn._keras import keras, tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from tf_evosyn.loop.distill import distiller_like
+rng = np.random.default_rng(0)
+x = rng.normal(size=(256, 8)).astype("float32")
+y = rng.integers(0, 3, 256)
+for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"),
+                 tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        teacher = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+        student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+        student.compile(keras.optimizers.SGD(0.1),
+                        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        metrics=["accuracy"])
+        distiller = distiller_like(student, teacher, 2.0, 0.5)
+    history = distiller.fit(x, y, batch_size=64, epochs=2, verbose=0, shuffle=False).history
+    print("RESULT", json.dumps([history["loss"], history["accuracy"]]))
+"""
+
+
+def test_two_replicas_report_the_loss_and_accuracy_of_one(tmp_path):
+    script = tmp_path / "two_replicas.py"
+    script.write_text(_TWO_REPLICAS)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    one, two = (
+        json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("RESULT ")
+    )
+    np.testing.assert_allclose(two, one, rtol=1e-4)

@@ -25,19 +25,19 @@ CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/lenet5_mnist.py.", lock_config=True
 )
 WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed).")
-STRATEGY = flags.DEFINE_enum(
+_STRATEGY = flags.DEFINE_enum(
     "strategy",
     None,
     list(STRATEGIES),
     "tf.distribute strategy; overrides config.distribute.strategy (default: the config's).",
 )
-WORKER_INDEX = flags.DEFINE_integer(
+_WORKER_INDEX = flags.DEFINE_integer(
     "worker_index",
     None,
     "Population workers: this job's index in 0..N-1 (default: JOB_COMPLETION_INDEX or "
     "SLURM_ARRAY_TASK_ID, else 0). Worker 0 writes the run directory; see docs/multi_worker.md.",
 )
-NUM_WORKERS = flags.DEFINE_integer(
+_NUM_WORKERS = flags.DEFINE_integer(
     "num_workers",
     None,
     "Population workers: how many jobs share each generation's candidates (default: "
@@ -46,12 +46,12 @@ NUM_WORKERS = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def apply_strategy_flag(config: ml_collections.ConfigDict) -> None:
+def _apply_strategy_flag(config: ml_collections.ConfigDict) -> None:
     """``--strategy``, ``--worker_index`` and ``--num_workers`` into ``config.distribute``."""
     overrides = {
-        "strategy": STRATEGY.value,
-        "worker_index": WORKER_INDEX.value,
-        "num_workers": NUM_WORKERS.value,
+        "strategy": _STRATEGY.value,
+        "worker_index": _WORKER_INDEX.value,
+        "num_workers": _NUM_WORKERS.value,
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if not overrides:
@@ -73,7 +73,7 @@ def run_app(prog: str, task: str) -> None:
             raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
         try:
             runner = check_task(prog, task, CONFIG.value)
-            apply_strategy_flag(CONFIG.value)
+            _apply_strategy_flag(CONFIG.value)
             runner.run(CONFIG.value, WORKDIR.value)
         except (ConfigError, DataError, RunDirectoryError, WorkerLostError) as error:
             # Bad input, a busy or full run directory, a lost worker: said in one line.

@@ -23,7 +23,7 @@ from typing import Any
 
 from absl import app, flags
 
-CONFIG_FLAG = "config"
+_CONFIG_FLAG = "config"
 
 
 def config_keys(tree: Any, prefix: str = "") -> list[str]:
@@ -40,7 +40,7 @@ def config_keys(tree: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def unknown_key_message(key: str, known: Iterable[str], flag: str = CONFIG_FLAG) -> str:
+def unknown_key_message(key: str, known: Iterable[str], flag: str = _CONFIG_FLAG) -> str:
     """``unknown config key 'a.b' (--config.a.b); did you mean 'a.c'?`` (or the valid keys)."""
     known = list(known)
     parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -68,7 +68,7 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
     return value
 
 
-def override_keys(argv: Sequence[str], flag: str = CONFIG_FLAG) -> list[str]:
+def override_keys(argv: Sequence[str], flag: str = _CONFIG_FLAG) -> list[str]:
     """Dotted keys of the ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) overrides."""
     prefix = f"--{flag}."
     return [arg[len(prefix) :].split("=", 1)[0] for arg in argv if arg.startswith(prefix)]
@@ -85,7 +85,7 @@ def load_config_file(spec: str) -> Any:
     return module.get_config(*args)
 
 
-def explain_parse_error(argv: Sequence[str], error: BaseException, flag: str = CONFIG_FLAG) -> str:
+def explain_parse_error(argv: Sequence[str], error: BaseException, flag: str = _CONFIG_FLAG) -> str:
     """One line saying why the flags in ``argv`` did not parse (names the key when it can)."""
     spec = _flag_value(argv, flag)
     if spec is None:
@@ -103,7 +103,7 @@ def explain_parse_error(argv: Sequence[str], error: BaseException, flag: str = C
     return f"bad --{flag} override: {type(error).__name__}: {detail}"
 
 
-def flags_parser(prog: str, flag: str = CONFIG_FLAG) -> Callable[[list[str]], list[str]]:
+def flags_parser(prog: str, flag: str = _CONFIG_FLAG) -> Callable[[list[str]], list[str]]:
     """A ``flags_parser`` for ``absl.app.run``: absl's parsing, config errors as one line.
 
     ``flags.Error`` (a malformed value, a missing required flag) keeps absl's message; the
@@ -128,7 +128,7 @@ def main(argv: list[str]) -> None:
     from tf_evosyn.runs.config_checks import validate_config
     from tf_evosyn.runs.errors import ConfigError
 
-    config = flags.FLAGS[CONFIG_FLAG].value
+    config = flags.FLAGS[_CONFIG_FLAG].value
     try:
         validate_config(config)
     except ConfigError as error:
@@ -142,8 +142,8 @@ def run() -> None:
 
     import tf_evosyn  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-    config_flags.DEFINE_config_file(CONFIG_FLAG, None, "Experiment config file.", lock_config=True)
-    flags.mark_flags_as_required([CONFIG_FLAG])
+    config_flags.DEFINE_config_file(_CONFIG_FLAG, None, "Experiment config file.", lock_config=True)
+    flags.mark_flags_as_required([_CONFIG_FLAG])
     app.run(main, flags_parser=flags_parser("evosyn-config"))
 
 

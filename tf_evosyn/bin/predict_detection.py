@@ -49,9 +49,9 @@ _THRESHOLD = flags.DEFINE_float(
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Images per model call (memory only).")
 flags.mark_flags_as_required(["model", "images", "output_dir"])
 
-PROG = "evosyn-predict"
+_PROG = "evosyn-predict"
 REPORT_FILENAME = "export_report.json"
-MODEL_HINT = (
+_MODEL_HINT = (
     "give a run directory (evosyn-detect --workdir), an evosyn-export --output directory, a "
     ".keras file or a SavedModel directory"
 )
@@ -70,7 +70,7 @@ class ModelSource:
     described_as: str
 
 
-def list_images(spec: str) -> list[str]:
+def _list_images(spec: str) -> list[str]:
     """The image files of a folder (PNG/JPEG, sorted) or of a glob, checked by their headers."""
     if fs.isdir(spec):
         names = sorted(n for n in fs.listdir(spec) if n.lower().endswith(IMAGE_SUFFIXES))
@@ -89,7 +89,7 @@ def list_images(spec: str) -> list[str]:
     by_id: dict[str, str] = {}
     for path in paths:
         inspect_image_file(path)  # missing, not an image, grey, RGBA: one line naming it
-        image_id = image_id_of(path)
+        image_id = _image_id_of(path)
         if image_id in by_id:
             raise PredictError(
                 f"--images={spec}: {by_id[image_id]} and {path} share the ID {image_id!r}, so "
@@ -100,7 +100,7 @@ def list_images(spec: str) -> list[str]:
     return paths
 
 
-def image_id_of(path: str) -> str:
+def _image_id_of(path: str) -> str:
     """``.../000123.png`` -> ``000123`` (the KITTI result file's name)."""
     return os.path.splitext(fs.basename(path))[0]
 
@@ -119,14 +119,14 @@ def _run_config(*workdirs: fs.RunPath) -> dict | None:
     return None
 
 
-def resolve_model(spec: str) -> ModelSource:
+def _resolve_model(spec: str) -> ModelSource:
     """Find the model file a ``--model`` names and its run's config (cheap: no model loads)."""
     root = fs.path(spec)
     if not fs.exists(root):
-        raise PredictError(f"--model={spec} does not exist; {MODEL_HINT}.")
+        raise PredictError(f"--model={spec} does not exist; {_MODEL_HINT}.")
     if fs.isfile(root):
         if not str(root).endswith(".keras"):
-            raise PredictError(f"--model={spec} is a file but not a .keras model; {MODEL_HINT}.")
+            raise PredictError(f"--model={spec} is a file but not a .keras model; {_MODEL_HINT}.")
         return ModelSource(root, _run_config(fs.parent(root), fs.parent(fs.parent(root))), spec)
     if fs.isfile(fs.join(root, LINEAGE_FILENAME)):  # a run directory: its best offspring
         best = fs.join(root, "best")
@@ -155,11 +155,11 @@ def resolve_model(spec: str) -> ModelSource:
             return ModelSource(saved_model, config, spec)
     raise PredictError(
         f"--model={spec} holds neither {KERAS_FILENAME}, saved_model.pb nor {LINEAGE_FILENAME}; "
-        f"{MODEL_HINT}."
+        f"{_MODEL_HINT}."
     )
 
 
-def detection_task_for(source: ModelSource, threshold: float | None = None):
+def _detection_task_for(source: ModelSource, threshold: float | None = None):
     """The task that decodes the model: its run's config, else DetectNet's defaults for Car."""
     from tf_evosyn.tasks.detection import DetectionTask
 
@@ -194,7 +194,7 @@ def load_detector(source: ModelSource):
     return tf.saved_model.load(str(source.path)).signatures["serving_default"]
 
 
-def predict_images(
+def _predict_images(
     model: str,
     images: str,
     output_dir: str,
@@ -209,9 +209,9 @@ def predict_images(
         raise PredictError(f"--batch_size={batch_size!r} must be an integer >= 1.")
     if fs.exists(output_dir) and not fs.isdir(output_dir):
         raise PredictError(f"--output_dir={output_dir} is an existing file; give a folder.")
-    paths = list_images(images)
-    source = resolve_model(model)
-    task = detection_task_for(source, threshold)
+    paths = _list_images(images)
+    source = _resolve_model(model)
+    task = _detection_task_for(source, threshold)
     detector = load_detector(source)
     fs.makedirs(output_dir)
     total = 0
@@ -220,7 +220,7 @@ def predict_images(
         pixels = [load_image(path) for path in chunk]
         found = predict(detector, pixels, task, batch_size=batch_size)
         for path, image, detections in zip(chunk, pixels, found, strict=True):
-            image_id = image_id_of(path)
+            image_id = _image_id_of(path)
             write_kitti_results(
                 fs.join(output_dir, f"{image_id}.txt"), detections, task.class_names
             )
@@ -242,12 +242,12 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
-        summary = predict_images(
+        summary = _predict_images(
             _MODEL.value, _IMAGES.value, _OUTPUT_DIR.value, _THRESHOLD.value, _BATCH_SIZE.value
         )
     except (PredictError, DataError, ConfigError) as error:
         # Bad input is the user's to fix: say what and how, without a traceback.
-        sys.exit(f"{PROG}: error: {error}")
+        sys.exit(f"{_PROG}: error: {error}")
     print(
         f"{summary['detections']} detections ({', '.join(summary['classes'])}, threshold "
         f"{summary['threshold']:g}) in {summary['images']} images from {summary['model']}; "

@@ -17,7 +17,7 @@ from tf_evosyn._keras import keras, tf
 from tf_evosyn.core.trace_blocks import is_block, traced_block
 
 
-def has_nested_models(model: keras.Model) -> bool:
+def _has_nested_models(model: keras.Model) -> bool:
     return any(isinstance(layer, keras.Model) for layer in model.layers)
 
 
@@ -106,7 +106,7 @@ def flatten_model(model: keras.Model) -> keras.Model:
     Weights are copied, so the result is independent of ``model``. A model without nested
     models or custom blocks is returned unchanged.
     """
-    if not has_nested_models(model) and not any(is_block(layer) for layer in model.layers):
+    if not _has_nested_models(model) and not any(is_block(layer) for layer in model.layers):
         return model
     _check_nested(model, model.name)
     flattener = _Flattener(model)

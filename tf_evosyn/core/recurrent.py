@@ -36,7 +36,7 @@ from tf_evosyn._keras import keras, tf
 from tf_evosyn.core.evolvable_base import PACKAGE, EvolvableMixin
 
 _CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
-RECURRENT_TYPES = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+_RECURRENT_TYPES = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
 
 
 def gates_of(layer: keras.layers.Layer) -> int:

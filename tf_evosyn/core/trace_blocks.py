@@ -82,7 +82,7 @@ def is_block(layer: keras.layers.Layer) -> bool:
     return bool(layer._flatten_layers(include_self=False, recursive=False))
 
 
-def trace_call(layer: keras.layers.Layer, node) -> BlockTrace:
+def _trace_call(layer: keras.layers.Layer, node) -> BlockTrace:
     """The traced graph of ``layer``'s call at ``node`` (a tf_keras Node), or why not."""
     if node not in _CACHE:
         try:
@@ -102,14 +102,14 @@ def trace_layer(layer: keras.layers.Layer) -> BlockTrace | None:
         return None
     if not layer.inbound_nodes:
         return BlockTrace(layer.name, None, "it was never called on a symbolic input")
-    return trace_call(layer, layer.inbound_nodes[0])
+    return _trace_call(layer, layer.inbound_nodes[0])
 
 
 def traced_block(layer: keras.layers.Layer, node) -> BlockTrace | None:
     """The trace to inline for this call, or None (logged) to keep the block whole."""
     if not is_block(layer):
         return None
-    trace = trace_call(layer, node)
+    trace = _trace_call(layer, node)
     if trace.model is None:
         log = logging.info if type(layer) is keras.layers.Lambda else logging.warning
         log("Block %s (%s) is kept whole: %s", layer.name, type(layer).__name__, trace.reason)

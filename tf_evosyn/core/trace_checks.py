@@ -89,11 +89,11 @@ def graph_nodes(model: keras.Model):
         yield from model._nodes_by_depth[depth]
 
 
-def graph_layers(model: keras.Model):
+def _graph_layers(model: keras.Model):
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model) and getattr(layer, "_is_graph_network", False):
-            yield from graph_layers(layer)
+            yield from _graph_layers(layer)
 
 
 def check_graph(block: keras.layers.Layer, model: keras.Model, copies: set[int]) -> None:
@@ -102,10 +102,10 @@ def check_graph(block: keras.layers.Layer, model: keras.Model, copies: set[int])
     foreign = [w.name for w in model.weights if id(w) not in allowed]
     if foreign:
         raise Refused(f"its call uses weights of layers outside the block ({foreign[0]})")
-    for layer in graph_layers(model):
+    for layer in _graph_layers(model):
         if isinstance(layer, keras.Model) and not getattr(layer, "_is_graph_network", False):
             raise Refused(f"it holds the subclassed model {layer.name!r}, which has no graph")
-    graphs = [model] + [sub for sub in graph_layers(model) if isinstance(sub, keras.Model)]
+    graphs = [model] + [sub for sub in _graph_layers(model) if isinstance(sub, keras.Model)]
     for graph in graphs:
         for node in graph_nodes(graph):
             captured = [
@@ -118,7 +118,7 @@ def check_graph(block: keras.layers.Layer, model: keras.Model, copies: set[int])
                     f"its call uses the variable {captured[0].name!r} directly in a TF op "
                     f"({node.layer.name}); a copied graph would not own it{HINT}"
                 )
-    for layer in graph_layers(model):
+    for layer in _graph_layers(model):
         if isinstance(layer, (keras.Model, keras.layers.InputLayer)):
             continue
         try:
@@ -158,7 +158,7 @@ def check_outputs(layer: keras.layers.Layer, node, model: keras.Model) -> None:
     modes = [False]
     if "training" not in kwargs and not any(
         isinstance(sub, _RANDOM_LAYERS) or hasattr(sub, "_random_generator")
-        for sub in graph_layers(model)
+        for sub in _graph_layers(model)
     ):
         modes.append(True)
     saved = [w.numpy() for w in layer.weights]

@@ -26,15 +26,15 @@ from tf_evosyn.data.errors import CIFAR10_DOWNLOAD_URL, CIFAR10_REFETCH_HINT, Da
 from tf_evosyn.data.mnist_idx import SplitArrays
 from tf_evosyn.data.npz_source import read_npz_images, split_by_fraction
 
-CIFAR10_FOLDER_NAME = "cifar-10-batches-py"
+_CIFAR10_FOLDER_NAME = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR10_TEST_FILE = "test_batch"
+_CIFAR10_TEST_FILE = "test_batch"
 CIFAR10_NUM_CLASSES = 10
-CIFAR10_IMAGE_SHAPE = (32, 32, 3)
+_CIFAR10_IMAGE_SHAPE = (32, 32, 3)
 _ROW_BYTES = 32 * 32 * 3
 
-CIFAR10_SUBSET_FILE = "cifar10_data_batch_1_first4000.npz"
-CIFAR10_SUBSET_SIZE = 4000
+_CIFAR10_SUBSET_FILE = "cifar10_data_batch_1_first4000.npz"
+_CIFAR10_SUBSET_SIZE = 4000
 CIFAR10_SUBSET_NOTE = (
     "a 4000-image subset of CIFAR-10 training batch 1 (images 0-3999 of data_batch_1)"
 )
@@ -144,7 +144,7 @@ def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
-def find_cifar10_folder(folder: str | os.PathLike[str]) -> Path:
+def _find_cifar10_folder(folder: str | os.PathLike[str]) -> Path:
     """The ``cifar-10-batches-py`` folder: ``folder`` itself or ``folder/cifar-10-batches-py``.
 
     Raises :class:`DataError` listing every missing batch file and the places it looked.
@@ -152,13 +152,13 @@ def find_cifar10_folder(folder: str | os.PathLike[str]) -> Path:
     folder = Path(folder).expanduser()
     fix = (
         f"Download {CIFAR10_DOWNLOAD_URL} and extract it there (it unpacks to "
-        f"{CIFAR10_FOLDER_NAME}/), point EVOSYN_DATA_DIR or --config.data.data_dir at the right "
+        f"{_CIFAR10_FOLDER_NAME}/), point EVOSYN_DATA_DIR or --config.data.data_dir at the right "
         "folder, or use --config.data.source=tfds."
     )
     if not folder.is_dir():
         raise DataError(f"CIFAR-10 data folder {folder} does not exist or is not a folder. {fix}")
-    names = (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE)
-    nested = folder / CIFAR10_FOLDER_NAME
+    names = (*CIFAR10_TRAIN_FILES, _CIFAR10_TEST_FILE)
+    nested = folder / _CIFAR10_FOLDER_NAME
     if not any((folder / n).exists() for n in names) and nested.is_dir():
         folder = nested
     missing = [n for n in names if not (folder / n).is_file()]
@@ -177,9 +177,9 @@ def load_cifar10_python(folder: str | os.PathLike[str]) -> SplitArrays:
     ``folder`` is ``cifar-10-batches-py`` itself or a folder containing it. Images come back as
     ``(N, 32, 32, 3)`` uint8 (RGB, HWC), labels as ``(N,)`` int64 in 0..9.
     """
-    folder = find_cifar10_folder(folder)
+    folder = _find_cifar10_folder(folder)
     train = [read_cifar10_batch(folder / name) for name in CIFAR10_TRAIN_FILES]
-    test_x, test_y = read_cifar10_batch(folder / CIFAR10_TEST_FILE)
+    test_x, test_y = read_cifar10_batch(folder / _CIFAR10_TEST_FILE)
     return SplitArrays(
         np.concatenate([x for x, _ in train]),
         np.concatenate([y for _, y in train]),
@@ -188,14 +188,14 @@ def load_cifar10_python(folder: str | os.PathLike[str]) -> SplitArrays:
     )
 
 
-def find_cifar10_subset_file(location: str | os.PathLike[str]) -> Path:
+def _find_cifar10_subset_file(location: str | os.PathLike[str]) -> Path:
     """``location`` itself if it is a file, else ``location/cifar10_data_batch_1_first4000.npz``."""
     location = Path(location).expanduser()
-    path = location if location.is_file() else location / CIFAR10_SUBSET_FILE
+    path = location if location.is_file() else location / _CIFAR10_SUBSET_FILE
     if not path.is_file():
         raise DataError(
             f"CIFAR-10 subset file {path} does not exist. Point EVOSYN_DATA_DIR at the shared "
-            f"datasets folder (holding cifar10_subset/{CIFAR10_SUBSET_FILE}) or "
+            f"datasets folder (holding cifar10_subset/{_CIFAR10_SUBSET_FILE}) or "
             "--config.data.data_dir at the folder holding the file; for the full dataset use "
             "--config.data.name=cifar10."
         )
@@ -210,9 +210,9 @@ def load_cifar10_subset(
     The first ``1 - test_fraction`` of the images (in their original order) are the training
     split, the last part the test split. Returns the arrays and the file they came from.
     """
-    path = find_cifar10_subset_file(location)
+    path = _find_cifar10_subset_file(location)
     images, labels = read_npz_images(path)
-    expected = (CIFAR10_SUBSET_SIZE, *CIFAR10_IMAGE_SHAPE)
+    expected = (_CIFAR10_SUBSET_SIZE, *_CIFAR10_IMAGE_SHAPE)
     if images.shape != expected:
         raise DataError(
             f"CIFAR-10 subset file {path} holds images of shape {images.shape}, expected "

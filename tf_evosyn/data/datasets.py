@@ -21,7 +21,7 @@ from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.mnist_idx import SplitArrays, load_mnist_idx
 from tf_evosyn.data.npz_source import check_test_fraction, load_npz_dataset
 
-DEFAULT_TEST_FRACTION = 0.2
+_DEFAULT_TEST_FRACTION = 0.2
 
 
 def _get(config: Any, key: str, default: Any) -> Any:
@@ -33,7 +33,7 @@ def _get(config: Any, key: str, default: Any) -> Any:
 
 
 def _test_fraction(config: Any) -> float:
-    return check_test_fraction(_get(config, "test_fraction", DEFAULT_TEST_FRACTION))
+    return check_test_fraction(_get(config, "test_fraction", _DEFAULT_TEST_FRACTION))
 
 
 class LocalData(NamedTuple):

@@ -7,10 +7,10 @@ setting at fault and says how to fix it. It subclasses ``ValueError`` because it
 
 from __future__ import annotations
 
-MNIST_DOWNLOAD_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+_MNIST_DOWNLOAD_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 
 REFETCH_HINT = (
-    f"Re-download it (e.g. from {MNIST_DOWNLOAD_URL}) or use --config.data.source=tfds instead."
+    f"Re-download it (e.g. from {_MNIST_DOWNLOAD_URL}) or use --config.data.source=tfds instead."
 )
 
 

@@ -40,9 +40,9 @@ from tf_evosyn.data.pipeline import augment_seed
 from tf_evosyn.data.registry import DATA_DIR_ENV, _flag, _get, _limit
 
 SOURCES = ("auto", "local", "tfds")
-DEFAULT_INPUT_SIZE = (384, 1248)  # (height, width) of DetectNet's KITTI prototxt
-DEFAULT_VALIDATION_FRACTION = 0.2
-NOT_BENCHMARK = "NOT KITTI's benchmark split"
+_DEFAULT_INPUT_SIZE = (384, 1248)  # (height, width) of DetectNet's KITTI prototxt
+_DEFAULT_VALIDATION_FRACTION = 0.2
+_NOT_BENCHMARK = "NOT KITTI's benchmark split"
 
 
 def _decode_png(path: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
@@ -243,8 +243,8 @@ def load_kitti_data(data_config: Any) -> KittiData:
     source = str(_get(data_config, "source", "auto")).lower()
     if source not in SOURCES:
         raise DataError(f"data.source={source!r} is invalid for KITTI; use one of {SOURCES}.")
-    height = _positive_int(data_config, "image_height", DEFAULT_INPUT_SIZE[0])
-    width = _positive_int(data_config, "image_width", DEFAULT_INPUT_SIZE[1])
+    height = _positive_int(data_config, "image_height", _DEFAULT_INPUT_SIZE[0])
+    width = _positive_int(data_config, "image_width", _DEFAULT_INPUT_SIZE[1])
     max_boxes = _positive_int(data_config, "max_boxes", DEFAULT_MAX_BOXES)
     train_limit = _limit(data_config, "train_limit")
     augment = _flag(data_config, "augment", True)
@@ -262,8 +262,8 @@ def load_kitti_data(data_config: Any) -> KittiData:
                 "or --config.data.data_dir=<dir with training/image_2 and training/label_2>, "
                 "or use --config.data.source=tfds."
             )
-        fraction = _get(data_config, "validation_fraction", DEFAULT_VALIDATION_FRACTION)
-        test_fraction = _get(data_config, "test_fraction", DEFAULT_VALIDATION_FRACTION)
+        fraction = _get(data_config, "validation_fraction", _DEFAULT_VALIDATION_FRACTION)
+        test_fraction = _get(data_config, "test_fraction", _DEFAULT_VALIDATION_FRACTION)
         records = scan_kitti_folder(folder, max_boxes)
         rest, test = split_by_id_blocks(records, test_fraction)
         train, validation = split_by_id_blocks(rest, _fraction_of_rest(fraction, records, rest))
@@ -278,7 +278,7 @@ def load_kitti_data(data_config: Any) -> KittiData:
             f"({_id_range(train)}), validation {len(validation)} ({_id_range(validation)}), "
             f"test {len(test)} ({_id_range(test)}): blocks of IDs, the last {test_fraction:g} "
             f"test and the {fraction:g} before it validation; this ID-block split is "
-            f"{NOT_BENCHMARK}"
+            f"{_NOT_BENCHMARK}"
         )
         train_split = LocalKittiSplit(train, max_boxes)
         validation_split = LocalKittiSplit(validation, max_boxes)
@@ -296,7 +296,7 @@ def load_kitti_data(data_config: Any) -> KittiData:
             f"{train_split.size}, validation {validation_split.size}, test "
             f"{test_split.size if test_split else 0} "
             "images (TFDS's own split by "
-            f"drive, {NOT_BENCHMARK}; TFDS drops DontCare boxes)"
+            f"drive, {_NOT_BENCHMARK}; TFDS drops DontCare boxes)"
         )
     description += f"; input {height}x{width} (padded/cropped at bottom-right, never resized)"
     if augment:

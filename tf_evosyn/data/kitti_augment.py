@@ -29,7 +29,7 @@ from typing import Any
 from tf_evosyn._keras import tf
 from tf_evosyn.data.errors import DataError
 
-NUM_UNIFORMS = 10
+_NUM_UNIFORMS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _compact(gt: dict[str, tf.Tensor], boxes: tf.Tensor, keep: tf.Tensor) -> dic
     return out
 
 
-def place_on_canvas(
+def _place_on_canvas(
     image: tf.Tensor,
     gt: dict[str, tf.Tensor],
     height: int,
@@ -129,7 +129,7 @@ def fit_to_input(
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The evaluation view: pad at bottom/right (or crop there if the input is smaller); KITTI
     pixel coordinates are unchanged, boxes beyond a crop are clipped or dropped."""
-    return place_on_canvas(image, gt, height, width)
+    return _place_on_canvas(image, gt, height, width)
 
 
 def _round(x: tf.Tensor) -> tf.Tensor:
@@ -155,7 +155,7 @@ def augment_example(
     """DetectNet augmentation of one image (float32 [H, W, 3] in [0, 255]) and its ground truth
     (boxes in that image's pixels), giving a ``height`` x ``width`` input; ``seed`` is a stateless
     seed of shape [2]: the same seed gives the same result."""
-    u = tf.random.stateless_uniform([NUM_UNIFORMS], seed=seed)
+    u = tf.random.stateless_uniform([_NUM_UNIFORMS], seed=seed)
     shape = tf.shape(image)
     h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
     boxes = gt["boxes"]
@@ -189,7 +189,7 @@ def augment_example(
     offset_x = tf.where(crop, offset_x, 0)
     offset_y = tf.where(crop, offset_y, 0)
     gt = dict(gt, boxes=boxes)
-    image, gt = place_on_canvas(image, gt, height, width, offset_y, offset_x)
+    image, gt = _place_on_canvas(image, gt, height, width, offset_y, offset_x)
 
     hue = tf.where(u[0] < params.hue_rotation_prob, (2.0 * u[1] - 1.0) * params.hue_rotation, 0.0)
     saturation = tf.where(

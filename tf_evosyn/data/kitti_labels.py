@@ -33,7 +33,7 @@ KITTI_TYPES = (
     "Misc",
     "DontCare",
 )
-LABEL_FIELDS = (
+_LABEL_FIELDS = (
     "type",
     "truncated",
     "occluded",
@@ -52,7 +52,7 @@ LABEL_FIELDS = (
 )
 DEFAULT_MAX_BOXES = 64
 
-LAYOUT_HINT = (
+_LAYOUT_HINT = (
     "Expected layout: <dir>/training/image_2/NNNNNN.png and <dir>/training/label_2/NNNNNN.txt "
     "(the KITTI object benchmark's data_object_image_2.zip and data_object_label_2.zip, "
     "unpacked). Point at <dir> with $EVOSYN_DATA_DIR (which must hold kitti/) or "
@@ -153,7 +153,7 @@ def parse_label_line(line: str, where: str, allow_score: bool = False) -> KittiO
             f"{where}: unknown object type {name!r}; KITTI types are {', '.join(KITTI_TYPES)}. "
             "Fix the type name on that line."
         )
-    values = [_number(v, where, f) for v, f in zip(fields[1:15], LABEL_FIELDS[1:], strict=True)]
+    values = [_number(v, where, f) for v, f in zip(fields[1:15], _LABEL_FIELDS[1:], strict=True)]
     if not values[1].is_integer():
         raise DataError(
             f"{where}: field 'occluded' is {fields[2]!r}; it must be an integer "
@@ -209,10 +209,10 @@ def scan_kitti_folder(root: str | Path, max_boxes: int = DEFAULT_MAX_BOXES) -> l
             hint = ""
             if (root / "image_2").is_dir():
                 hint = f" {root} looks like the training/ folder itself: point at its parent."
-            raise DataError(f"KITTI folder {folder} not found.{hint} {LAYOUT_HINT}")
+            raise DataError(f"KITTI folder {folder} not found.{hint} {_LAYOUT_HINT}")
     images, labels = _ids(images_dir, ".png"), _ids(labels_dir, ".txt")
     if not images:
-        raise DataError(f"No KITTI images (*.png) in {images_dir}. {LAYOUT_HINT}")
+        raise DataError(f"No KITTI images (*.png) in {images_dir}. {_LAYOUT_HINT}")
     for missing, have, kind, other in (
         (sorted(set(images) - set(labels)), images, "image", f"label file in {labels_dir}"),
         (sorted(set(labels) - set(images)), labels, "label file", f"image in {images_dir}"),

@@ -28,8 +28,8 @@ from tf_evosyn._keras import tf
 from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.kitti_labels import KITTI_TYPES
 
-TFDS_NAME = "kitti"
-SHUFFLE_BUFFER = 256  # encoded PNGs (~0.8 MB each) held for shuffling
+_TFDS_NAME = "kitti"
+_SHUFFLE_BUFFER = 256  # encoded PNGs (~0.8 MB each) held for shuffling
 
 
 def kitti_type_table(tfds_type_names: Sequence[str]) -> tf.Tensor:
@@ -90,7 +90,7 @@ def prepared_kitti_builder(data_dir: str | None, download: bool):
     import tensorflow_datasets as tfds
 
     where = data_dir or "the default TFDS data dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
-    builder = tfds.builder(TFDS_NAME, data_dir=data_dir or None)
+    builder = tfds.builder(_TFDS_NAME, data_dir=data_dir or None)
     if builder.is_prepared():
         return builder
     if not download:
@@ -136,7 +136,7 @@ class TfdsKittiSplit:
             decoders={"image": tfds.decode.SkipDecoding()},
         )
         if shuffle_seed is not None:
-            ds = ds.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(_SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
         return ds.map(
             lambda ex: tfds_example_to_kitti(ex, self.type_table, self.max_boxes),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -17,19 +17,19 @@ import numpy as np
 
 from tf_evosyn.data.errors import REFETCH_HINT, DataError
 
-IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dims
-LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dim
-_RANK_BY_MAGIC = {IMAGES_MAGIC: 3, LABELS_MAGIC: 1}
+_IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dims
+_LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dim
+_RANK_BY_MAGIC = {_IMAGES_MAGIC: 3, _LABELS_MAGIC: 1}
 
 # logical file -> (prefix, kind, idx rank)
-MNIST_FILES = {
+_MNIST_FILES = {
     "train-images": ("train", "images", 3),
     "train-labels": ("train", "labels", 1),
     "t10k-images": ("t10k", "images", 3),
     "t10k-labels": ("t10k", "labels", 1),
 }
-MNIST_NUM_CLASSES = 10
-MNIST_IMAGE_SHAPE = (28, 28)
+_MNIST_NUM_CLASSES = 10
+_MNIST_IMAGE_SHAPE = (28, 28)
 
 
 class SplitArrays(NamedTuple):
@@ -49,7 +49,7 @@ MnistArrays = SplitArrays
 
 def _candidate_names(key: str) -> list[str]:
     """File names accepted for one logical file, in order of preference."""
-    prefix, kind, rank = MNIST_FILES[key]
+    prefix, kind, rank = _MNIST_FILES[key]
     stems = [f"{prefix}-{kind}-idx{rank}-ubyte", f"{prefix}-{kind}.idx{rank}-ubyte"]
     return [stem + suffix for stem in stems for suffix in (".gz", "")]
 
@@ -93,8 +93,8 @@ def read_idx(path: str | os.PathLike[str], expected_magic: int | None = None) ->
         if data[:2] == b"\x1f\x8b":
             hint = " The file looks gzip-compressed; give it a .gz suffix."
         raise DataError(
-            f"IDX file {path} has magic number {magic:#010x}, expected {IMAGES_MAGIC} (images) "
-            f"or {LABELS_MAGIC} (labels): it is corrupt or not an MNIST IDX file.{hint} "
+            f"IDX file {path} has magic number {magic:#010x}, expected {_IMAGES_MAGIC} (images) "
+            f"or {_LABELS_MAGIC} (labels): it is corrupt or not an MNIST IDX file.{hint} "
             f"{REFETCH_HINT}"
         )
     if expected_magic is not None and magic != expected_magic:
@@ -139,7 +139,7 @@ def find_mnist_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
         raise DataError(f"MNIST data folder {folder} does not exist or is not a folder. {fix}")
     found: dict[str, Path] = {}
     missing: list[str] = []
-    for key in MNIST_FILES:
+    for key in _MNIST_FILES:
         names = _candidate_names(key)
         hit = next((folder / n for n in names if (folder / n).is_file()), None)
         if hit is None:
@@ -164,22 +164,22 @@ def load_mnist_idx(folder: str | os.PathLike[str]) -> SplitArrays:
     arrays: dict[str, np.ndarray] = {}
     for split in ("train", "t10k"):
         images_path, labels_path = files[f"{split}-images"], files[f"{split}-labels"]
-        images = read_idx(images_path, IMAGES_MAGIC)
-        labels = read_idx(labels_path, LABELS_MAGIC)
-        if images.shape[1:] != MNIST_IMAGE_SHAPE:
+        images = read_idx(images_path, _IMAGES_MAGIC)
+        labels = read_idx(labels_path, _LABELS_MAGIC)
+        if images.shape[1:] != _MNIST_IMAGE_SHAPE:
             raise DataError(
                 f"IDX file {images_path} holds images of shape {images.shape[1:]}, MNIST needs "
-                f"{MNIST_IMAGE_SHAPE}. {REFETCH_HINT}"
+                f"{_MNIST_IMAGE_SHAPE}. {REFETCH_HINT}"
             )
         if len(images) != len(labels):
             raise DataError(
                 f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
                 f"labels; the files do not belong together. {REFETCH_HINT}"
             )
-        if labels.max() >= MNIST_NUM_CLASSES:
+        if labels.max() >= _MNIST_NUM_CLASSES:
             raise DataError(
                 f"IDX file {labels_path} contains label {int(labels.max())}, MNIST labels are "
-                f"0..{MNIST_NUM_CLASSES - 1}. {REFETCH_HINT}"
+                f"0..{_MNIST_NUM_CLASSES - 1}. {REFETCH_HINT}"
             )
         arrays[split] = (images, labels)
     return SplitArrays(*arrays["train"], *arrays["t10k"])

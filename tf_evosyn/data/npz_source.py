@@ -19,7 +19,7 @@ import numpy as np
 from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.mnist_idx import SplitArrays
 
-NPZ_HINT = (
+_NPZ_HINT = (
     "Write it with numpy.savez_compressed(path, x=images, y=labels): x uint8 (N, H, W, C), "
     "y integer class indices (N,)."
 )
@@ -33,38 +33,38 @@ def read_npz_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DataError(f"NumPy file {path} does not exist or is not a file. {NPZ_HINT}")
+        raise DataError(f"NumPy file {path} does not exist or is not a file. {_NPZ_HINT}")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as e:
         raise DataError(
             f"NumPy file {path} is not a readable .npz archive ({type(e).__name__}: {e}); it is "
-            f"truncated, corrupt or of another format. {NPZ_HINT}"
+            f"truncated, corrupt or of another format. {_NPZ_HINT}"
         ) from e
     if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError(f"{path} is a single .npy array, not an .npz archive. {NPZ_HINT}")
+        raise DataError(f"{path} is a single .npy array, not an .npz archive. {_NPZ_HINT}")
     with loaded as npz:
         missing = [k for k in ("x", "y") if k not in npz.files]
         if missing:
             raise DataError(
-                f"NumPy file {path} has no array(s) {missing} (it holds {npz.files}). {NPZ_HINT}"
+                f"NumPy file {path} has no array(s) {missing} (it holds {npz.files}). {_NPZ_HINT}"
             )
         try:
             images, labels = npz["x"], npz["y"]
         except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as e:
             raise DataError(
                 f"NumPy file {path} is truncated or corrupt ({type(e).__name__}: {e}); copy or "
-                f"write it again. {NPZ_HINT}"
+                f"write it again. {_NPZ_HINT}"
             ) from e
     if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) == 0:
         raise DataError(
             f"NumPy file {path}: x must be non-empty uint8 (N, H, W) or (N, H, W, C) pixels 0-255, "
-            f"got {images.dtype} {images.shape}. {NPZ_HINT}"
+            f"got {images.dtype} {images.shape}. {_NPZ_HINT}"
         )
     if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(images),):
         raise DataError(
             f"NumPy file {path}: y must be integer labels of shape ({len(images)},) to match x, "
-            f"got {labels.dtype} {labels.shape}. {NPZ_HINT}"
+            f"got {labels.dtype} {labels.shape}. {_NPZ_HINT}"
         )
     if labels.min() < 0:
         raise DataError(f"NumPy file {path}: y holds negative label {int(labels.min())}.")

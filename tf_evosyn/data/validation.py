@@ -15,7 +15,7 @@ import numpy as np
 from tf_evosyn.data.errors import DataError
 
 # Default held-out size per dataset: an int = that many images, a float = that fraction.
-DEFAULT_VALIDATION = {"mnist": 5000, "cifar10": 5000, "cifar10_subset": 0.125, "npz": 0.1}
+_DEFAULT_VALIDATION = {"mnist": 5000, "cifar10": 5000, "cifar10_subset": 0.125, "npz": 0.1}
 
 
 def validation_count(name: str, data_config: Any, num_train: int) -> int:
@@ -36,7 +36,7 @@ def validation_count(name: str, data_config: Any, num_train: int) -> int:
             raise DataError(f"data.validation_size must be an integer >= 0, got {size!r}.")
         count = int(size)
     else:
-        value = DEFAULT_VALIDATION.get(name, 0.1) if fraction is None else fraction
+        value = _DEFAULT_VALIDATION.get(name, 0.1) if fraction is None else fraction
         if isinstance(value, float) or fraction is not None:
             if not isinstance(value, int | float) or not 0.0 <= float(value) < 1.0:
                 raise DataError(f"data.validation_fraction must be in [0, 1), got {fraction!r}.")

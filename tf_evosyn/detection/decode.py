@@ -57,7 +57,7 @@ def _check_outputs(coverage_shape, bbox_shape) -> int:
     return num_classes
 
 
-def cell_origins(grid_h: int, grid_w: int, stride: int):
+def _cell_origins(grid_h: int, grid_w: int, stride: int):
     """(x, y) pixel position of every cell's top-left corner, each [grid_h, grid_w]."""
     ys, xs = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
     return xs * float(stride), ys * float(stride)
@@ -154,7 +154,7 @@ def cluster_detections(
     coverage, bbox = np.asarray(coverage, np.float32), np.asarray(bbox, np.float32)
     batch, num_classes = coverage.shape[0], _check_outputs(coverage.shape, bbox.shape)
     convert_format = _bounding_box().convert_format
-    origin_x, origin_y = cell_origins(coverage.shape[1], coverage.shape[2], stride)
+    origin_x, origin_y = _cell_origins(coverage.shape[1], coverage.shape[2], stride)
     origins = np.stack([origin_x, origin_y, origin_x, origin_y], axis=-1)
     results = []
     for image in range(batch):
@@ -269,7 +269,7 @@ def ground_truth_from_targets(coverage_target, bbox_corners, stride: int = 16) -
     """
     coverage, bbox = np.asarray(coverage_target), np.asarray(bbox_corners)
     batch, num_classes = coverage.shape[0], _check_outputs(coverage.shape, bbox.shape)
-    origin_x, origin_y = cell_origins(coverage.shape[1], coverage.shape[2], stride)
+    origin_x, origin_y = _cell_origins(coverage.shape[1], coverage.shape[2], stride)
     origins = np.stack([origin_x, origin_y, origin_x, origin_y], axis=-1)
     results = []
     for image in range(batch):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-DIGITS_IOU_THRESHOLD = 0.7
+_DIGITS_IOU_THRESHOLD = 0.7
 
 
 def _nonzero_boxes(boxes) -> np.ndarray:
@@ -24,7 +24,7 @@ def _nonzero_boxes(boxes) -> np.ndarray:
 
 
 def score_detections(
-    gt_boxes, det_boxes, iou_threshold: float = DIGITS_IOU_THRESHOLD
+    gt_boxes, det_boxes, iou_threshold: float = _DIGITS_IOU_THRESHOLD
 ) -> tuple[int, int, int]:
     """DIGITS' score_det for one image: (true positives, false positives, missed)."""
     from keras_cv import bounding_box
@@ -43,7 +43,7 @@ def score_detections(
 
 
 def digits_metrics(
-    ground_truth: Sequence, detections: Sequence, iou_threshold: float = DIGITS_IOU_THRESHOLD
+    ground_truth: Sequence, detections: Sequence, iou_threshold: float = _DIGITS_IOU_THRESHOLD
 ) -> dict[str, float]:
     """{"precision", "recall", "mAP"} in percent, DIGITS-style, over a list of images.
 

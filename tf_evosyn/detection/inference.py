@@ -26,10 +26,10 @@ from tf_evosyn.data.errors import DataError
 from tf_evosyn.data.png_check import PNG_SIGNATURE
 from tf_evosyn.detection.decoding import DecodeSettings
 
-JPEG_SIGNATURE = b"\xff\xd8\xff"
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # PNG IHDR colour type -> channels (3: palette, decoded to RGB).
-PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 
 
 class GridDecoder(Protocol):
@@ -40,10 +40,10 @@ class GridDecoder(Protocol):
     def detect(self, coverage: np.ndarray, bbox: np.ndarray) -> list[dict[str, np.ndarray]]: ...
 
 
-DEFAULT_CLASSES = ("Car",)  # with DetectNet's stride 16 and clustering: DetectionTask's defaults
+_DEFAULT_CLASSES = ("Car",)  # with DetectNet's stride 16 and clustering: DetectionTask's defaults
 INPUT_NAME = "images"  # the exported SavedModel's input (tf_evosyn.hardware.latency.INPUT_NAME)
 OUTPUT_NAMES = ("coverage", "bbox")
-CONVERT_HINT = "convert it to 3-channel RGB, e.g. PIL.Image.open(path).convert('RGB').save(new)"
+_CONVERT_HINT = "convert it to 3-channel RGB, e.g. PIL.Image.open(path).convert('RGB').save(new)"
 
 PathLike = str | os.PathLike
 
@@ -81,14 +81,14 @@ def inspect_image_file(path: PathLike) -> ImageInfo:
         raise DataError(f"{name}: no such image file; check the path.")
     with tf.io.gfile.GFile(name, "rb") as f:
         head = f.read(33)
-        if head.startswith(JPEG_SIGNATURE):
+        if head.startswith(_JPEG_SIGNATURE):
             head += f.read()  # the frame header (SOF) may follow EXIF data
     if head.startswith(PNG_SIGNATURE):
         if len(head) < 26 or head[12:16] != b"IHDR":
             raise DataError(f"{name} is a truncated or corrupt PNG (no IHDR header); re-create it.")
         width, height = struct.unpack(">II", head[16:24])
-        info = ImageInfo("PNG", height, width, PNG_CHANNELS.get(head[25], 0), head[24])
-    elif head.startswith(JPEG_SIGNATURE):
+        info = ImageInfo("PNG", height, width, _PNG_CHANNELS.get(head[25], 0), head[24])
+    elif head.startswith(_JPEG_SIGNATURE):
         try:
             height, width, channels = (int(v) for v in tf.io.extract_jpeg_shape(head).numpy())
         except tf.errors.InvalidArgumentError:
@@ -102,7 +102,7 @@ def inspect_image_file(path: PathLike) -> ImageInfo:
     if info.channels != 3:
         raise DataError(
             f"{name} {_channels_text(info.channels, info.kind)}; the detector needs RGB "
-            f"(3 channels): {CONVERT_HINT}."
+            f"(3 channels): {_CONVERT_HINT}."
         )
     if height < 1 or width < 1:
         raise DataError(f"{name} is a {info.kind} of {height}x{width} pixels; give a real image.")
@@ -243,7 +243,7 @@ def fit_image(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, t
     return canvas, (new_w / w, new_h / h)
 
 
-def to_original_pixels(
+def _to_original_pixels(
     detections: dict[str, np.ndarray], scale: tuple[float, float], size: tuple[int, int]
 ) -> dict[str, np.ndarray]:
     """Canvas-pixel detections -> pixels of the original ``size`` (height, width) image:
@@ -317,7 +317,7 @@ def predict(
     checked = [_checked(name, item) for name, item in items]
     run, model_hw = _runner(model)
     height, width = _input_size(model_hw, input_shape)
-    class_names = tuple(task.class_names) if task is not None else DEFAULT_CLASSES
+    class_names = tuple(task.class_names) if task is not None else _DEFAULT_CLASSES
     detect = task.detect if task is not None else _default_detect
     results: list[dict[str, np.ndarray]] = []
     for start in range(0, len(checked), batch_size):
@@ -333,7 +333,7 @@ def predict(
             )
         detections = detect(outputs["coverage"], outputs["bbox"])
         for (_, scale), image, found in zip(fitted, chunk, detections, strict=True):
-            results.append(to_original_pixels(found, scale, image.shape[:2]))
+            results.append(_to_original_pixels(found, scale, image.shape[:2]))
     return results[0] if single else results
 
 

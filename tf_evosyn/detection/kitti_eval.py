@@ -28,11 +28,11 @@ import numpy as np
 from tf_evosyn.detection.kitti_types import KITTI_TYPES
 
 DIFFICULTIES = ("easy", "moderate", "hard")
-MIN_HEIGHT = {"easy": 40, "moderate": 25, "hard": 25}
-MAX_OCCLUSION = {"easy": 0, "moderate": 1, "hard": 2}
-MAX_TRUNCATION = {"easy": 0.15, "moderate": 0.3, "hard": 0.5}
-MIN_OVERLAP = {"car": 0.7, "pedestrian": 0.5, "cyclist": 0.5}  # devkit, 2D image metric
-NEIGHBOUR_CLASSES = {"car": ("van",), "pedestrian": ("person_sitting",)}
+_MIN_HEIGHT = {"easy": 40, "moderate": 25, "hard": 25}
+_MAX_OCCLUSION = {"easy": 0, "moderate": 1, "hard": 2}
+_MAX_TRUNCATION = {"easy": 0.15, "moderate": 0.3, "hard": 0.5}
+_MIN_OVERLAP = {"car": 0.7, "pedestrian": 0.5, "cyclist": 0.5}  # devkit, 2D image metric
+_NEIGHBOUR_CLASSES = {"car": ("van",), "pedestrian": ("person_sitting",)}
 N_SAMPLE_PTS = 41
 
 
@@ -99,16 +99,16 @@ class _Image:
         ignored_det (0 valid, 1 too small, -1 other class)."""
         height = self.gt_boxes[:, 3] - self.gt_boxes[:, 1]
         own = np.array([t == cls for t in self.gt_types], bool)
-        neighbour = np.array([t in NEIGHBOUR_CLASSES.get(cls, ()) for t in self.gt_types], bool)
+        neighbour = np.array([t in _NEIGHBOUR_CLASSES.get(cls, ()) for t in self.gt_types], bool)
         ignore = (
-            (self.occluded > MAX_OCCLUSION[difficulty])
-            | (self.truncated > MAX_TRUNCATION[difficulty])
-            | (height < MIN_HEIGHT[difficulty])
+            (self.occluded > _MAX_OCCLUSION[difficulty])
+            | (self.truncated > _MAX_TRUNCATION[difficulty])
+            | (height < _MIN_HEIGHT[difficulty])
         )
         ignored_gt = np.where(own & ~ignore, 0, np.where(neighbour | (own & ignore), 1, -1))
         det_height = np.abs(self.det_boxes[:, 1] - self.det_boxes[:, 3]).astype(np.int64)
         det_own = np.array([t == cls for t in self.det_types], bool)
-        ignored_det = np.where(det_height < MIN_HEIGHT[difficulty], 1, np.where(det_own, 0, -1))
+        ignored_det = np.where(det_height < _MIN_HEIGHT[difficulty], 1, np.where(det_own, 0, -1))
         return ignored_gt.astype(np.int64), ignored_det.astype(np.int64)
 
 
@@ -219,7 +219,7 @@ def _prepare(
     gts, dets = _as_image_list(ground_truth), _as_image_list(detections)
     if len(gts) != len(dets):
         raise ValueError(f"{len(gts)} ground-truth images but {len(dets)} detection images")
-    overlaps = {**MIN_OVERLAP, **{k.lower(): v for k, v in (min_overlap or {}).items()}}
+    overlaps = {**_MIN_OVERLAP, **{k.lower(): v for k, v in (min_overlap or {}).items()}}
     for name in class_names:
         if name.lower() not in overlaps:
             raise ValueError(f"no IoU threshold for class {name!r}: pass min_overlap={{name: ..}}")

@@ -21,9 +21,9 @@ from tf_evosyn.detection.inference import check_image
 from tf_evosyn.storage import io_utils
 
 # Fields 2-4 and 9-15 of a result line: what a 2D detector does not estimate (devkit readme).
-NOT_TRUNCATED_OCCLUDED_ALPHA = "-1 -1 -10"
-NOT_3D = "-1 -1 -1 -1000 -1000 -1000 -10"
-BOX_COLOUR = (255, 40, 40)
+_NOT_TRUNCATED_OCCLUDED_ALPHA = "-1 -1 -10"
+_NOT_3D = "-1 -1 -1 -1000 -1000 -1000 -10"
+_BOX_COLOUR = (255, 40, 40)
 
 
 def _arrays(detections: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,7 +44,7 @@ def _arrays(detections: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return boxes, classes, scores
 
 
-def result_lines(detections: dict, class_names: Sequence[str]) -> list[str]:
+def _result_lines(detections: dict, class_names: Sequence[str]) -> list[str]:
     """One KITTI result line per detection (boxes rounded to 0.01 px, as KITTI's labels)."""
     boxes, classes, scores = _arrays(detections)
     if len(classes) and (classes.min() < 0 or classes.max() >= len(class_names)):
@@ -60,8 +60,8 @@ def result_lines(detections: dict, class_names: Sequence[str]) -> list[str]:
         if " " in name or not name:
             raise ValueError(f"class name {name!r} cannot be a KITTI type (one word).")
         lines.append(
-            f"{name} {NOT_TRUNCATED_OCCLUDED_ALPHA} {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} "
-            f"{NOT_3D} {score:.6f}"
+            f"{name} {_NOT_TRUNCATED_OCCLUDED_ALPHA} {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} "
+            f"{_NOT_3D} {score:.6f}"
         )
     return lines
 
@@ -74,7 +74,7 @@ def write_kitti_results(
     ``detections`` is one image's dict from :func:`tf_evosyn.detection.predict` (boxes in that
     image's pixels); ``classes`` index ``class_names`` (e.g. ``("Car",)``). Returns the path.
     """
-    lines = result_lines(detections, class_names)
+    lines = _result_lines(detections, class_names)
     text = "".join(line + "\n" for line in lines)
     return str(io_utils.atomic_write_text(path, text))
 
@@ -85,7 +85,7 @@ def draw_detections(
     class_names: Sequence[str],
     path: str | os.PathLike[str],
     *,
-    colour: tuple[int, int, int] = BOX_COLOUR,
+    colour: tuple[int, int, int] = _BOX_COLOUR,
 ) -> str:
     """Save ``image`` (H x W x 3, pixels in [0, 255]) as a PNG with each box and its class and
     score drawn, atomically; returns the path. For a person to look at, not for scoring."""

@@ -8,7 +8,7 @@ The rule, per object whose type maps to a coverage channel (``class_ids``):
 * coverage rectangle: centred on the box centre, each side ``scale_cvg`` (0.4) of the box side,
   then ``GRIDBOX_MIN``: at least ``min_cvg_len`` (20 px) but never more than the box side itself.
 * a grid cell ``[gx*s, (gx+1)*s) x [gy*s, (gy+1)*s)`` is covered when its intersection with the
-  coverage rectangle, as a fraction of the cell area, exceeds ``FLT_EPSILON`` (so any overlap).
+  coverage rectangle, as a fraction of the cell area, exceeds ``_FLT_EPSILON`` (so any overlap).
 * covered cells get coverage 1 in the object's channel and the corner targets
   ``x1 - gx*s, y1 - gy*s, x2 - gx*s, y2 - gy*s``: pixel offsets of the box corners from the
   cell's *top-left* corner (positive = right/down). A decoder adds ``(gx*s, gy*s)`` back.
@@ -31,22 +31,22 @@ from collections.abc import Sequence
 from tf_evosyn._keras import tf
 from tf_evosyn.detection.kitti_types import KITTI_TYPES
 
-FLT_EPSILON = 1.1920928955078125e-07  # C's FLT_EPSILON, DetectNet's "covered" cut-off
+_FLT_EPSILON = 1.1920928955078125e-07  # C's FLT_EPSILON, DetectNet's "covered" cut-off
 
 # Layout of the 8 bbox-target channels of one class.
 TARGET_X1, TARGET_Y1, TARGET_X2, TARGET_Y2 = 0, 1, 2, 3
-TARGET_MASK = 4  # 1 in cells covered by an object of this class (DetectNet's foreground label)
+_TARGET_MASK = 4  # 1 in cells covered by an object of this class (DetectNet's foreground label)
 TARGET_INV_W, TARGET_INV_H = 5, 6  # 1/w and 1/h of the box, pixels^-1
-TARGET_OBJ_NORM = 7  # stride^2 / coverage-rectangle area
+_TARGET_OBJ_NORM = 7  # stride^2 / coverage-rectangle area
 TARGET_CHANNELS_PER_CLASS = 8
 
 # detectnet_groundtruth_param of examples/kitti/detectnet_network.prototxt.
 DETECTNET_GROUNDTRUTH = {"stride": 16, "scale_cvg": 0.4, "min_cvg_len": 20.0, "obj_norm": True}
 
-ClassIds = Sequence[int | Sequence[int]]
+_ClassIds = Sequence[int | Sequence[int]]
 
 
-def class_channel_table(class_ids: ClassIds, num_types: int = len(KITTI_TYPES)) -> list[int]:
+def class_channel_table(class_ids: _ClassIds, num_types: int = len(KITTI_TYPES)) -> list[int]:
     """Type index -> coverage channel (-1: not encoded), like DetectNet's object_class src->dst.
 
     ``class_ids[c]`` is a type index, or several (e.g. ``(0, 1)`` = Car and Van in one channel).
@@ -67,7 +67,7 @@ def class_channel_table(class_ids: ClassIds, num_types: int = len(KITTI_TYPES)) 
     return table
 
 
-def grid_shape(image_shape: Sequence[int], stride: int) -> tuple[int, int]:
+def _grid_shape(image_shape: Sequence[int], stride: int) -> tuple[int, int]:
     """(H/s, W/s); the image must be padded to a multiple of the stride (DetectNet: 384x1248)."""
     height, width = int(image_shape[0]), int(image_shape[1])
     if height % stride or width % stride:
@@ -81,7 +81,7 @@ def grid_shape(image_shape: Sequence[int], stride: int) -> tuple[int, int]:
 def encode(
     boxes,
     types,
-    class_ids: ClassIds = (0,),
+    class_ids: _ClassIds = (0,),
     image_shape: Sequence[int] = (384, 1248),
     stride: int = 16,
     scale_cvg: float = 0.4,
@@ -97,7 +97,7 @@ def encode(
     """
     table = class_channel_table(class_ids)
     num_classes = len(class_ids)
-    grid_h, grid_w = grid_shape(image_shape, stride)
+    grid_h, grid_w = _grid_shape(image_shape, stride)
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     types = tf.convert_to_tensor(types, tf.int32)
     if boxes.shape.rank not in (2, 3) or boxes.shape[-1] != 4:
@@ -121,14 +121,14 @@ def encode(
         x1, x2 = (tf.clip_by_value(v, 0.0, float(image_shape[1])) for v in (x1, x2))
         y1, y2 = (tf.clip_by_value(v, 0.0, float(image_shape[0])) for v in (y1, y2))
     width, height = x2 - x1, y2 - y1
-    valid = (channel >= 0) & (width > 0) & (height > 0) & (width * height >= FLT_EPSILON)
+    valid = (channel >= 0) & (width > 0) & (height > 0) & (width * height >= _FLT_EPSILON)
 
     # Coverage rectangle (GRIDBOX_MIN), centred on the box.
     cover_w = tf.minimum(width, tf.maximum(min_cvg_len, width * scale_cvg))
     cover_h = tf.minimum(height, tf.maximum(min_cvg_len, height * scale_cvg))
     centre_x, centre_y = (x1 + x2) * 0.5, (y1 + y2) * 0.5
     cell_area = float(stride * stride)
-    norm = cell_area / tf.maximum(cover_w * cover_h, FLT_EPSILON)
+    norm = cell_area / tf.maximum(cover_w * cover_h, _FLT_EPSILON)
     if not obj_norm:
         norm = tf.maximum(norm, 1.0)
 
@@ -144,7 +144,7 @@ def encode(
         - tf.maximum((centre_y - cover_h * 0.5)[..., None], cell_y0)
     )
     covered_fraction = overlap_y[..., :, None] * overlap_x[..., None, :] / cell_area
-    covered = (covered_fraction > FLT_EPSILON) & valid[:, :, None, None]
+    covered = (covered_fraction > _FLT_EPSILON) & valid[:, :, None, None]
 
     # The last object covering a cell wins it (DetectNet writes objects in order).
     row = tf.range(tf.shape(boxes)[1], dtype=tf.int32)[None, :, None, None]
@@ -190,10 +190,10 @@ def split_bbox_target(bbox_target: tf.Tensor) -> dict[str, tf.Tensor]:
     per_class = tf.reshape(bbox_target, shape)
     return {
         "corners": per_class[..., TARGET_X1 : TARGET_Y2 + 1],
-        "mask": per_class[..., TARGET_MASK],
+        "mask": per_class[..., _TARGET_MASK],
         "inv_w": per_class[..., TARGET_INV_W],
         "inv_h": per_class[..., TARGET_INV_H],
-        "obj_norm": per_class[..., TARGET_OBJ_NORM],
+        "obj_norm": per_class[..., _TARGET_OBJ_NORM],
     }
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from tf_evosyn.core.heredity import LayerHeredity
 from tf_evosyn.environments import base as environment_lib
 from tf_evosyn.environments.base import EnvironmentalFactor
+from tf_evosyn.graph.coupling import group_alive, group_strength, set_group
 
 ROUNDINGS = ("stochastic", "nearest", "down", "up")
 
@@ -65,7 +66,7 @@ def aligned_count(
     return above[0] if above[0] - current <= current - below[-1] else below[-1]
 
 
-def align_masks(
+def _align_masks(
     plan,
     heredities: list[LayerHeredity],
     masks: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -94,47 +95,6 @@ def align_masks(
             dead = [g for g in parent_alive if g not in living and g.may_die]
             for group in sorted(dead, key=lambda g: -strength[g.index])[: target - len(living)]:
                 set_group(group, True, plan, by_name, masks)
-
-
-def group_alive(group, cluster_mask) -> bool:
-    """Does any member channel of ``group`` live under ``cluster_mask`` (layer name -> mask)?"""
-    return any(bool(cluster_mask(name)[channel]) for name, channel in group.members)
-
-
-def group_strength(group, by_name) -> float:
-    """The group's heredity: its strongest member cluster's probability (revival order)."""
-    return max(float(by_name[name].cluster_probs[channel]) for name, channel in group.members)
-
-
-def _input_alive(name: str, plan, masks) -> np.ndarray:
-    """(I,) bool: False where ``name`` reads a group whose clusters are all dead."""
-    alive = np.ones(masks[name][0].shape[-2], dtype=bool)
-    for group_index, rows in plan.reads(name):
-        group = plan.groups[group_index]
-        if not any(masks[n][1][c] for n, c in group.members):
-            alive[rows] = False
-    return alive
-
-
-def set_group(group, alive: bool, plan, by_name, masks) -> None:
-    """Kill or revive ``group`` with its own synapses and the synapses reading it."""
-    for name, channel in group.members:
-        synapses, clusters = (m.copy() for m in masks[name])
-        clusters[channel] = alive and bool(by_name[name].cluster_alive[channel])
-        if alive:
-            parent = by_name[name].synapse_alive[..., channel]
-            synapses[..., channel] = parent & _input_alive(name, plan, masks)
-        else:
-            synapses[..., channel] = False
-        masks[name] = (synapses, clusters)
-    for reader, rows in group.readers:
-        synapses, clusters = (m.copy() for m in masks[reader])
-        if alive:
-            parent = by_name[reader].synapse_alive[..., rows, :]
-            synapses[..., rows, :] = parent & clusters
-        else:
-            synapses[..., rows, :] = False
-        masks[reader] = (synapses, clusters)
 
 
 class ChannelAlignment(EnvironmentalFactor):
@@ -174,7 +134,7 @@ class ChannelAlignment(EnvironmentalFactor):
     def adjust_masks(self, model, plan, heredities, masks, rng=None):
         self.base.adjust_masks(model, plan, heredities, masks, rng)
         if self.multiple > 1:
-            align_masks(plan, heredities, masks, self.multiple, self.rounding, rng)
+            _align_masks(plan, heredities, masks, self.multiple, self.rounding, rng)
 
     def get_config(self):
         return {

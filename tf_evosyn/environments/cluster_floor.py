@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tf_evosyn.environments import base as environment_lib
-from tf_evosyn.environments.alignment import group_alive, group_strength, set_group
 from tf_evosyn.environments.base import EnvironmentalFactor
+from tf_evosyn.graph.coupling import group_alive, group_strength, set_group
 
 
-def check_floors(floors: Mapping[str, int] | None) -> dict[str, int]:
+def _check_floors(floors: Mapping[str, int] | None) -> dict[str, int]:
     """``floors`` as a plain {layer name: count >= 1} dict, or ValueError naming the fix."""
     if floors is None:
         return {}
@@ -58,7 +58,7 @@ class ClusterFloor(EnvironmentalFactor):
 
     def __init__(self, base=None, floors: Mapping[str, int] | None = None):
         self.base = environment_lib.get(base)
-        self.floors = check_floors(floors)
+        self.floors = _check_floors(floors)
 
     def check_model(self, model) -> None:
         environment_lib.check_layer_names("min_clusters", self.floors, model)
@@ -75,13 +75,13 @@ class ClusterFloor(EnvironmentalFactor):
 
     def adjust_masks(self, model, plan, heredities, masks, rng=None):
         self.base.adjust_masks(model, plan, heredities, masks, rng)
-        raise_to_floors(plan, heredities, masks, self.floors)
+        _raise_to_floors(plan, heredities, masks, self.floors)
 
     def get_config(self):
         return {"base": environment_lib.serialize(self.base), "floors": dict(self.floors)}
 
 
-def raise_to_floors(plan, heredities, masks, floors: Mapping[str, int]) -> None:
+def _raise_to_floors(plan, heredities, masks, floors: Mapping[str, int]) -> None:
     """Revive the strongest dead groups of each floored layer until it keeps
     ``min(floor, parent's living clusters)`` (in place; see the module docstring)."""
     by_name = {h.name: h for h in heredities}

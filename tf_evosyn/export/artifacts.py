@@ -52,7 +52,7 @@ ARTIFACTS: dict[str, str] = {
     "tflite": "model.tflite",
     "tflite_int8": "model_int8.tflite",
 }
-OUTPUT_KEY = "outputs"  # the output of a single-output model; else the model's output names
+_OUTPUT_KEY = "outputs"  # the output of a single-output model; else the model's output names
 
 
 # -- preparing models and images ------------------------------------------------------------------
@@ -109,7 +109,7 @@ def _input_shape(model: keras.Model) -> tuple[int, ...]:
 
 def output_names(model: keras.Model) -> list[str]:
     """Keys of the exported outputs: ``["outputs"]`` for one output, else the model's names."""
-    return [OUTPUT_KEY] if len(model.outputs) == 1 else list(model.output_names)
+    return [_OUTPUT_KEY] if len(model.outputs) == 1 else list(model.output_names)
 
 
 def _named_outputs(model: keras.Model, images) -> dict:
@@ -121,7 +121,7 @@ def _named_outputs(model: keras.Model, images) -> dict:
     return dict(zip(output_names(model), outputs, strict=True))
 
 
-def model_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> dict:
+def _model_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> dict:
     """Every output of ``model`` on ``images``, keyed as the exported signature keys them."""
     chunks = [
         {k: np.asarray(v) for k, v in _named_outputs(model, images[i : i + batch_size]).items()}
@@ -132,7 +132,7 @@ def model_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 64) 
 
 def _predict(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The single output of a one-output model (classification logits)."""
-    return model_outputs(model, images, batch_size)[OUTPUT_KEY]
+    return _model_outputs(model, images, batch_size)[_OUTPUT_KEY]
 
 
 def with_input_shape(model: keras.Model, input_shape: tuple[int, int, int]) -> keras.Model:
@@ -146,13 +146,13 @@ def with_input_shape(model: keras.Model, input_shape: tuple[int, int, int]) -> k
 
 
 # -- writing artifacts ----------------------------------------------------------------------------
-Postprocess = Callable[[dict], dict]
+_Postprocess = Callable[[dict], dict]
 
 
 def save_serving_model(
     model: keras.Model,
     path: str | Path,
-    postprocess: Postprocess | None = None,
+    postprocess: _Postprocess | None = None,
     batch_size: int | None = None,
 ) -> Path:
     """A tf.saved_model whose ``serving_default`` takes float32 images [None, H, W, C].
@@ -211,7 +211,7 @@ def write_tflite_pair(model: keras.Model, tflite: Path, tflite_int8: Path) -> No
         convert_to_tflite(Path(tmp) / "saved_model", tflite_int8, quantize=True)
 
 
-def artifact_bytes(path: str | Path) -> int:
+def _artifact_bytes(path: str | Path) -> int:
     """Size on disk of a file, or of every file under a directory (a SavedModel)."""
     path = Path(path)
     if path.is_dir():
@@ -225,7 +225,7 @@ def export_model(
     sample_images: np.ndarray,
     *,
     compact_model: bool = True,
-    postprocess: Postprocess | None = None,
+    postprocess: _Postprocess | None = None,
     preprocess_images: bool = True,
 ) -> dict:
     """Write the four deployment artifacts of ``compact(model)`` and check them on real images.
@@ -259,7 +259,7 @@ def export_model(
     source_flops, exported_flops = count_flops(model), count_flops(exported)
     return {
         "artifacts": {name: str(p) for name, p in paths.items()},
-        "file_bytes": {name: artifact_bytes(p) for name, p in paths.items()},
+        "file_bytes": {name: _artifact_bytes(p) for name, p in paths.items()},
         "input_shape": list(_input_shape(exported)),
         "compacted": compact_model,
         "parameters": {"model": source_flops.total_params, "exported": exported_flops.total_params},
@@ -294,7 +294,7 @@ def tflite_outputs(tflite_path: str | Path, images: np.ndarray, threads: int = 1
     return {k: np.asarray(v).copy() for k, v in result.items()}
 
 
-def savedmodel_outputs(saved_model_dir: str | Path, images: np.ndarray) -> dict:
+def _savedmodel_outputs(saved_model_dir: str | Path, images: np.ndarray) -> dict:
     """Every output of the ``serving_default`` signature of an exported SavedModel."""
     serve = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
     result = serve(**{INPUT_NAME: tf.constant(images, tf.float32)})
@@ -303,12 +303,12 @@ def savedmodel_outputs(saved_model_dir: str | Path, images: np.ndarray) -> dict:
 
 def run_tflite(tflite_path: str | Path, images: np.ndarray, threads: int = 1) -> np.ndarray:
     """The output of a single-output TFLite model on a batch of float32 NHWC images."""
-    return tflite_outputs(tflite_path, images, threads)[OUTPUT_KEY]
+    return tflite_outputs(tflite_path, images, threads)[_OUTPUT_KEY]
 
 
-def run_savedmodel(saved_model_dir: str | Path, images: np.ndarray) -> np.ndarray:
+def _run_savedmodel(saved_model_dir: str | Path, images: np.ndarray) -> np.ndarray:
     """The output of a single-output exported SavedModel."""
-    return savedmodel_outputs(saved_model_dir, images)[OUTPUT_KEY]
+    return _savedmodel_outputs(saved_model_dir, images)[_OUTPUT_KEY]
 
 
 def max_abs_difference(
@@ -322,10 +322,10 @@ def max_abs_difference(
     """
     output_dir = Path(output_dir)
     images = prepare_images(images) if preprocess else np.asarray(images, np.float32)
-    reference = model_outputs(model, images)
+    reference = _model_outputs(model, images)
     outputs = {
-        "saved_model": savedmodel_outputs(output_dir / ARTIFACTS["saved_model"], images),
-        "keras": model_outputs(keras.models.load_model(output_dir / ARTIFACTS["keras"]), images),
+        "saved_model": _savedmodel_outputs(output_dir / ARTIFACTS["saved_model"], images),
+        "keras": _model_outputs(keras.models.load_model(output_dir / ARTIFACTS["keras"]), images),
         "tflite": tflite_outputs(output_dir / ARTIFACTS["tflite"], images),
         "tflite_int8": tflite_outputs(output_dir / ARTIFACTS["tflite_int8"], images),
     }

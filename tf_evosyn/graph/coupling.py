@@ -159,3 +159,48 @@ def _strength_ratio(heredity: LayerHeredity, sharpness: float = 1.0) -> np.ndarr
     with np.errstate(divide="ignore"):
         ratio = np.log(heredity.cluster_probs) / float(sharpness) + 1.0
         return np.where(heredity.cluster_alive, ratio, 0.0)
+
+
+# Mask operations on a plan's groups: alignment, cluster floors and L1 filter pruning kill and
+# revive whole groups through these.
+
+
+def group_alive(group, cluster_mask) -> bool:
+    """Does any member channel of ``group`` live under ``cluster_mask`` (layer name -> mask)?"""
+    return any(bool(cluster_mask(name)[channel]) for name, channel in group.members)
+
+
+def group_strength(group, by_name) -> float:
+    """The group's heredity: its strongest member cluster's probability (revival order)."""
+    return max(float(by_name[name].cluster_probs[channel]) for name, channel in group.members)
+
+
+def _input_alive(name: str, plan, masks) -> np.ndarray:
+    """(I,) bool: False where ``name`` reads a group whose clusters are all dead."""
+    alive = np.ones(masks[name][0].shape[-2], dtype=bool)
+    for group_index, rows in plan.reads(name):
+        group = plan.groups[group_index]
+        if not any(masks[n][1][c] for n, c in group.members):
+            alive[rows] = False
+    return alive
+
+
+def set_group(group, alive: bool, plan, by_name, masks) -> None:
+    """Kill or revive ``group`` with its own synapses and the synapses reading it."""
+    for name, channel in group.members:
+        synapses, clusters = (m.copy() for m in masks[name])
+        clusters[channel] = alive and bool(by_name[name].cluster_alive[channel])
+        if alive:
+            parent = by_name[name].synapse_alive[..., channel]
+            synapses[..., channel] = parent & _input_alive(name, plan, masks)
+        else:
+            synapses[..., channel] = False
+        masks[name] = (synapses, clusters)
+    for reader, rows in group.readers:
+        synapses, clusters = (m.copy() for m in masks[reader])
+        if alive:
+            parent = by_name[reader].synapse_alive[..., rows, :]
+            synapses[..., rows, :] = parent & clusters
+        else:
+            synapses[..., rows, :] = False
+        masks[reader] = (synapses, clusters)

@@ -31,10 +31,10 @@ from tf_evosyn.core.layer_shape import LayerShape
 from tf_evosyn.hardware.latency import tflite_latency
 from tf_evosyn.storage import io_utils
 
-CACHE_ENV = "EVOSYN_LATENCY_CACHE"
+_CACHE_ENV = "EVOSYN_LATENCY_CACHE"
 
 
-OVERHEAD_SHAPE = LayerShape("dense", 1, 1, 1, 1)
+_OVERHEAD_SHAPE = LayerShape("dense", 1, 1, 1, 1)
 
 
 def layer_shapes(model: keras.Model) -> dict[str, LayerShape]:
@@ -58,7 +58,7 @@ def _one_layer_model(shape: LayerShape) -> keras.Model:
     return keras.Model(inputs, latency_rule(shape.kind).timed_layer(shape)(inputs))
 
 
-def measure_shape(shape: LayerShape, threads: int = 1, runs: int = 100) -> float:
+def _measure_shape(shape: LayerShape, threads: int = 1, runs: int = 100) -> float:
     """Median ms of one invoke of ``shape`` as a one-layer TFLite model (XNNPACK); with one
     thread the calling thread's CPU time (robust to other processes' load)."""
     model = _one_layer_model(shape)
@@ -71,7 +71,7 @@ def measure_shape(shape: LayerShape, threads: int = 1, runs: int = 100) -> float
         return result["cpu_median_ms"] if threads == 1 else result["median_ms"]
 
 
-def machine_id(threads: int) -> str:
+def _machine_id(threads: int) -> str:
     """The cache key: CPU model, cores and threads (latency tables do not travel)."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -84,8 +84,8 @@ def machine_id(threads: int) -> str:
     return slug.lower()
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "tf_evosyn" / "latency"))
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get(_CACHE_ENV, Path.home() / ".cache" / "tf_evosyn" / "latency"))
 
 
 class LatencyTable:
@@ -96,7 +96,7 @@ class LatencyTable:
             raise ValueError(f"threads must be >= 1, got {threads}.")
         self.threads = int(threads)
         self.runs = int(runs)
-        self.path = Path(cache_dir or default_cache_dir()) / f"{machine_id(self.threads)}.json"
+        self.path = Path(cache_dir or _default_cache_dir()) / f"{_machine_id(self.threads)}.json"
         self.times: dict[str, float] = {}
         if self.path.is_file():
             self.times = dict(json.loads(self.path.read_text())["times_ms"])
@@ -106,13 +106,13 @@ class LatencyTable:
         """Median ms of an invoke of ``shape`` alone (measured once, then read from the cache)."""
         key = shape.key()
         if key not in self.times:
-            self.times[key] = measure_shape(shape, self.threads, self.runs)
+            self.times[key] = _measure_shape(shape, self.threads, self.runs)
             self._dirty = True
         return self.times[key]
 
     def overhead(self) -> float:
         """Ms of invoking the smallest model (Dense 1 -> 1): paid once per invoke, not per layer."""
-        return self.raw_latency(OVERHEAD_SHAPE)
+        return self.raw_latency(_OVERHEAD_SHAPE)
 
     def latency(self, shape: LayerShape) -> float:
         """Ms ``shape`` adds to a model's invoke: its time alone minus the invoke overhead."""
@@ -123,7 +123,7 @@ class LatencyTable:
             io_utils.atomic_write_json(
                 self.path,
                 {
-                    "machine": machine_id(self.threads),
+                    "machine": _machine_id(self.threads),
                     "threads": self.threads,
                     "times_ms": self.times,
                 },

@@ -42,11 +42,10 @@ from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.convert import evolvable
 from tf_evosyn.core.heredity import cluster_strengths
 from tf_evosyn.core.layers import EvolvableMixin, evolvable_layers
-from tf_evosyn.environments.alignment import set_group
-from tf_evosyn.graph.coupling import CouplingPlan, plan_coupling
+from tf_evosyn.graph.coupling import CouplingPlan, plan_coupling, set_group
 from tf_evosyn.hardware.flops import count_flops
 
-CONV_TYPES = (
+_CONV_TYPES = (
     keras.layers.Conv1D,  # Conv1DTranspose too
     keras.layers.Conv2D,  # Conv2DTranspose too
     keras.layers.Conv3D,  # Conv3DTranspose too
@@ -169,14 +168,15 @@ def prunable_families(
 
 
 def _prunable_type(layer: EvolvableMixin, include_dense: bool) -> bool:
-    return isinstance(layer, CONV_TYPES) or (
+    return isinstance(layer, _CONV_TYPES) or (
         include_dense and isinstance(layer, keras.layers.Dense)
     )
 
 
 class _Pruner:
     """One working copy of the model: applies a pruning (fresh weights each time) and measures
-    its compacted MACs; results are cached by the removed counts."""
+    its compacted MACs; the compacted networks are cached by the removed counts (a bisection
+    visits a handful, and its answer is one of them)."""
 
     def __init__(self, model: keras.Model, **options):
         if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
@@ -201,7 +201,7 @@ class _Pruner:
             )
         self.layers = {layer.name: layer for layer in evolvable_layers(self.model)}
         self.saved = {name: layer.get_weights() for name, layer in self.layers.items()}
-        self.cache: dict[tuple[int, ...], tuple[int, int]] = {}
+        self.cache: dict[tuple[int, ...], tuple[keras.Model, int, int]] = {}
         self.base_macs, self.base_params = self.measure(tuple(0 for _ in self.families))
 
     def apply(self, counts: tuple[int, ...]) -> dict[str, list[int]]:
@@ -225,26 +225,29 @@ class _Pruner:
 
     def measure(self, counts: tuple[int, ...]) -> tuple[int, int]:
         """(MACs, parameters) of the compacted network for ``counts``."""
+        return self._compacted(counts)[1:]
+
+    def _compacted(self, counts: tuple[int, ...]) -> tuple[keras.Model, int, int]:
         if counts not in self.cache:
             self.apply(counts)
             compacted = compact(self.model)
-            self.cache[counts] = (count_flops(compacted).total_macs, compacted.count_params())
+            macs = count_flops(compacted).total_macs
+            self.cache[counts] = (compacted, macs, compacted.count_params())
         return self.cache[counts]
 
     def counts(self, fraction: float) -> tuple[int, ...]:
         return tuple(family.count(fraction) for family in self.families)
 
     def result(self, counts: tuple[int, ...], fraction: float | None) -> FilterPruning:
-        removed = self.apply(counts)
-        masked = self.model
-        compacted = compact(masked)
+        compacted, macs, params = self._compacted(counts)
+        removed = self.apply(counts)  # the working copy holds this pruning's masks
         return FilterPruning(
-            masked=masked,
+            masked=self.model,
             compacted=compacted,
             fraction=fraction,
             removed=removed,
-            macs=count_flops(compacted).total_macs,
-            params=compacted.count_params(),
+            macs=macs,
+            params=params,
             base_macs=self.base_macs,
             base_params=self.base_params,
             families=self.families,

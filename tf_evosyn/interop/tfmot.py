@@ -71,7 +71,7 @@ def kernel_pruning_vars(wrapper: PruneLowMagnitude) -> tuple[tf.Variable, tf.Var
     return _pruned_pairs(wrapper)[0]
 
 
-def is_evolvable_wrapper(layer: keras.layers.Layer) -> bool:
+def _is_evolvable_wrapper(layer: keras.layers.Layer) -> bool:
     """A PruneLowMagnitude wrapper around a layer that evolution can drive (Conv2D/Dense/Evo*)."""
     if not isinstance(layer, PruneLowMagnitude):
         return False
@@ -81,7 +81,7 @@ def is_evolvable_wrapper(layer: keras.layers.Layer) -> bool:
 
 def wrapped_layers(model: keras.Model) -> dict[str, PruneLowMagnitude]:
     """Evolvable PruneLowMagnitude wrappers of ``model`` keyed by the wrapped layer's name."""
-    return {layer.layer.name: layer for layer in model.layers if is_evolvable_wrapper(layer)}
+    return {layer.layer.name: layer for layer in model.layers if _is_evolvable_wrapper(layer)}
 
 
 def _pruned_pairs(wrapper: PruneLowMagnitude) -> list[tuple[tf.Variable, tf.Variable]]:
@@ -225,7 +225,7 @@ def from_tfmot(
 
     def evolves(layer) -> bool:
         if isinstance(layer, PruneLowMagnitude):
-            return is_evolvable_wrapper(layer)
+            return _is_evolvable_wrapper(layer)
         return isinstance(layer, EvolvableMixin) or (
             evolve_unwrapped and type(layer) in EVOLVABLE_TWINS
         )

@@ -28,7 +28,7 @@ from tf_evosyn.synthesis.mating import synthesize_from_parents
 from tf_evosyn.tasks import Evaluation
 
 # (model, epochs, seed, generation) -> (evaluation or None if diverged, last loss, s/epoch)
-FineTune = Callable[[keras.Model, int, int, int], tuple[Evaluation | None, float | None, float]]
+_FineTune = Callable[[keras.Model, int, int, int], tuple[Evaluation | None, float | None, float]]
 
 
 def derive_seed(*parts: int) -> int:
@@ -45,7 +45,7 @@ class CandidateDrawer:
         run_dir: RunDirectory,
         workers: PopulationWorkers,
         metric: str,
-        fine_tune: FineTune,
+        fine_tune: _FineTune,
     ):
         self.settings = settings
         self.run_dir = run_dir

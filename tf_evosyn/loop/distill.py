@@ -50,6 +50,20 @@ class Distiller(keras.Model):
         self.distillation_loss = distillation_loss or (
             lambda teacher, student, y, t: soft_target_loss(teacher, student, t)
         )
+        # The epoch's mean loss (a fit's ``loss`` is this, not the last batch's).
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self) -> list:
+        """What ``fit`` resets every epoch: the loss tracker and the judge's metrics."""
+        judge = self._judge()
+        judged = judge.metrics if judge is self.student else super().metrics
+        return [self.loss_tracker, *(m for m in judged if m.name != "loss")]
+
+    def _judge(self) -> keras.Model:
+        """A compiled student's own loss and metrics know its output names (a detector's
+        "coverage" and "bbox"); the distiller's would be "output_1", ..."""
+        return self.student if getattr(self.student, "compiled_loss", None) else self
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
@@ -60,9 +74,7 @@ class Distiller(keras.Model):
             y, teacher_logits = y
         else:
             teacher_logits = self.teacher(x, training=False)
-        # A compiled student's own loss and metrics know its output names (a detector's
-        # "coverage" and "bbox"); the distiller's would be "output_1", ...
-        judge = self.student if getattr(self.student, "compiled_loss", None) else self
+        judge = self._judge()
         with tf.GradientTape() as tape:
             logits = self.student(x, training=True)
             hard = judge.compiled_loss(y, logits, regularization_losses=self.student.losses)
@@ -75,10 +87,10 @@ class Distiller(keras.Model):
             loss = self.alpha * hard + (1.0 - self.alpha) * soft / replicas
         self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
         judge.compiled_metrics.update_state(y, logits)
-        results = {metric.name: metric.result() for metric in judge.metrics}
-        # This replica's share: Keras sums the replicas' results into the global batch's loss.
-        results["loss"] = loss
-        return results
+        # ``loss`` is this replica's share of the global batch's loss; the tracker's result is
+        # read across replicas as a mean, so it takes the share times the replicas.
+        self.loss_tracker.update_state(loss * replicas)
+        return {metric.name: metric.result() for metric in self.metrics}
 
     def _named(self, outputs):
         """A multi-output model's list of outputs as a dict by output name (as targets are)."""

@@ -75,7 +75,7 @@ class FineTuner:
         if epochs <= 0:
             return [], None
         keras.utils.set_random_seed(seed)
-        compile_with_epochs(
+        _compile_with_epochs(
             self.ancestor_compile_fn if generation == 0 else self.compile_fn, model, epochs
         )
         distill = generation > 0 and self.settings.distill_temperature > 0
@@ -125,7 +125,7 @@ class FineTuner:
         return self._soft_train_data
 
 
-def compile_with_epochs(compile_fn: CompileFn, model: keras.Model, epochs: int) -> None:
+def _compile_with_epochs(compile_fn: CompileFn, model: keras.Model, epochs: int) -> None:
     """``compile_fn(model, epochs=...)`` if it takes the epochs (a schedule that spans one
     training must know how long this one is: see ``settings.epochs_for``), else
     ``compile_fn(model)``."""

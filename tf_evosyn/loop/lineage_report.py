@@ -117,7 +117,7 @@ def efficiency_tick_label(value: float, pos: int | None = None) -> str:
     return f"{value:.3g}x"
 
 
-def plain_log_axis(axis: Any) -> None:
+def _plain_log_axis(axis: Any) -> None:
     """Label a log-scaled ``axis`` with :func:`efficiency_tick_label` (call after plotting):
     ticks at 1, 2, 3, 5 per decade up to two decades, at 1 and 3 beyond."""
     from matplotlib import ticker
@@ -177,7 +177,7 @@ def _draw_panel(ax: Any, records: Sequence[Mapping[str, Any]], key: str, label: 
         )
     if log:
         ax.set_yscale("log")
-        plain_log_axis(ax.yaxis)
+        _plain_log_axis(ax.yaxis)
     ax.set_xlabel("generation")
     ax.set_ylabel(label)
     ax.grid(True, which="both", alpha=0.3)
@@ -235,7 +235,7 @@ def plot_lineage(
 # ------------------------------------------------------- reported score against efficiency
 
 
-def reported_score(record: Mapping[str, Any]) -> float:
+def _reported_score(record: Mapping[str, Any]) -> float:
     """The figure a run reports: the test split's score (``test_score``), which validation
     selection never used; a run that selected on test has only ``score``, which is then test."""
     record = upgrade_record(record)
@@ -250,7 +250,7 @@ def _draw_score_vs_efficiency(
     ylabel: str,
 ) -> None:
     points = [
-        (float(r[key]), 100.0 * reported_score(r), r)
+        (float(r[key]), 100.0 * _reported_score(r), r)
         for r in records
         if _is_number(r[key]) and math.isfinite(r[key]) and r[key] > 0
     ]
@@ -279,7 +279,7 @@ def _draw_score_vs_efficiency(
         ax.annotate(anchor["label"], where, xytext=xytext, ha="right", color="tab:orange", **note)
     ax.set_xscale("log")
     ax.margins(x=0.08)
-    plain_log_axis(ax.xaxis)
+    _plain_log_axis(ax.xaxis)
     ax.set_xlabel(key.replace("_", " ") + " (x)")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)

@@ -118,7 +118,7 @@ def learning_rate_schedule(
     return learning_rate
 
 
-def make_optimizer(
+def _make_optimizer(
     section: ml_collections.ConfigDict, epochs: int, steps_per_epoch: int
 ) -> keras.optimizers.Optimizer:
     """A fresh optimizer of ``section.optimizer`` with its schedule (and SGD momentum)."""
@@ -157,7 +157,7 @@ def make_compile_fn(
         # ``epochs``: this training's length when the loop varies it per generation.
         task.compile(
             model,
-            make_optimizer(section, epochs, steps_per_epoch),
+            _make_optimizer(section, epochs, steps_per_epoch),
             jit_compile,
             steps_per_execution=int(recipe(section, "steps_per_execution")),
         )

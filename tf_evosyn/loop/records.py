@@ -34,7 +34,7 @@ def score_fields(metric: str, evaluation: Evaluation | None, prefix: str = "") -
     return fields
 
 
-def ancestor_layer_totals(layers: list[dict], ancestor: Mapping | None) -> list[dict]:
+def _ancestor_layer_totals(layers: list[dict], ancestor: Mapping | None) -> list[dict]:
     """Per-layer counts with ``total_synapses``/``total_clusters`` of the ancestor's layer of the
     same name: a physically compacted offspring (``evolution.compact_offspring``) has smaller
     layers, but its lineage reports against the ancestor like a masked one."""
@@ -63,7 +63,7 @@ def network_fields(model: keras.Model, ancestor: Mapping | None) -> dict:
         "clusters": counts.clusters,
         "synaptic_efficiency": synaptic,
         "cluster_efficiency": cluster,
-        "layers": ancestor_layer_totals(counts.layers_as_dicts(), ancestor),
+        "layers": _ancestor_layer_totals(counts.layers_as_dicts(), ancestor),
         # What dense hardware runs once dead clusters are physically removed:
         "flops": count_flops(compacted).total_macs,  # multiply-accumulates per example
         "living_macs": count_flops(model).total_living_macs,  # if zeros were skipped too

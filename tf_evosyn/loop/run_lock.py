@@ -43,9 +43,9 @@ from tf_evosyn.storage import fs, io_utils
 __all__ = ["LOCK_FILENAME", "Holder", "RunLock", "RunLockError", "check_held", "hold"]
 
 LOCK_FILENAME = "run.lock"
-HEARTBEAT_SECONDS = 30.0
+_HEARTBEAT_SECONDS = 30.0
 LEASE_SECONDS = 180.0  # object stores: a heartbeat older than this means the holder is gone
-SETTLE_SECONDS = 2.0  # object stores: how long a newcomer waits before reading its lock back
+_SETTLE_SECONDS = 2.0  # object stores: how long a newcomer waits before reading its lock back
 _UNWRITTEN_GRACE_SECONDS = 10.0  # a local lock created an instant ago may still be empty
 
 
@@ -148,9 +148,9 @@ class RunLock:
         self.workdir = fs.path(workdir)
         self.path = fs.join(self.workdir, LOCK_FILENAME)
         self.remote = fs.is_remote(self.path)
-        self.heartbeat_seconds = heartbeat_seconds or HEARTBEAT_SECONDS
+        self.heartbeat_seconds = heartbeat_seconds or _HEARTBEAT_SECONDS
         self.lease_seconds = lease_seconds or LEASE_SECONDS
-        self.settle_seconds = SETTLE_SECONDS if settle_seconds is None else settle_seconds
+        self.settle_seconds = _SETTLE_SECONDS if settle_seconds is None else settle_seconds
         self.holder = Holder.of_this_process()
         self.lost: str | None = None  # why, once another process took the lock
         self._stop = threading.Event()

@@ -9,7 +9,7 @@ from tf_evosyn.core.heredity import Heredity
 from tf_evosyn.environments import base as environment_lib
 from tf_evosyn.loop import stop_targets
 
-SELECTION_CRITERIA = ("most_efficient", "most_accurate")
+_SELECTION_CRITERIA = ("most_efficient", "most_accurate")
 
 
 @dataclass
@@ -113,8 +113,8 @@ class EvolutionSettings:
                 f"score_tolerance must be >= 0 (in the primary score's units), got "
                 f"{self.score_tolerance!r}."
             )
-        if self.selection not in SELECTION_CRITERIA:
-            raise ValueError(f"selection must be one of {SELECTION_CRITERIA}.")
+        if self.selection not in _SELECTION_CRITERIA:
+            raise ValueError(f"selection must be one of {_SELECTION_CRITERIA}.")
         if self.distill_temperature < 0:
             raise ValueError("distill_temperature must be >= 0 (0 = no distillation).")
         if not 0.0 <= self.distill_alpha <= 1.0:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from tf_evosyn._keras import keras
 from tf_evosyn.models.lrn import WithinChannelLRN
 
-FC_DECAY_MULT = 250.0  # cifar10_full: ip1 { weight_decay: 250 }
+_FC_DECAY_MULT = 250.0  # cifar10_full: ip1 { weight_decay: 250 }
 
 
 def _l2(decay: float):
@@ -84,7 +84,7 @@ def alexnet_cifar(
             keras.layers.Dense(
                 num_classes,
                 kernel_initializer=keras.initializers.RandomNormal(stddev=1e-2),
-                kernel_regularizer=_l2(weight_decay * FC_DECAY_MULT),
+                kernel_regularizer=_l2(weight_decay * _FC_DECAY_MULT),
                 name="fc",
             ),
         ],

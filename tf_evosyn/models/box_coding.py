@@ -23,7 +23,7 @@ from typing import Any
 
 from tf_evosyn._keras import keras, tf
 
-MAX_LOG_DISTANCE = 5.0  # exp(5) * 16 px ~ 2,400 px: beyond any KITTI box; keeps exp finite
+_MAX_LOG_DISTANCE = 5.0  # exp(5) * 16 px ~ 2,400 px: beyond any KITTI box; keeps exp finite
 
 
 @keras.utils.register_keras_serializable(package="tf_evosyn")
@@ -43,7 +43,7 @@ class LogDistanceCorners(keras.layers.Layer):
                 f"LogDistanceCorners needs 4 channels per class (l, t, r, b); got {channels}."
             )
         sign = tf.constant([-1.0, -1.0, 1.0, 1.0] * (channels // 4), inputs.dtype)
-        distance = tf.exp(tf.clip_by_value(inputs, -MAX_LOG_DISTANCE, MAX_LOG_DISTANCE))
+        distance = tf.exp(tf.clip_by_value(inputs, -_MAX_LOG_DISTANCE, _MAX_LOG_DISTANCE))
         half = 0.5 * self.stride
         return half + sign * (self.stride * distance)
 

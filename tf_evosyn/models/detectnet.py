@@ -32,7 +32,7 @@ from tf_evosyn.models.custom_layers import custom_objects
 
 HEAD_LAYERS = ("pool5_drop_s1", "cvg_classifier", "coverage", "bbox_regressor", "bbox")
 OUTPUT_NAMES = ("coverage", "bbox")
-CAFFE_MEAN = 127.0  # detectnet_network.prototxt: transform_param { mean_value: 127 }
+_CAFFE_MEAN = 127.0  # detectnet_network.prototxt: transform_param { mean_value: 127 }
 
 
 def detectnet(
@@ -43,7 +43,7 @@ def detectnet(
     backbone_weights: str | Path | None = None,
     dropout: float = 0.4,
     *,
-    pixel_mean: float | Sequence[float] = CAFFE_MEAN,
+    pixel_mean: float | Sequence[float] = _CAFFE_MEAN,
     weight_decay: float = 0.0,
 ) -> keras.Model:
     """DetectNet as a plain Functional model: raw RGB in [0, 255] -> {coverage, bbox}.
@@ -124,7 +124,7 @@ def save_backbone_weights(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
-def read_weights_file(path: str | Path) -> dict[str, list[np.ndarray]]:
+def _read_weights_file(path: str | Path) -> dict[str, list[np.ndarray]]:
     """Layer name -> weight arrays (in ``layer.get_weights()`` order) from a weights file.
 
     Formats: ``.npz`` with keys ``<layer name>/<index>``; ``.h5``/``.hdf5`` as written by
@@ -201,7 +201,7 @@ def load_backbone_weights(model: keras.Model, path: str | Path) -> list[str]:
     first mismatching layers (missing, different shapes, or weights where the model has none)
     before any weight is written.
     """
-    weights = read_weights_file(path)
+    weights = _read_weights_file(path)
     problems, loads = [], []
     for layer in trunk_layers(model):
         expected = [tuple(w.shape) for w in layer.get_weights()]

@@ -34,14 +34,14 @@ from tf_evosyn.models import googlenet
 from tf_evosyn.models.box_coding import LogDistanceCorners
 
 WEIGHTS_FILE = "mobilenet_v2_1.0_224_no_top.h5"
-WEIGHTS_ENV = "EVOSYN_DATA_DIR"  # the shared weights sit beside it: $EVOSYN_DATA_DIR/../weights
-DEFAULT_TRUNK_END = "block_13_expand_relu"
-BOX_CODINGS = ("log_distance", "linear")
+_WEIGHTS_ENV = "EVOSYN_DATA_DIR"  # the shared weights sit beside it: $EVOSYN_DATA_DIR/../weights
+_DEFAULT_TRUNK_END = "block_13_expand_relu"
+_BOX_CODINGS = ("log_distance", "linear")
 
 
-def default_weights_path() -> Path | None:
+def _default_weights_path() -> Path | None:
     """``$EVOSYN_DATA_DIR/../weights/mobilenet_v2_1.0_224_no_top.h5`` if that variable is set."""
-    data_dir = os.environ.get(WEIGHTS_ENV, "")
+    data_dir = os.environ.get(_WEIGHTS_ENV, "")
     return Path(data_dir).expanduser() / ".." / "weights" / WEIGHTS_FILE if data_dir else None
 
 
@@ -51,11 +51,11 @@ def resolve_weights(backbone_weights: str | Path | None) -> Path | None:
     if backbone_weights in (None, ""):
         return None
     if str(backbone_weights) == "default":
-        path = default_weights_path()
+        path = _default_weights_path()
         if path is None:
             raise FileNotFoundError(
-                f"model.backbone_weights='default' reads ${WEIGHTS_ENV}/../weights/{WEIGHTS_FILE}"
-                f", but ${WEIGHTS_ENV} is not set: set it, or give the weights file's path."
+                f"model.backbone_weights='default' reads ${_WEIGHTS_ENV}/../weights/{WEIGHTS_FILE}"
+                f", but ${_WEIGHTS_ENV} is not set: set it, or give the weights file's path."
             )
     else:
         path = Path(os.path.expandvars(str(backbone_weights))).expanduser()
@@ -72,7 +72,7 @@ def detectnet_mobilenetv2(
     input_shape: Sequence[int] = (384, 1248, 3),
     num_classes: int = 1,
     backbone_weights: str | Path | None = "default",
-    trunk_end: str = DEFAULT_TRUNK_END,
+    trunk_end: str = _DEFAULT_TRUNK_END,
     dropout: float = 0.3,
     bbox_scale: float = 64.0,
     freeze_batchnorm: bool = True,
@@ -105,8 +105,8 @@ def detectnet_mobilenetv2(
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
     if not bbox_scale > 0:
         raise ValueError(f"bbox_scale must be > 0, got {bbox_scale!r}.")
-    if box_coding not in BOX_CODINGS:
-        raise ValueError(f"box_coding must be one of {BOX_CODINGS}, got {box_coding!r}.")
+    if box_coding not in _BOX_CODINGS:
+        raise ValueError(f"box_coding must be one of {_BOX_CODINGS}, got {box_coding!r}.")
     if not isinstance(bbox_hidden, int) or bbox_hidden < 0:
         raise ValueError(f"bbox_hidden must be an integer >= 0 (filters), got {bbox_hidden!r}.")
     weights = resolve_weights(backbone_weights)

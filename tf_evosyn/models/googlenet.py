@@ -28,11 +28,11 @@ from tf_evosyn._keras import keras
 from tf_evosyn.models.lrn import CrossChannelLRN
 
 STRIDE = 16
-MIN_FILTERS = 4
-NORMALIZATIONS = ("lrn", "batchnorm", "none")
+_MIN_FILTERS = 4
+_NORMALIZATIONS = ("lrn", "batchnorm", "none")
 
 # name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj (the prototxt's num_output values)
-INCEPTION_MODULES = (
+_INCEPTION_MODULES = (
     ("inception_3a", 64, 96, 128, 16, 32, 32),
     ("inception_3b", 128, 128, 192, 32, 96, 64),
     ("inception_4a", 192, 96, 208, 16, 48, 64),
@@ -43,8 +43,8 @@ INCEPTION_MODULES = (
     ("inception_5a", 256, 160, 320, 32, 128, 128),
     ("inception_5b", 384, 192, 384, 48, 128, 128),
 )
-POOL_BEFORE = {"inception_4a": "pool3_3x3_s2"}  # pool4 is removed in DetectNet
-NORM_LAYERS = ("pool1_norm1", "conv2_norm2")
+_POOL_BEFORE = {"inception_4a": "pool3_3x3_s2"}  # pool4 is removed in DetectNet
+_NORM_LAYERS = ("pool1_norm1", "conv2_norm2")
 
 
 def caffe_xavier() -> keras.initializers.Initializer:
@@ -54,7 +54,7 @@ def caffe_xavier() -> keras.initializers.Initializer:
 
 def scaled(filters: int, width: float) -> int:
     """A width-scaled filter count: rounded, never below MIN_FILTERS (or the original count)."""
-    return max(min(filters, MIN_FILTERS), int(round(filters * width)))
+    return max(min(filters, _MIN_FILTERS), int(round(filters * width)))
 
 
 def check_input_shape(input_shape) -> tuple[int, int, int]:
@@ -120,8 +120,8 @@ def inception(x, name: str, widths: tuple[int, ...], width: float, weight_decay:
 
 def googlenet_trunk(x, width: float = 1.0, normalization: str = "lrn", weight_decay: float = 0.0):
     """GoogLeNet from conv1 to inception_5b's output (stride 16), on mean-subtracted pixels."""
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
+    if normalization not in _NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {_NORMALIZATIONS}, got {normalization!r}.")
     if not width > 0:
         raise ValueError(f"width must be > 0 (1.0 is the paper's network), got {width!r}.")
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
@@ -133,8 +133,8 @@ def googlenet_trunk(x, width: float = 1.0, normalization: str = "lrn", weight_de
     x = _conv(x, scaled(192, width), 3, "conv2_3x3", weight_decay=wd)
     x = _normalize(x, normalization, "conv2_norm2")
     x = _max_pool(x, 2, "pool2_3x3_s2")
-    for name, *widths in INCEPTION_MODULES:
-        if name in POOL_BEFORE:
-            x = _max_pool(x, 2, POOL_BEFORE[name])
+    for name, *widths in _INCEPTION_MODULES:
+        if name in _POOL_BEFORE:
+            x = _max_pool(x, 2, _POOL_BEFORE[name])
         x = inception(x, name, tuple(widths), width, weight_decay)
     return x

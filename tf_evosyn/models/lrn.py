@@ -88,7 +88,7 @@ class CrossChannelLRN(keras.layers.Layer):
         if channels is None:  # no static channel count: no banded kernel to build
             return self.tf_lrn(inputs)
         window = tf.constant(
-            channel_window(channels, self.local_size, self.alpha / self.local_size),
+            _channel_window(channels, self.local_size, self.alpha / self.local_size),
             dtype=inputs.dtype,
         )
         scale = 1.0 + tf.nn.conv2d(tf.square(inputs), window, strides=1, padding="VALID")
@@ -114,7 +114,7 @@ class CrossChannelLRN(keras.layers.Layer):
         return config
 
 
-def channel_window(channels: int, local_size: int, weight: float) -> np.ndarray:
+def _channel_window(channels: int, local_size: int, weight: float) -> np.ndarray:
     """A (1, 1, C, C) 1x1-convolution kernel that sums each channel's ``local_size`` neighbours
     (``weight`` where ``|c_in - c_out| <= (local_size - 1) / 2``, else 0)."""
     index = np.arange(int(channels))

@@ -35,10 +35,10 @@ from __future__ import annotations
 from tf_evosyn._keras import keras
 from tf_evosyn.models.shortcut import PadShortcut
 
-STAGE_FILTERS = (16, 32, 64)
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
-SHORTCUTS = ("A", "B")
+_STAGE_FILTERS = (16, 32, 64)
+_BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-5
+_SHORTCUTS = ("A", "B")
 
 
 def _regularizer(weight_decay: float):
@@ -59,7 +59,7 @@ def _conv(filters: int, kernel: int, stride: int, name: str, weight_decay: float
 
 
 def _bn(name: str):
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
 
 
 def _block(x, filters: int, stride: int, prefix: str, shortcut: str, weight_decay: float):
@@ -97,15 +97,15 @@ def resnet_cifar(
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}.")
     shortcut = str(shortcut).upper()
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}.")
+    if shortcut not in _SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {_SHORTCUTS}, got {shortcut!r}.")
     blocks = (depth - 2) // 6
 
     inputs = keras.Input(input_shape, name="input")
-    x = _conv(STAGE_FILTERS[0], 3, 1, "conv1", weight_decay)(inputs)
+    x = _conv(_STAGE_FILTERS[0], 3, 1, "conv1", weight_decay)(inputs)
     x = _bn("bn1")(x)
     x = keras.layers.Activation("relu", name="relu1")(x)
-    for stage, filters in enumerate(STAGE_FILTERS, start=1):
+    for stage, filters in enumerate(_STAGE_FILTERS, start=1):
         for block in range(1, blocks + 1):
             stride = 2 if stage > 1 and block == 1 else 1
             prefix = f"stage{stage}_block{block}_"

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from tf_evosyn._keras import keras
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
+_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
 
 def row_rnn(
     input_shape=(28, 28, 1), num_classes: int = 10, cell: str = "lstm", units: int = 128
 ) -> keras.Model:
     """Reshape (H, W, C) images to H steps of W*C features -> ``cell``(units) -> logits."""
-    if cell not in CELLS:
-        raise ValueError(f"cell={cell!r}; use one of {sorted(CELLS)}.")
+    if cell not in _CELLS:
+        raise ValueError(f"cell={cell!r}; use one of {sorted(_CELLS)}.")
     steps, width, channels = input_shape
     return keras.Sequential(
         [
             keras.Input(input_shape),
             keras.layers.Reshape((steps, width * channels), name="rows"),
-            CELLS[cell](units, name=cell),
+            _CELLS[cell](units, name=cell),
             keras.layers.Dense(num_classes, name="logits"),
         ],
         name=f"row_{cell}",

@@ -29,13 +29,13 @@ from tf_evosyn.runs.scale import (
 from tf_evosyn.storage import fs, io_utils
 
 # What a non-chief worker's private copy leaves out: the chief's logs, never read back.
-WORKER_COPY_SKIP = ("tensorboard",)
+_WORKER_COPY_SKIP = ("tensorboard",)
 
 # Other keys added after run directories existed, with the value that means "as before":
 # model.weight_decay None = the model builder's own default (ResNets 1e-4, AlexNet 0.004; LeNet-5
 # has none; a value is passed to models.build as weight_decay=...); data.normalize_style, see
 # tf_evosyn.data.registry.NORMALIZE_STYLES.
-OPTIONAL_DEFAULTS = {
+_OPTIONAL_DEFAULTS = {
     "model.weight_decay": None,
     "model.conv_activation": "linear",  # LeNet-5 as Caffe has it (other models: no such key)
     "data.normalize_style": "standardize",
@@ -69,20 +69,20 @@ OPTIONAL_DEFAULTS = {
     "evolution.synapse_sharpness": 1.0,  # the papers' heredity (heredity.py)
     "evolution.cluster_sharpness": 1.0,
 }
-SELECT_ON = ("validation", "test")
+_SELECT_ON = ("validation", "test")
 
 # Where the run executes may change when it is resumed (e.g. on other hardware), and how long
 # it goes on (more generations or higher stop_at targets continue a finished run, a final
 # fine-tuning follows it: earlier ones are not affected); what it computes may not: a resumed
 # run must use the same config apart from these keys.
-RESUMABLE_CHANGES = (
+_RESUMABLE_CHANGES = (
     "distribute.",
     "evolution.generations",
     "evolution.stop_at",
     "evolution.final_epochs",
     "log.",
 )
-RUNTIME_FILENAME = "runtime.json"
+_RUNTIME_FILENAME = "runtime.json"
 
 
 def prepare_workdir(
@@ -127,11 +127,11 @@ def _comparable(tree: dict) -> dict:
     flat = {
         **SCALE_DEFAULTS,
         **_recipe_defaults(tree),
-        **OPTIONAL_DEFAULTS,
+        **_OPTIONAL_DEFAULTS,
         "task": task_name(tree),
         **_flatten(tree),
     }
-    return {k: v for k, v in flat.items() if not k.startswith(RESUMABLE_CHANGES)}
+    return {k: v for k, v in flat.items() if not k.startswith(_RESUMABLE_CHANGES)}
 
 
 def _recipe_defaults(tree: dict) -> dict:
@@ -172,7 +172,7 @@ def _worker_workdir(workdir: fs.RunPath, strategy: tf.distribute.Strategy):
     private = tempfile.mkdtemp(prefix=f"evosyn_{resolver.task_type}_{resolver.task_id}_")
     try:
         if fs.isdir(workdir):
-            fs.copy_tree(workdir, private, skip=WORKER_COPY_SKIP)
+            fs.copy_tree(workdir, private, skip=_WORKER_COPY_SKIP)
         yield fs.path(private)
     finally:
         fs.rmtree(private)
@@ -190,7 +190,7 @@ def write_runtime(
     level, earlier sessions of a resumed run under ``previous_sessions``). Kept out of the
     lineage and config.json, whose formats do not depend on the hardware. ``write=False``
     (a helping population worker): only return it."""
-    path = fs.join(workdir, RUNTIME_FILENAME)
+    path = fs.join(workdir, _RUNTIME_FILENAME)
     previous = io_utils.read_json(path) if fs.exists(path) else None
     history = []
     if previous:
@@ -273,7 +273,7 @@ def run_with_strategy(
 def select_on(config: ml_collections.ConfigDict) -> str:
     """Which split decides (``evolution.select_on``): validation (default) or test."""
     value = config.evolution.get("select_on", None) or "validation"
-    if value not in SELECT_ON:
+    if value not in _SELECT_ON:
         raise ConfigError(
             f"evolution.select_on={value!r}; use 'validation' (decide on the held-out "
             "validation split) or 'test' (the papers' protocol: decide on the test split)."

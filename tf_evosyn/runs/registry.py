@@ -44,14 +44,14 @@ def register_task(runner: TaskRunner) -> TaskRunner:
     return runner
 
 
-def task_names() -> list[str]:
+def _task_names() -> list[str]:
     return sorted(_TASKS)
 
 
 def task_runner(config: Any) -> TaskRunner:
     name = task_name(config)
     if name not in _TASKS:
-        raise ConfigError(f"task={name!r} unknown; use one of {task_names()}.")
+        raise ConfigError(f"task={name!r} unknown; use one of {_task_names()}.")
     return _TASKS[name]
 
 

@@ -62,8 +62,8 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 # Failures of the storage itself, which the user must fix before the run can go on; any other
 # OSError (a missing source file, ...) is a bug or another problem and passes through as it is.
-WRITE_ERRNOS = frozenset((*_FULL, *_DENIED, errno.EIO))
-RESUME_HINT = "then run the same command again: it resumes after the last committed generation"
+_WRITE_ERRNOS = frozenset((*_FULL, *_DENIED, errno.EIO))
+_RESUME_HINT = "then run the same command again: it resumes after the last committed generation"
 
 
 class RunDirectoryError(Exception):
@@ -83,11 +83,11 @@ class WriteError(RunDirectoryError, OSError):
         name = errno.errorcode.get(self.errno, str(self.errno))
         detail = f" ({self.cause_filename})" if self.cause_filename else ""
         if self.errno in _FULL:
-            fix = f"free space on that disk (or move the run directory), {RESUME_HINT}"
+            fix = f"free space on that disk (or move the run directory), {_RESUME_HINT}"
         elif self.errno in _DENIED:
-            fix = f"make {fs.parent(self.path)} writable by this user, {RESUME_HINT}"
+            fix = f"make {fs.parent(self.path)} writable by this user, {_RESUME_HINT}"
         else:
-            fix = f"check the disk, {RESUME_HINT}"
+            fix = f"check the disk, {_RESUME_HINT}"
         return f"cannot write {self.path}{detail}: {self.strerror} [{name}]; {fix}."
 
 
@@ -103,7 +103,7 @@ def naming_write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
             raise
         raise WriteError(path, error) from error.__cause__
     except OSError as error:
-        if error.errno not in WRITE_ERRNOS:
+        if error.errno not in _WRITE_ERRNOS:
             raise
         raise WriteError(path, error) from error
 

@@ -159,7 +159,7 @@ def draw_masks(
     return masks, factors
 
 
-def draw_shared_synapses(
+def _draw_shared_synapses(
     model: keras.Model,
     masks: dict[str, tuple[np.ndarray, np.ndarray]],
     factors: dict[str, tuple[float, float]],
@@ -219,7 +219,7 @@ def synthesize(
         raise ValueError("The parent has no evolvable layers; call tf_evosyn.evolvable(model).")
     rng = synthesis_rng(seed, generation, attempt)
     masks, factors = draw_masks(parent, environment.for_attempt(attempt), rng, heredity)
-    shared = draw_shared_synapses(parent, masks, factors, rng, heredity)
+    shared = _draw_shared_synapses(parent, masks, factors, rng, heredity)
 
     offspring = clone_with_weights(parent)
     if reinitialize:

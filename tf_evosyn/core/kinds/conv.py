@@ -40,7 +40,7 @@ class EvoConv3D(EvolvableMixin, keras.layers.Conv3D):
     plain_type = keras.layers.Conv3D
 
 
-def grouped_atoms(groups: int, input_atoms: np.ndarray, output_atoms: np.ndarray):
+def _grouped_atoms(groups: int, input_atoms: np.ndarray, output_atoms: np.ndarray):
     """(atoms, atoms) pairs to couple: every input and output channel of one convolution group."""
     gin, gout = len(input_atoms) // groups, len(output_atoms) // groups
     for g in range(groups):
@@ -64,7 +64,7 @@ class ConvRule(LayerRule):
     def coupled_atoms(self, layer, input_atoms, output_atoms):
         if int(getattr(layer, "groups", 1)) == 1:
             return ()
-        return grouped_atoms(int(layer.groups), input_atoms, output_atoms)
+        return _grouped_atoms(int(layer.groups), input_atoms, output_atoms)
 
     def compact_weights(self, layer, config, in_keep, out_keep, constants):
         if int(getattr(layer, "groups", 1)) == 1:
