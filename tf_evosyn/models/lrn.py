@@ -20,25 +20,17 @@ import numpy as np
 from tf_evosyn._keras import keras, tf
 
 
-@keras.utils.register_keras_serializable(package="tf_evosyn")
-class WithinChannelLRN(keras.layers.Layer):
-    """Caffe LRN, WITHIN_CHANNEL mode, on NHWC input (see module docstring). No weights."""
+class _CaffeLRN(keras.layers.Layer):
+    """What both Caffe LRN modes share: an odd ``local_size``, ``alpha`` and ``beta``; no
+    weights; the output has the input's shape."""
 
-    def __init__(
-        self, local_size: int = 3, alpha: float = 5e-5, beta: float = 0.75, **kwargs
-    ) -> None:
+    def __init__(self, local_size: int, alpha: float, beta: float, **kwargs) -> None:
         super().__init__(**kwargs)
         if local_size < 1 or local_size % 2 == 0:
             raise ValueError(f"local_size must be a positive odd number, got {local_size}.")
         self.local_size = int(local_size)
         self.alpha = float(alpha)
         self.beta = float(beta)
-
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        pad = (self.local_size - 1) // 2
-        squares = tf.pad(tf.square(inputs), [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        mean = tf.nn.avg_pool2d(squares, self.local_size, 1, "VALID")  # divisor local_size**2
-        return inputs * tf.pow(1.0 + self.alpha * mean, -self.beta)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -50,7 +42,23 @@ class WithinChannelLRN(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package="tf_evosyn")
-class CrossChannelLRN(keras.layers.Layer):
+class WithinChannelLRN(_CaffeLRN):
+    """Caffe LRN, WITHIN_CHANNEL mode, on NHWC input (see module docstring). No weights."""
+
+    def __init__(
+        self, local_size: int = 3, alpha: float = 5e-5, beta: float = 0.75, **kwargs
+    ) -> None:
+        super().__init__(local_size, alpha, beta, **kwargs)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        pad = (self.local_size - 1) // 2
+        squares = tf.pad(tf.square(inputs), [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        mean = tf.nn.avg_pool2d(squares, self.local_size, 1, "VALID")  # divisor local_size**2
+        return inputs * tf.pow(1.0 + self.alpha * mean, -self.beta)
+
+
+@keras.utils.register_keras_serializable(package="tf_evosyn")
+class CrossChannelLRN(_CaffeLRN):
     """Caffe LRN, ACROSS_CHANNELS mode (GoogLeNet's ``norm1``/``norm2``), on NHWC input.
 
     Caffe divides ``alpha`` by ``local_size``::
@@ -76,12 +84,7 @@ class CrossChannelLRN(keras.layers.Layer):
     def __init__(
         self, local_size: int = 5, alpha: float = 1e-4, beta: float = 0.75, **kwargs
     ) -> None:
-        super().__init__(**kwargs)
-        if local_size < 1 or local_size % 2 == 0:
-            raise ValueError(f"local_size must be a positive odd number, got {local_size}.")
-        self.local_size = int(local_size)
-        self.alpha = float(alpha)
-        self.beta = float(beta)
+        super().__init__(local_size, alpha, beta, **kwargs)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         channels = inputs.shape[-1]
@@ -104,14 +107,6 @@ class CrossChannelLRN(keras.layers.Layer):
             alpha=self.alpha / self.local_size,
             beta=self.beta,
         )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update({"local_size": self.local_size, "alpha": self.alpha, "beta": self.beta})
-        return config
 
 
 def _channel_window(channels: int, local_size: int, weight: float) -> np.ndarray:
