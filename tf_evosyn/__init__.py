@@ -8,23 +8,27 @@ The public API is this module's ``__all__`` (and, for the layers above, each sub
 ``__all__``: ``tf_evosyn.environments.register``, ``tf_evosyn.detection.predict``, ...).
 Everything else is the implementation, private by name: a module-level name that no other
 module uses starts with an underscore (tests/package/test_private_names.py keeps it so). The
-implementation sits in layers that import only downwards (a layer never imports one above it):
+implementation sits in layers that import only downwards: each subpackage below imports only
+the ones listed above it (tests/package/test_import_cycles.py checks this order):
 
-    storage/       files on any TF filesystem: fs, atomic writes (io_utils), model_io
+    storage/       files on any TF filesystem: fs, atomic writes (io_utils)
+    models/        plain Keras networks and their custom layers (LRN, PadShortcut), importing
+                   no other tf_evosyn layer: LeNet-5, AlexNet, ResNet, GoogLeNet, DetectNet
+                   (and on MobileNetV2), a row-reading LSTM (sequence)
     core/          the genetic encoding: Evo layers (evolvable_base, layers, recurrent), one
                    rule per layer kind (kinds/: a new kind is one file), heredity,
                    conversion of Keras models (convert, flatten, trace_blocks,
-                   trace_checks), living counts
+                   trace_checks), living counts, saving and loading (model_io)
     graph/         channel dependencies of a model: dependency analysis, coupling (and the
                    kill/revive of a coupled group's masks), grouping
+    hardware/      MACs (flops), measured TFLite latency, latency models
     environments/  F(E): base (constant, synapse and layer budgets, ``register``), FLOPs and
                    latency budgets, channel alignment, cluster floors
-    hardware/      MACs (flops), measured TFLite latency, latency models
+    synthesis/     breeding: an offspring from one parent (offspring) or several (mating)
     compaction/    physical removal of dead clusters (plan), its report, evolvable compaction
-    interop/       TF-MOT: masks as pruning wrappers (tfmot), evolution as a schedule
+    interop/       TF-MOT: masks as pruning wrappers (tfmot), evolution as a schedule; L1-norm
+                   filter pruning (Li et al. 2017), the structured baseline
     data/          datasets: MNIST IDX, CIFAR-10, KITTI, npz, TFDS, pipelines, validation
-    models/        LeNet-5, AlexNet, ResNet, GoogLeNet, DetectNet (and on MobileNetV2), a
-                   row-reading LSTM (sequence)
     detection/     DetectNet's targets, losses, clustering, KITTI evaluation, inference
     tasks/         what the loop asks of a task: classification, detection
     loop/          Evolution, settings, fine-tuning, distillation, candidates, population
@@ -35,6 +39,10 @@ implementation sits in layers that import only downwards (a layer never imports 
     runs/          a whole experiment from a config: config and scale checks, the task registry, the
                    classification and detection runs, the binaries' shared main (app)
     bin/           the commands: evosyn-classify, -detect, -export, -config, -predict
+
+Beside them: ``_keras`` (TensorFlow and Keras 2, imported quietly by ``_startup``) below all, and
+``zoo``/``zoo_models`` (the Keras Applications, keras-cv and user-model coverage benchmark's
+networks) above the layers they evolve.
 """
 
 import os

@@ -2,6 +2,7 @@
 import has to hide inside a function to dodge a cycle."""
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,3 +69,28 @@ def test_a_hand_made_cycle_is_found(tmp_path):
     assert find_cycle(tmp_path, "pkg") is None
     (package / "c.py").write_text("from pkg.a import thing\n")
     assert find_cycle(tmp_path, "pkg") == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
+
+
+def _documented_layers() -> list[str]:
+    """The subpackages in the order tf_evosyn's docstring maps them (lowest first)."""
+    doc = (PACKAGE / "__init__.py").read_text(encoding="utf-8").split('"""')[1]
+    return re.findall(r"(?m)^    (\w+)/ ", doc)
+
+
+def test_every_subpackage_imports_only_the_layers_mapped_below_it():
+    layers = _documented_layers()
+    folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
+    assert sorted(layers) == folders  # the map names every subpackage once
+    modules = {_module_name(p, REPO) for p in PACKAGE.rglob("*.py")}
+    upward = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).parts
+        if len(parts) < 2:
+            continue  # top-level modules: the package's API, _keras, the zoo
+        for target in _imports(path, REPO, modules):
+            layer = target.split(".")[1] if "." in target else ""  # the package: bin only
+            if not layer and parts[0] != "bin":
+                upward.append(f"{path.relative_to(REPO)} imports the package itself")
+            elif layer in layers and layers.index(layer) > layers.index(parts[0]):
+                upward.append(f"{path.relative_to(REPO)} imports {target}")
+    assert not upward, "Imports up the documented layers:\n  " + "\n  ".join(upward)
