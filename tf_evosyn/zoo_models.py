@@ -196,7 +196,7 @@ def _row_lstm(size: int = 32, classes: int = 10) -> keras.Model:
 
 
 def _row_gru(size: int = 32, classes: int = 10) -> keras.Model:
-    """As :func:`row_lstm` with a GRU(64)."""
+    """As :func:`_row_lstm` with a GRU(64)."""
     return row_rnn((size, size, 3), classes, "gru", 64)
 
 

@@ -175,8 +175,8 @@ def _prunable_type(layer: EvolvableMixin, include_dense: bool) -> bool:
 
 class _Pruner:
     """One working copy of the model: applies a pruning (fresh weights each time) and measures
-    its compacted MACs; the compacted networks are cached by the removed counts (a bisection
-    visits a handful, and its answer is one of them)."""
+    its compacted MACs; the measures are cached by the removed counts, the networks are not (a
+    caller keeps the one it will return: memory holds one extra network, not one per step)."""
 
     def __init__(self, model: keras.Model, **options):
         if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
@@ -201,7 +201,7 @@ class _Pruner:
             )
         self.layers = {layer.name: layer for layer in evolvable_layers(self.model)}
         self.saved = {name: layer.get_weights() for name, layer in self.layers.items()}
-        self.cache: dict[tuple[int, ...], tuple[keras.Model, int, int]] = {}
+        self.cache: dict[tuple[int, ...], tuple[int, int]] = {}
         self.base_macs, self.base_params = self.measure(tuple(0 for _ in self.families))
 
     def apply(self, counts: tuple[int, ...]) -> dict[str, list[int]]:
@@ -225,21 +225,30 @@ class _Pruner:
 
     def measure(self, counts: tuple[int, ...]) -> tuple[int, int]:
         """(MACs, parameters) of the compacted network for ``counts``."""
-        return self._compacted(counts)[1:]
-
-    def _compacted(self, counts: tuple[int, ...]) -> tuple[keras.Model, int, int]:
         if counts not in self.cache:
-            self.apply(counts)
-            compacted = compact(self.model)
-            macs = count_flops(compacted).total_macs
-            self.cache[counts] = (compacted, macs, compacted.count_params())
+            self.compacted(counts)
         return self.cache[counts]
+
+    def compacted(self, counts: tuple[int, ...]) -> keras.Model:
+        """The compacted network for ``counts``; its measures go to the cache."""
+        self.apply(counts)
+        compacted = compact(self.model)
+        self.cache[counts] = (count_flops(compacted).total_macs, compacted.count_params())
+        return compacted
 
     def counts(self, fraction: float) -> tuple[int, ...]:
         return tuple(family.count(fraction) for family in self.families)
 
-    def result(self, counts: tuple[int, ...], fraction: float | None) -> FilterPruning:
-        compacted, macs, params = self._compacted(counts)
+    def result(
+        self,
+        counts: tuple[int, ...],
+        fraction: float | None,
+        compacted: keras.Model | None = None,
+    ) -> FilterPruning:
+        """The pruning ``counts``; ``compacted``: its compacted network, if already built."""
+        if compacted is None:
+            compacted = self.compacted(counts)
+        macs, params = self.cache[counts]
         removed = self.apply(counts)  # the working copy holds this pruning's masks
         return FilterPruning(
             masked=self.model,
@@ -317,8 +326,16 @@ def prune_to_macs(
     )  # 0 first; the last step keeps one filter per family
     budget = target * pruner.base_macs
 
+    fitting: dict[int, keras.Model] = {}  # the compacted network of steps[high] only
+
     def fits(index: int) -> bool:
-        return pruner.measure(pruner.counts(steps[index]))[0] <= budget + _EPS
+        counts = pruner.counts(steps[index])
+        compacted = pruner.compacted(counts)
+        if pruner.cache[counts][0] > budget + _EPS:
+            return False
+        fitting.clear()
+        fitting[index] = compacted
+        return True
 
     if not fits(len(steps) - 1):
         smallest = pruner.measure(pruner.counts(steps[-1]))[0] / pruner.base_macs
@@ -335,4 +352,4 @@ def prune_to_macs(
             high = middle
         else:
             low = middle + 1
-    return pruner.result(pruner.counts(steps[high]), steps[high])
+    return pruner.result(pruner.counts(steps[high]), steps[high], fitting[high])

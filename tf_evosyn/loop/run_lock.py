@@ -10,9 +10,9 @@ second fails at once with one line naming the holder (host, pid, start time) and
   it away first so that two processes taking over at once cannot both win. A holder on another
   host cannot be checked: the message says how to remove its lock.
 * Object stores (``gs://``, ``s3://``, ``ram://``: no exclusive create through ``tf.io.gfile``):
-  a best-effort lease. The holder rewrites the lock every :data:`HEARTBEAT_SECONDS`; a lock whose
+  a best-effort lease. The holder rewrites the lock every :data:`_HEARTBEAT_SECONDS`; a lock whose
   heartbeat is older than :data:`LEASE_SECONDS` (or whose holder is a dead pid on this host) is
-  taken over. A newcomer writes its lock, waits :data:`SETTLE_SECONDS` and reads it back, so
+  taken over. A newcomer writes its lock, waits :data:`_SETTLE_SECONDS` and reads it back, so
   of two processes started together the last writer wins; one started while the other is inside
   that window can still win too, and then the loser's heartbeat sees the foreign lock and the
   loser stops at its next commit (:func:`check_held`) instead of overwriting the winner.

@@ -53,7 +53,7 @@ def caffe_xavier() -> keras.initializers.Initializer:
 
 
 def scaled(filters: int, width: float) -> int:
-    """A width-scaled filter count: rounded, never below MIN_FILTERS (or the original count)."""
+    """A width-scaled filter count: rounded, never below _MIN_FILTERS (or the original count)."""
     return max(min(filters, _MIN_FILTERS), int(round(filters * width)))
 
 
