@@ -56,7 +56,7 @@ def test_names_used_only_inside_their_module_are_private():
         path
         for folder in READERS
         for path in (REPO / folder).rglob("*")
-        if path.suffix in SUFFIXES and path != Path(__file__)
+        if path.suffix in SUFFIXES and path != Path(__file__).resolve()
     ]
     offenders = _offenders(modules, readers, REPO)
     assert not offenders, (
