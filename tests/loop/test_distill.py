@@ -201,17 +201,26 @@ def _tiny_pair():
     return teacher, student
 
 
-def test_fit_reports_the_epoch_mean_loss_and_resets_metrics_every_epoch():
+@pytest.mark.parametrize("compiled", ["student", "distiller"])
+def test_fit_reports_the_epoch_mean_loss_and_resets_metrics_every_epoch(compiled):
+    """Either the student is compiled (its own loss and metrics judge) or only the distiller
+    is (an uncompiled student: the distiller's compiled loss and metrics judge)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(128, 8)).astype("float32")
     y = rng.integers(0, 3, 128)
     teacher, student = _tiny_pair()
-    student.compile(  # learning rate 0: every batch's loss is known before the fit
-        keras.optimizers.SGD(0.0),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    recipe = dict(  # learning rate 0: every batch's loss is known before the fit
+        optimizer=keras.optimizers.SGD(0.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    distiller = distiller_like(student, teacher, temperature=2.0, alpha=0.5)
+    if compiled == "student":
+        student.compile(**recipe)
+        distiller = distiller_like(student, teacher, temperature=2.0, alpha=0.5)
+    else:
+        distiller = Distiller(student, teacher, temperature=2.0, alpha=0.5)
+        distiller.compile(**recipe)
+        assert distiller._judge() is distiller
     history = distiller.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
     hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     batch_losses = [

@@ -186,7 +186,13 @@ def _input_alive(name: str, plan, masks) -> np.ndarray:
 
 
 def set_group(group, alive: bool, plan, by_name, masks) -> None:
-    """Kill or revive ``group`` with its own synapses and the synapses reading it."""
+    """Kill or revive ``group`` with its own synapses and the synapses reading it.
+
+    ``by_name`` (layer name -> the parent's Heredity) says what a revived group may get back;
+    killing needs no parent, so it may be None then.
+    """
+    if alive and by_name is None:
+        raise ValueError("Reviving a group needs the parents' heredities (by_name), not None.")
     for name, channel in group.members:
         synapses, clusters = (m.copy() for m in masks[name])
         clusters[channel] = alive and bool(by_name[name].cluster_alive[channel])
