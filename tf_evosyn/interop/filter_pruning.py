@@ -326,15 +326,15 @@ def prune_to_macs(
     )  # 0 first; the last step keeps one filter per family
     budget = target * pruner.base_macs
 
-    fitting: dict[int, keras.Model] = {}  # the compacted network of steps[high] only
+    answer: keras.Model | None = None  # the compacted network of the last step that fit
 
     def fits(index: int) -> bool:
+        nonlocal answer
         counts = pruner.counts(steps[index])
         compacted = pruner.compacted(counts)
         if pruner.cache[counts][0] > budget + _EPS:
             return False
-        fitting.clear()
-        fitting[index] = compacted
+        answer = compacted  # the bisection sets high = index next
         return True
 
     if not fits(len(steps) - 1):
@@ -352,4 +352,4 @@ def prune_to_macs(
             high = middle
         else:
             low = middle + 1
-    return pruner.result(pruner.counts(steps[high]), steps[high], fitting[high])
+    return pruner.result(pruner.counts(steps[high]), steps[high], answer)
