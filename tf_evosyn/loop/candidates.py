@@ -21,9 +21,11 @@ from tf_evosyn.core.measures import count_living, mask_digest
 from tf_evosyn.loop import lineage as lineage_lib
 from tf_evosyn.loop import population as population_lib
 from tf_evosyn.loop import records as records_lib
+from tf_evosyn.loop.fine_tuning import TrainData
 from tf_evosyn.loop.run_dir import RunDirectory
 from tf_evosyn.loop.settings import EvolutionSettings
 from tf_evosyn.loop.workers import PopulationWorkers
+from tf_evosyn.synthesis.batchnorm_rematch import calibration_inputs, rematch_batchnorm
 from tf_evosyn.synthesis.mating import synthesize_from_parents
 from tf_evosyn.tasks import Evaluation
 
@@ -46,12 +48,17 @@ class CandidateDrawer:
         workers: PopulationWorkers,
         metric: str,
         fine_tune: _FineTune,
+        calibration_data: TrainData | None = None,
     ):
         self.settings = settings
         self.run_dir = run_dir
         self.workers = workers
         self.metric = metric
         self.fine_tune = fine_tune
+        # The training data (a dataset or seed -> dataset) whose first images frozen BatchNorm
+        # is re-matched on (settings.rematch_batchnorm_images > 0); taken once, when first used.
+        self.calibration_data = calibration_data
+        self._calibration_inputs = None
 
     def parents(self, parent_generation: int) -> list[keras.Model]:
         """The networks a generation breeds from: generation ``parent_generation``'s offspring,
@@ -107,6 +114,8 @@ class CandidateDrawer:
             heredity=self.settings.heredity,
         )
         logging.info("Generation %d draw %d: masks %s", generation, index, mask_digest(offspring))
+        if self.settings.rematch_batchnorm_images:  # before compaction: parent-shaped still
+            rematch_batchnorm(parents[0], offspring, self._calibration())
         if self.settings.compact_offspring:  # fine-tuned at its physical size (in scope)
             offspring = compact(offspring, keep_evolvable=True)
         # A diverged network is never evaluated, accepted, or used as a parent.
@@ -148,6 +157,17 @@ class CandidateDrawer:
         if reason is not None:
             logging.info("Generation %d draw %d rejected: %s", generation, index, reason)
         return summary
+
+    def _calibration(self):
+        if self._calibration_inputs is None:
+            if self.calibration_data is None:
+                raise ValueError(
+                    "rematch_batchnorm_images > 0 needs calibration_data (the training data)."
+                )
+            self._calibration_inputs = calibration_inputs(
+                self.calibration_data, self.settings.rematch_batchnorm_images, self.settings.seed
+            )
+        return self._calibration_inputs
 
 
 def _at_least(candidates: list[dict], count: int) -> list[dict] | None:

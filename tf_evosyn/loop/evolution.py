@@ -134,7 +134,12 @@ class Evolution:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.lineage = self.run_dir.lineage
         self.candidates = CandidateDrawer(
-            self.settings, self.run_dir, self.workers, self.task.metric, self._fine_tune
+            self.settings,
+            self.run_dir,
+            self.workers,
+            self.task.metric,
+            self._fine_tune,
+            calibration_data=train_data,
         )
 
     # -- paths ---------------------------------------------------------------------------------

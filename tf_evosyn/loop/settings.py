@@ -56,6 +56,10 @@ class EvolutionSettings:
     # Physically remove dead clusters from each offspring before fine-tuning (the layers stay
     # evolvable, compaction.compact(keep_evolvable=True)): generations get faster as they shrink.
     compact_offspring: bool = False
+    # > 0: before fine-tuning, re-match each offspring's frozen BatchNorm statistics to its
+    # parent's on this many training images (synthesis/batchnorm_rematch.py); 0 = off. A frozen
+    # pretrained trunk otherwise normalises a shrunken network with its parent's statistics.
+    rematch_batchnorm_images: int = 0
     selection: str = "most_efficient"
     seed: int = 0
     fit_verbose: int | str = "auto"
@@ -82,6 +86,11 @@ class EvolutionSettings:
             raise ValueError(
                 f"max_epochs_per_generation ({self.max_epochs_per_generation}) is below "
                 f"epochs_per_generation ({self.epochs_per_generation}); raise it or set it to 0."
+            )
+        if self.rematch_batchnorm_images < 0:
+            raise ValueError(
+                f"rematch_batchnorm_images must be >= 0 (0 = off), got "
+                f"{self.rematch_batchnorm_images}."
             )
         if self.population < 1:
             raise ValueError(f"population must be >= 1, got {self.population}.")

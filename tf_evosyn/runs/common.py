@@ -47,6 +47,7 @@ _OPTIONAL_DEFAULTS = {
     "evolution.parents": 1,
     "evolution.efficiency_weight": 0.005,
     "evolution.compact_offspring": False,
+    "evolution.rematch_batchnorm_images": 0,
     "evolution.epochs_per_doubling": 0.0,
     "evolution.max_epochs_per_generation": 0,
     "evolution.final_epochs": 0,

@@ -328,6 +328,7 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
             cluster_sharpness=evo.get("cluster_sharpness", 1.0),
         ),
         compact_offspring=evo.get("compact_offspring", False),
+        rematch_batchnorm_images=evo.get("rematch_batchnorm_images", 0),
         selection=evo.selection,
         seed=config.seed,
         fit_verbose=config.log.fit_verbose,
