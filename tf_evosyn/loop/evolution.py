@@ -79,6 +79,9 @@ class Evolution:
         :class:`tf_evosyn.loop.learning_curve.LearningCurve`).
       workers: this process's share of each generation's population when N worker jobs share
         it (:mod:`tf_evosyn.loop.workers`); default: one worker draws every candidate.
+      calibration_data: unaugmented training batches (or ``seed -> batches``) whose first images
+        frozen BatchNorm is re-matched on (``settings.rematch_batchnorm_images``); default
+        ``train_data``.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Evolution:
         ancestor_train_data: TrainData | None = None,
         ancestor_callbacks: list[keras.callbacks.Callback] | None = None,
         workers: PopulationWorkers | None = None,
+        calibration_data: TrainData | None = None,
     ):
         self.workers = workers or PopulationWorkers()
         self.run_dir = RunDirectory(workdir)
@@ -139,7 +143,7 @@ class Evolution:
             self.workers,
             self.task.metric,
             self._fine_tune,
-            calibration_data=train_data,
+            calibration_data=train_data if calibration_data is None else calibration_data,
         )
 
     # -- paths ---------------------------------------------------------------------------------

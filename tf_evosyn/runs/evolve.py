@@ -135,8 +135,14 @@ def evolve_task(
         soft_target_data=soft_target_data,
         ancestor_callbacks=_learning_curve(config, workdir, data),
         workers=workers,
+        calibration_data=None if data.train_eval_data is None else _unaugmented(data),
     )
     return evolution.run(ancestor, ancestor_epochs=ancestor_epochs)
+
+
+def _unaugmented(data: TaskData) -> Callable[[int], tf.data.Dataset]:
+    """The unaugmented training batches as the ``seed -> dataset`` the loop takes."""
+    return lambda seed: data.train_eval_data()
 
 
 def _learning_curve(
