@@ -104,6 +104,16 @@ class EnvironmentalFactor:
         del attempt
         return self
 
+    def eased(self, exponent: float) -> EnvironmentalFactor:
+        """This environment with its pressure raised to the power ``exponent`` in [0, 1] (0:
+        keep every living cluster and synapse, 1: unchanged), for landing on a stop target
+        (:mod:`tf_evosyn.environments.landing`). Default: not supported."""
+        raise ValueError(
+            f"{type(self).__name__} cannot ease its pressure, which landing on the stop target "
+            f"(evolution.land_on_stop_target) needs; use evolution.environment='layer_budget' "
+            f"or set land_on_stop_target=False."
+        )
+
     def get_config(self) -> dict:
         raise NotImplementedError
 
@@ -266,7 +276,12 @@ class LayerBudget(EnvironmentalFactor):
         relief 0.5 the first re-draw takes half the (logarithmic) step, the next a quarter."""
         if attempt <= 0 or self.retry_relief == 0.0:
             return self
-        exponent = (1.0 - self.retry_relief) ** int(attempt)
+        return self.eased((1.0 - self.retry_relief) ** int(attempt))
+
+    def eased(self, exponent: float) -> LayerBudget:
+        """Every fraction to the power ``exponent`` (0: keep everything, 1: unchanged)."""
+        if not 0.0 <= exponent <= 1.0:
+            raise ValueError(f"an easing exponent is in [0, 1], got {exponent}.")
         return LayerBudget(
             self.cluster_fraction**exponent,
             self.synapse_fraction**exponent,

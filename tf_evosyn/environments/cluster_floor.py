@@ -73,6 +73,9 @@ class ClusterFloor(EnvironmentalFactor):
     def for_attempt(self, attempt):
         return ClusterFloor(self.base.for_attempt(attempt), self.floors)
 
+    def eased(self, exponent):
+        return ClusterFloor(self.base.eased(exponent), self.floors)
+
     def adjust_masks(self, model, plan, heredities, masks, rng=None):
         self.base.adjust_masks(model, plan, heredities, masks, rng)
         _raise_to_floors(plan, heredities, masks, self.floors)

@@ -18,9 +18,12 @@ from absl import logging
 from tf_evosyn._keras import keras
 from tf_evosyn.compaction.plan import compact
 from tf_evosyn.core.measures import count_living, mask_digest
+from tf_evosyn.environments.base import EnvironmentalFactor
+from tf_evosyn.environments.landing import TargetLanding, landing_totals
 from tf_evosyn.loop import lineage as lineage_lib
 from tf_evosyn.loop import population as population_lib
 from tf_evosyn.loop import records as records_lib
+from tf_evosyn.loop import stop_targets
 from tf_evosyn.loop.fine_tuning import TrainData
 from tf_evosyn.loop.run_dir import RunDirectory
 from tf_evosyn.loop.settings import EvolutionSettings
@@ -106,7 +109,7 @@ class CandidateDrawer:
         seed = derive_seed(self.settings.seed, generation, index)
         offspring, synthesis = synthesize_from_parents(
             parents,
-            self.settings.environment,
+            self._environment(),
             seed=self.settings.seed,
             generation=generation,
             attempt=index,
@@ -157,6 +160,14 @@ class CandidateDrawer:
         if reason is not None:
             logging.info("Generation %d draw %d rejected: %s", generation, index, reason)
         return summary
+
+    def _environment(self) -> EnvironmentalFactor:
+        """The settings' environment; with ``land_on_stop_target`` eased near the target."""
+        if not self.settings.land_on_stop_target:
+            return self.settings.environment
+        targets = stop_targets.active_targets(self.settings.stop_at)
+        totals = landing_totals(targets, self.run_dir.lineage.ancestor)
+        return TargetLanding(self.settings.environment, *totals)
 
     def _calibration(self):
         if self._calibration_inputs is None:

@@ -33,6 +33,9 @@ class EvolutionSettings:
     # ancestor (stop_targets.STOP_MEASURES -> e.g. 14.0; 0 = no target); generations stays the
     # cap. Past the size a user needs, generations only cost time and accuracy.
     stop_at: dict[str, float] = field(default_factory=dict)
+    # Ease the draw that would overshoot stop_at's cluster / synapse targets so the lineage
+    # lands on them (environments/landing.py); needs an environment that can ease (layer_budget).
+    land_on_stop_target: bool = False
     environment: environment_lib.EnvironmentalFactor = field(
         default_factory=environment_lib.ConstantFactor
     )
@@ -81,7 +84,14 @@ class EvolutionSettings:
             )
         if self.final_epochs < 0:
             raise ValueError(f"final_epochs must be >= 0 (0 = none), got {self.final_epochs}.")
-        stop_targets.active_targets(self.stop_at)
+        targets = stop_targets.active_targets(self.stop_at)
+        if self.land_on_stop_target:
+            if not {"cluster_efficiency", "synaptic_efficiency"} & set(targets):
+                raise ValueError(
+                    "land_on_stop_target needs a stop_at.cluster_efficiency or "
+                    "stop_at.synaptic_efficiency target to land on; set one or turn it off."
+                )
+            self.environment.eased(1.0)  # raises, naming the fix, if it cannot ease
         if 0 < self.max_epochs_per_generation < self.epochs_per_generation:
             raise ValueError(
                 f"max_epochs_per_generation ({self.max_epochs_per_generation}) is below "

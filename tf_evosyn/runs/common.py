@@ -52,6 +52,7 @@ _OPTIONAL_DEFAULTS = {
     "evolution.max_epochs_per_generation": 0,
     "evolution.final_epochs": 0,
     "evolution.stop_at": None,  # no efficiency targets (stop_targets.py)
+    "evolution.land_on_stop_target": False,
     "evolution.min_clusters": None,  # no cluster floors (cluster_floor.py)
     "evolution.batch_size": 0,  # 0: train.batch_size
     "evolution.score_tolerance": None,

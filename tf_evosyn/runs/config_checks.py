@@ -314,6 +314,7 @@ def build_settings(config: ml_collections.ConfigDict) -> EvolutionSettings:
         max_epochs_per_generation=evo.get("max_epochs_per_generation", 0),
         final_epochs=evo.get("final_epochs", 0),
         stop_at=_plain(evo.get("stop_at", None)) or {},
+        land_on_stop_target=evo.get("land_on_stop_target", False),
         environment=build_environment(evo),
         accuracy_tolerance=evo.get("accuracy_tolerance", 0.01),
         score_tolerance=evo.get("score_tolerance", None),
