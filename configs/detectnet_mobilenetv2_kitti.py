@@ -91,10 +91,9 @@ def get_config() -> ml_collections.ConfigDict:
     # within 25% of the ancestor so the lineage shows the trade-off (test AP is reported).
     config.evolution.relative_tolerance = 0.25
     config.evolution.compact_offspring = True
-    # The trunk's BatchNorm is frozen at ImageNet statistics: re-match it to the parent on 16
-    # unaugmented training images after each draw (5% of the filters by L1: val AP 0.7 -> 6.1
-    # before fine-tuning, 14.5 -> 22.9 after 10 epochs at 10%; docs/detection.md).
-    config.evolution.rematch_batchnorm_images = 16
+    # Re-matching frozen BatchNorm (evolution.rematch_batchnorm_images) stays off: in this
+    # loop (heredity draws, distillation) it gave val AP 15.4 / 19.4 / rejected for generations
+    # 1-3 against 20.5 / 15.3 / 19.8 without it (docs/detection.md).
     config.log.fit_verbose = 2
     config.log.tensorboard_fit_logs = False
     config.log.learning_curve_every = 5  # ancestor's train/validation AP every 5 epochs

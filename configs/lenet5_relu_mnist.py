@@ -45,10 +45,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.evolution.generations = 16
     config.evolution.stop_at.cluster_efficiency = 14.0
     config.evolution.stop_at.synaptic_efficiency = 150.0
-    # Land on those targets instead of jumping past them: the same seeds ended at 99.00-99.05%
-    # test where their last step stopped at 41 clusters and at 98.91-98.92% where it jumped to
-    # 36-37 (environments/landing.py).
-    config.evolution.land_on_stop_target = True
     config.evolution.accuracy_tolerance = 0.006
     # Offspring fine-tune on batches of 256 at 4x the ancestor's rate: a compacted offspring's
     # epoch is mostly per-step cost, so this cuts its seconds several-fold, and the time saved

@@ -86,10 +86,16 @@ class TargetLanding(EnvironmentalFactor):
         self.base.adjust_masks(model, plan, heredities, masks, rng)
 
     def bind(self, model, plan, heredities):
+        # A total the parent already reached constrains nothing (else the lineage stalls).
+        parent_clusters = sum(int(h.cluster_alive.sum()) for h in heredities)
+        parent_synapses = sum(int(h.synapse_alive.sum()) for h in heredities)
+        min_clusters = self.min_clusters if parent_clusters > self.min_clusters else 0
+        min_synapses = self.min_synapses if parent_synapses > self.min_synapses else 0
+
         def keeps_enough(exponent: float) -> tuple[bool, EnvironmentalFactor]:
             bound = self.base.eased(exponent).bind(model, plan, heredities)
             clusters, synapses = expected_totals(bound, heredities)
-            return clusters >= self.min_clusters and synapses >= self.min_synapses, bound
+            return clusters >= min_clusters and synapses >= min_synapses, bound
 
         enough, bound = keeps_enough(1.0)
         if enough:
