@@ -5,8 +5,9 @@ images keeps it) normalises with fixed moving statistics. When the layers before
 and synapses its input shifts and shrinks, the fixed statistics no longer fit, and every later
 layer sees a distorted input that fine-tuning cannot re-estimate (the statistics are not trained).
 On KITTI's MobileNetV2 DetectNet, 5% of the filters removed by L1 norm take validation Car AP
-from 19.9% to 0.7%; re-matched, 6.1%; after 10 epochs of fine-tuning 22.9% against 14.5%
-(docs/detection.md).
+from 19.9% to 0.7%; re-matched, 6.1%; after 10 epochs of fine-tuning 22.9% against 14.5%.
+Inside that config's evolution loop (heredity draws, distillation) it did not help, so the
+config leaves it off (docs/detection.md).
 
 Method. For a frozen BatchNorm layer with scale g, offset b and epsilon e, let m and s be the
 per-channel mean and standard deviation of the offspring's input to it, and M and S those of
@@ -73,8 +74,8 @@ def rematch_batchnorm(parent: keras.Model, offspring: keras.Model, inputs) -> in
     Parent and offspring must have the same frozen BatchNorm layers (names and channel counts):
     call it on the masked offspring, before it is compacted. ``inputs`` go through each network
     as one batch (every layer needs the statistics of all of them before its output is used),
-    so memory grows with their number: 16 KITTI images at 1248x384 fit in a few GB, 61 did not
-    in 24 GB. Returns the number of layers re-matched."""
+    so memory grows with their number: 16 KITTI images at 1248x384 fit in 24 GB here, 61 did
+    not. Returns the number of layers re-matched."""
     parent_layers = frozen_batchnorm_layers(parent)
     offspring_layers = frozen_batchnorm_layers(offspring)
     _check_pairs(parent_layers, offspring_layers)
